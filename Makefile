@@ -1,0 +1,55 @@
+# SCPro: `make demo` runs the platform, `make test` runs the suite; both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+KAFKA_LIBS := infra/kafka/target/libs
+STAMP_PY := $(VENV)/.installed
+STAMP_KAFKA := $(KAFKA_LIBS)/.resolved
+
+.PHONY: setup prereqs test demo bench lint format clean
+
+prereqs:
+	@command -v $(PYTHON) >/dev/null || { echo "SCPro needs Python 3.11 ($(PYTHON) not found on PATH)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+	  || { echo "SCPro needs Python 3.11; $(PYTHON) is $$($(PYTHON) --version)"; exit 1; }
+	@command -v java >/dev/null || { echo "SCPro needs Java 17+ for the embedded Kafka broker and Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); [ "$${v:-0}" -ge 17 ] \
+	  || { echo "SCPro needs Java 17+, found Java $$v"; exit 1; }
+	@command -v mvn >/dev/null || { echo "SCPro needs Maven to fetch Apache Kafka from Maven Central (apt-get install maven)"; exit 1; }
+
+$(STAMP_PY): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	touch $@
+
+$(STAMP_KAFKA): infra/kafka/pom.xml
+	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+setup: prereqs $(STAMP_PY) $(STAMP_KAFKA)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -ra
+
+demo: setup
+	$(BIN)/scpro demo
+
+bench: setup
+	$(BIN)/scpro bench
+
+clean:
+	-$(BIN)/scpro kafka stop
+	rm -rf .scpro

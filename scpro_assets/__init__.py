@@ -1,0 +1,1 @@
+"""SCPro: supply-chain intelligence on Kafka, Dagster, Spark, dbt and DuckDB."""

@@ -1,0 +1,1 @@
+"""Sources: adapters that map datasets onto the event contracts, and the synthetic generator."""
