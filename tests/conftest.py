@@ -36,3 +36,63 @@ def dataco_dir() -> Path:
 def olist_dir() -> Path:
     """The Olist sample folder."""
     return _require_data("olist")
+
+
+def _free_port_pair() -> int:
+    import socket
+
+    from scpro_assets.kafka.broker import port_is_free
+
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < 65000 and port_is_free("localhost", port + 1):
+            return port
+    raise RuntimeError("no free port pair for the test broker")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory):
+    """A real Apache Kafka broker (the project's embedded one) for the whole test session.
+
+    Fails, never skips, when it cannot start: Kafka is a real part of SCPro.
+    """
+    from scpro_assets.kafka.broker import EmbeddedKafka
+    from scpro_assets.settings import KafkaSettings, Settings
+
+    port = _free_port_pair()
+    home = tmp_path_factory.mktemp("broker-home")
+    settings = Settings(home=home, kafka=KafkaSettings(bootstrap_servers=f"localhost:{port}"))
+    broker = EmbeddedKafka(settings)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def scpro_settings(kafka_broker, tmp_path: Path, request: pytest.FixtureRequest):
+    """Settings for one test: its own SCPRO_HOME and its own topics on the shared broker."""
+    import re
+    import uuid
+
+    from scpro_assets.kafka.clients import ensure_topics
+    from scpro_assets.settings import KafkaSettings, Settings
+
+    prefix = re.sub(r"[^a-zA-Z0-9]", "", request.node.name)[:40] + "-" + uuid.uuid4().hex[:6] + "."
+    settings = Settings(
+        home=tmp_path / "scpro",
+        kafka=KafkaSettings(bootstrap_servers=kafka_broker.bootstrap, topic_prefix=prefix),
+    )
+    ensure_topics(settings.kafka, partitions=2)
+    return settings
+
+
+@pytest.fixture
+def dagster_instance(tmp_path: Path):
+    """A throwaway Dagster instance with real (sqlite) storage."""
+    import dagster as dg
+
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        yield instance

@@ -1,0 +1,1 @@
+"""Ingest: landing Kafka offset ranges as Parquet, exactly once, with quarantine."""

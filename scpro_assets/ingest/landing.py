@@ -1,0 +1,328 @@
+"""Land one Kafka offset range as Parquet, idempotently, with a quarantine for bad events.
+
+A range is ``[start, stop)`` of one partition. Landing reads exactly that range (assign + seek,
+no consumer group), validates every event against its contract and writes two files named by
+(topic, partition, first offset, last offset):
+
+- ``lake/raw/<topic>/partition=<p>/<topic>-p<p>-<first>-<last>.parquet``: valid events;
+- ``lake/quarantine/<topic>/partition=<p>/<same name>``: everything else, with the raw bytes and
+  the reason.
+
+Files are written to a temporary name and renamed atomically, so a reader never sees half a file,
+and re-landing a range rewrites the same files: no duplicates, whatever fails and is retried.
+Accounting always holds: ``landed + quarantined + expired == stop - start``, where ``expired``
+counts offsets the broker no longer has (retention) and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scpro_assets.contracts.events import validate_batch
+from scpro_assets.settings import KafkaSettings
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+        ("key", pa.string()),
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("schema_version", pa.int16()),
+        ("source", pa.string()),
+        ("order_id", pa.string()),
+        ("payload", pa.string()),
+        ("landed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("kafka_timestamp", pa.timestamp("ms", tz="UTC")),
+        ("key", pa.binary()),
+        ("payload_raw", pa.binary()),
+        ("payload_bytes", pa.int64()),
+        ("reason", pa.string()),
+        ("quarantined_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+_FILE_RE = re.compile(r"^(?P<topic>.+)-p(?P<p>\d+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
+
+
+class LandingConflictError(RuntimeError):
+    """A range overlaps an already landed range with other boundaries: landing would duplicate."""
+
+
+class RangeUnavailableError(RuntimeError):
+    """The broker did not deliver the whole range in time (it may be down): retry the run."""
+
+
+@dataclass(frozen=True, order=True)
+class OffsetRange:
+    """Offsets ``[start, stop)`` of one partition of a logical topic."""
+
+    topic: str
+    partition: int
+    start: int
+    stop: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.stop <= self.start:
+            raise ValueError(f"empty or negative offset range {self.start}..{self.stop}")
+
+    @property
+    def last(self) -> int:
+        """Last offset in the range (inclusive)."""
+        return self.stop - 1
+
+    @property
+    def size(self) -> int:
+        """Number of offsets in the range."""
+        return self.stop - self.start
+
+    @property
+    def run_key(self) -> str:
+        """The Dagster run key: one run per range, ever."""
+        return f"{self.topic}-{self.partition}-{self.start}-{self.last}"
+
+    @property
+    def file_name(self) -> str:
+        """Name of the range's Parquet files (raw and quarantine)."""
+        return f"{self.topic}-p{self.partition}-{self.start:012d}-{self.last:012d}.parquet"
+
+
+@dataclass
+class LandingResult:
+    """What landing one range did; becomes the materialization's metadata."""
+
+    range: OffsetRange
+    landed: int = 0
+    quarantined: int = 0
+    expired: int = 0
+    duplicates: int = 0
+    bytes_read: int = 0
+    raw_file: Path | None = None
+    quarantine_file: Path | None = None
+    raw_file_bytes: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    event_time_min: datetime | None = None
+    event_time_max: datetime | None = None
+    seconds: float = 0.0
+
+    @property
+    def accounted(self) -> int:
+        """Offsets accounted for: must equal the range size."""
+        return self.landed + self.quarantined + self.expired
+
+
+def partition_dir(base: Path, topic: str, partition: int) -> Path:
+    """Folder of one partition's range files."""
+    return base / topic / f"partition={partition}"
+
+
+def landed_ranges(base: Path, topic: str) -> dict[int, list[tuple[int, int]]]:
+    """``{partition: [(first, last), ...]}`` of the range files under ``base`` for ``topic``."""
+    found: dict[int, list[tuple[int, int]]] = {}
+    root = base / topic
+    if not root.is_dir():
+        return found
+    for path in root.glob("partition=*/*.parquet"):
+        match = _FILE_RE.match(path.name)
+        if match and match["topic"] == topic:
+            found.setdefault(int(match["p"]), []).append((int(match["first"]), int(match["last"])))
+    for spans in found.values():
+        spans.sort()
+    return found
+
+
+def landed_watermarks(raw_base: Path, quarantine_base: Path, topic: str) -> dict[int, int]:
+    """Next offset after the contiguous landed prefix of each partition (raw or quarantine)."""
+    spans: dict[int, set[tuple[int, int]]] = {}
+    for base in (raw_base, quarantine_base):
+        for p, ranges in landed_ranges(base, topic).items():
+            spans.setdefault(p, set()).update(ranges)
+    marks = {}
+    for p, ranges in spans.items():
+        mark = min(first for first, _ in ranges)
+        for first, last in sorted(ranges):
+            if first > mark:
+                break
+            mark = max(mark, last + 1)
+        marks[p] = mark
+    return marks
+
+
+def _check_overlap(base: Path, rng: OffsetRange) -> None:
+    for first, last in landed_ranges(base, rng.topic).get(rng.partition, []):
+        same = (first, last) == (rng.start, rng.last)
+        if not same and first <= rng.last and rng.start <= last:
+            raise LandingConflictError(
+                f"{rng.topic} partition {rng.partition}: range {rng.start}..{rng.last} overlaps "
+                f"the landed range {first}..{last}; landing it would duplicate events. The sensor "
+                "cursor and the lake disagree: check `scpro ingest --status`."
+            )
+
+
+def _write_atomic(table: pa.Table, target: Path) -> int:
+    """Write ``table`` to a temporary file beside ``target`` and rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        size = tmp.stat().st_size
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
+
+
+def read_range(
+    kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0
+) -> tuple[list, int]:
+    """Read exactly the records of ``rng``; returns them and how many offsets had expired.
+
+    Offsets below the partition's beginning (deleted by retention) are reported as expired.
+    Raises :class:`RangeUnavailableError` if the broker does not deliver up to ``stop`` in time.
+    """
+    from kafka import TopicPartition
+    from kafka.errors import KafkaError
+
+    from scpro_assets.kafka.clients import consumer
+
+    tp = TopicPartition(kafka.topic_name(rng.topic), rng.partition)
+    client = consumer(kafka)
+    records: list = []
+    try:
+        client.assign([tp])
+        beginning = client.beginning_offsets([tp])[tp]
+        start = max(rng.start, beginning)
+        expired = start - rng.start
+        if start >= rng.stop:
+            return records, rng.size
+        client.seek(tp, start)
+        deadline = time.monotonic() + timeout_s
+        position = start
+        while position < rng.stop:
+            if time.monotonic() > deadline:
+                raise RangeUnavailableError(
+                    f"{rng.run_key}: the broker delivered offsets up to {position} of "
+                    f"{rng.start}..{rng.last} within {timeout_s:.0f}s"
+                )
+            try:
+                batch = client.poll(timeout_ms=1000, max_records=20_000)
+            except KafkaError as error:
+                raise RangeUnavailableError(f"{rng.run_key}: {error}") from error
+            for part in batch.values():
+                for record in part:
+                    if record.offset >= rng.stop:
+                        position = rng.stop
+                        break
+                    if record.offset >= position:
+                        records.append(record)
+                        position = record.offset + 1
+            if not batch:
+                # The consumer may skip offsets that hold no record (e.g. transaction markers).
+                current = client.position(tp)
+                if current is not None and current > position:
+                    expired += min(current, rng.stop) - position
+                    position = min(current, rng.stop)
+        return records, expired
+    finally:
+        client.close()
+
+
+def land_range(
+    kafka: KafkaSettings,
+    rng: OffsetRange,
+    raw_base: Path,
+    quarantine_base: Path,
+    timeout_s: float = 60.0,
+) -> LandingResult:
+    """Land ``rng``: read it, validate every event, write raw and quarantine files atomically."""
+    started = time.perf_counter()
+    _check_overlap(raw_base, rng)
+    _check_overlap(quarantine_base, rng)
+    records, expired = read_range(kafka, rng, timeout_s)
+    result = LandingResult(range=rng, expired=expired)
+    now = datetime.now(UTC)
+
+    values = [r.value for r in records]
+    checks = validate_batch(rng.topic, values)
+    good: dict[str, list] = {name: [] for name in RAW_SCHEMA.names}
+    bad: dict[str, list] = {name: [] for name in QUARANTINE_SCHEMA.names}
+    seen: set[str] = set()
+    for record, check in zip(records, checks, strict=True):
+        size = len(record.value) if record.value is not None else 0
+        result.bytes_read += size
+        stamp = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp else None
+        event = check.event
+        if event is None:
+            bad["topic"].append(rng.topic)
+            bad["partition"].append(rng.partition)
+            bad["offset"].append(record.offset)
+            bad["kafka_timestamp"].append(stamp)
+            bad["key"].append(record.key)
+            bad["payload_raw"].append(record.value)
+            bad["payload_bytes"].append(size)
+            bad["reason"].append(check.reason)
+            bad["quarantined_at"].append(now)
+            result.reasons[(check.reason or "").split(":")[0]] += 1
+            continue
+        if event.event_id in seen:
+            result.duplicates += 1
+        seen.add(event.event_id)
+        good["topic"].append(rng.topic)
+        good["partition"].append(rng.partition)
+        good["offset"].append(record.offset)
+        good["kafka_timestamp"].append(stamp)
+        good["key"].append(record.key.decode("utf-8", "replace") if record.key else None)
+        good["event_id"].append(event.event_id)
+        good["event_type"].append(event.event_type)
+        good["event_time"].append(event.event_time)
+        good["schema_version"].append(event.schema_version)
+        good["source"].append(event.source)
+        good["order_id"].append(getattr(event, "order_id", None))
+        good["payload"].append(event.model_dump_json())
+        good["landed_at"].append(now)
+
+    result.landed = len(good["offset"])
+    result.quarantined = len(bad["offset"])
+    if result.accounted != rng.size:
+        raise RangeUnavailableError(
+            f"{rng.run_key}: accounted for {result.accounted} of {rng.size} offsets"
+        )
+    if good["event_time"]:
+        result.event_time_min = min(good["event_time"])
+        result.event_time_max = max(good["event_time"])
+
+    raw_target = partition_dir(raw_base, rng.topic, rng.partition) / rng.file_name
+    quarantine_target = partition_dir(quarantine_base, rng.topic, rng.partition) / rng.file_name
+    if result.quarantined:
+        _write_atomic(pa.table(bad, schema=QUARANTINE_SCHEMA), quarantine_target)
+        result.quarantine_file = quarantine_target
+    else:
+        quarantine_target.unlink(missing_ok=True)
+    if result.landed:
+        result.raw_file_bytes = _write_atomic(pa.table(good, schema=RAW_SCHEMA), raw_target)
+        result.raw_file = raw_target
+    else:
+        raw_target.unlink(missing_ok=True)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,169 @@
+"""``scpro ingest --once``: evaluate the Kafka sensors and run what they ask for, in-process.
+
+This is the daemon's code path without the daemon, for scripts, benchmarks and tests: the same
+sensor function plans the same ranges from the same cursor, and the same job lands them. Run keys
+are honoured exactly as the daemon does (a range that already has a run is never started again),
+failed ranges are retried with their original config (like Dagster's run retries), and the cursor
+is written back to the sensor's state in the instance, so the daemon continues where this left off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.scheduler.instigation import (
+    InstigatorState,
+    InstigatorType,
+    SensorInstigatorData,
+)
+
+from scpro_assets.settings import TOPICS
+from sensors.kafka_sensors import CURSOR_KV_PREFIX, job_name, sensor_name
+
+RUN_KEY_TAG = "dagster/run_key"
+SENSOR_TAG = "dagster/sensor_name"
+MAX_ATTEMPTS = 4
+
+
+class CursorStore:
+    """A sensor's cursor, shared with the daemon (instigator state) or kept in the instance KV."""
+
+    def __init__(self, instance: dg.DagsterInstance, name: str) -> None:
+        self.instance = instance
+        self.name = name
+        self.kv_key = CURSOR_KV_PREFIX + name
+
+    def _state(self) -> InstigatorState | None:
+        for state in self.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.name == self.name:
+                return state
+        return None
+
+    def get(self) -> str | None:
+        """The cursor: the daemon's if it has one, else the one ``scpro ingest`` stored."""
+        state = self._state()
+        data = state.instigator_data if state else None
+        if isinstance(data, SensorInstigatorData) and data.cursor:
+            return data.cursor
+        return self.instance.run_storage.get_cursor_values({self.kv_key}).get(self.kv_key)
+
+    def set(self, cursor: str | None) -> None:
+        """Store the cursor in both places, so either path continues from it."""
+        if cursor is None:
+            return
+        self.instance.run_storage.set_cursor_values({self.kv_key: cursor})
+        state = self._state()
+        if state is not None and isinstance(state.instigator_data, SensorInstigatorData):
+            self.instance.update_instigator_state(
+                state.with_data(state.instigator_data._replace(cursor=cursor))
+            )
+
+
+@dataclass
+class TopicTick:
+    """What one evaluation did for one topic."""
+
+    topic: str
+    requested: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped_existing: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    skip_reason: str | None = None
+    cursor: str | None = None
+
+
+def _runs_with_key(instance: dg.DagsterInstance, run_key: str) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key})))
+
+
+def _execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    topic: str,
+    run_config: dict,
+    tags: dict[str, str],
+) -> bool:
+    job = defs.resolve_job_def(job_name(topic))
+    result = job.execute_in_process(
+        run_config=run_config, instance=instance, tags=tags, raise_on_error=False
+    )
+    return result.success
+
+
+def retry_failed_ranges(
+    defs: dg.Definitions, instance: dg.DagsterInstance, topic: str
+) -> tuple[list[str], list[str]]:
+    """Re-run ranges whose every attempt failed (up to :data:`MAX_ATTEMPTS` in all)."""
+    failed = instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name(topic), statuses=[dg.DagsterRunStatus.FAILURE])
+    )
+    retried, still_failing = [], []
+    for run_key in sorted({r.tags.get(RUN_KEY_TAG) for r in failed} - {None}):
+        attempts = _runs_with_key(instance, run_key)
+        if any(r.status != dg.DagsterRunStatus.FAILURE for r in attempts):
+            continue
+        if len(attempts) >= MAX_ATTEMPTS:
+            still_failing.append(run_key)
+            continue
+        latest = attempts[0]
+        tags = {**latest.tags, "scpro/retry_of": latest.run_id}
+        ok = _execute(defs, instance, topic, dict(latest.run_config), tags)
+        (retried if ok else still_failing).append(run_key)
+    return retried, still_failing
+
+
+def ingest_once(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    topics: tuple[str, ...] = TOPICS,
+) -> list[TopicTick]:
+    """Evaluate each topic's sensor once and execute the runs it requests."""
+    ticks = []
+    for topic in topics:
+        name = sensor_name(topic)
+        tick = TopicTick(topic)
+        tick.retried, retry_failures = retry_failed_ranges(defs, instance, topic)
+        tick.failed += retry_failures
+        store = CursorStore(instance, name)
+        sensor_def = defs.resolve_sensor_def(name)
+        with dg.build_sensor_context(
+            instance=instance,
+            cursor=store.get(),
+            definitions=defs,
+            sensor_name=name,
+            resources=defs.resources,
+        ) as context:
+            data = sensor_def.evaluate_tick(context)
+        for event in data.asset_events or []:
+            instance.report_runless_asset_event(event)
+        tick.skip_reason = data.skip_message
+        for request in data.run_requests or []:
+            tick.requested.append(request.run_key)
+            if _runs_with_key(instance, request.run_key):
+                tick.skipped_existing.append(request.run_key)
+                continue
+            tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_TAG: name}
+            ok = _execute(defs, instance, topic, dict(request.run_config), tags)
+            (tick.succeeded if ok else tick.failed).append(request.run_key)
+        store.set(data.cursor)
+        tick.cursor = data.cursor
+        ticks.append(tick)
+    return ticks
+
+
+def ingest_until_caught_up(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    topics: tuple[str, ...] = TOPICS,
+    max_ticks: int = 1000,
+) -> list[TopicTick]:
+    """Tick until no topic has anything new to request (backlogs take several ticks)."""
+    all_ticks: list[TopicTick] = []
+    for _ in range(max_ticks):
+        ticks = ingest_once(defs, instance, topics)
+        all_ticks += ticks
+        if not any(t.requested or t.retried for t in ticks):
+            break
+    return all_ticks

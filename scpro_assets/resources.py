@@ -1,0 +1,92 @@
+"""Dagster resources, configured from the environment (see :mod:`scpro_assets.settings`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from scpro_assets.settings import KafkaSettings, Settings
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """How assets and sensors reach Kafka; the SASL password is read from the environment only."""
+
+    bootstrap_servers: str = "localhost:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    ssl_cafile: str | None = None
+    topic_prefix: str = ""
+    max_events_per_run: int = 50_000
+    max_runs_per_tick: int = 20
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings) -> KafkaResource:
+        """Build from :class:`KafkaSettings` (itself read from ``SCPRO_KAFKA_*``)."""
+        return cls(
+            bootstrap_servers=settings.bootstrap_servers,
+            security_protocol=settings.security_protocol,
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_username=settings.sasl_username,
+            ssl_cafile=settings.ssl_cafile,
+            topic_prefix=settings.topic_prefix,
+            max_events_per_run=int(os.environ.get("SCPRO_MAX_EVENTS_PER_RUN", "50000")),
+            max_runs_per_tick=int(os.environ.get("SCPRO_MAX_RUNS_PER_TICK", "20")),
+        )
+
+    def settings(self) -> KafkaSettings:
+        """Client settings, with secrets taken from the environment at the moment of use."""
+        env = KafkaSettings.from_env()
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap_servers,
+            security_protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=env.sasl_password,
+            ssl_cafile=self.ssl_cafile,
+            ssl_certfile=env.ssl_certfile,
+            ssl_keyfile=env.ssl_keyfile,
+            topic_prefix=self.topic_prefix,
+        )
+
+    def topic_name(self, topic: str) -> str:
+        """Broker-side topic name."""
+        return f"{self.topic_prefix}{topic}"
+
+    def end_offsets(self, topic: str) -> dict[int, tuple[int, int]]:
+        """``{partition: (beginning, end)}`` for a logical topic."""
+        from scpro_assets.kafka.clients import end_offsets
+
+        return end_offsets(self.settings(), topic)
+
+
+class LakeResource(dg.ConfigurableResource):
+    """SCPRO_HOME and the lake folders under it."""
+
+    home: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LakeResource:
+        """Build from :class:`Settings`."""
+        return cls(home=str(settings.home))
+
+    @property
+    def _settings(self) -> Settings:
+        return Settings(home=Path(self.home), kafka=KafkaSettings())
+
+    @property
+    def raw_dir(self) -> Path:
+        """Landed ranges."""
+        return self._settings.raw_dir
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Quarantined events."""
+        return self._settings.quarantine_dir
+
+    @property
+    def clean_dir(self) -> Path:
+        """Spark output."""
+        return self._settings.clean_dir

@@ -1,0 +1,1 @@
+"""Dagster sensors: Kafka topics to raw offset-range runs."""
