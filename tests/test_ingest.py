@@ -1,31 +1,44 @@
-"""Kafka sensors land raw ranges exactly once: against the real broker."""
+"""Kafka sensors land raw ranges exactly once, against the real broker.
+
+After every fault, every produced offset is accounted for exactly once: landed or quarantined.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
 
 from scpro_assets.definitions import build_definitions
-from scpro_assets.ingest.runner import ingest_until_caught_up
-from scpro_assets.kafka.clients import producer
+from scpro_assets.ingest import landing
+from scpro_assets.ingest.landing import OffsetRange, pieces_to_land
+from scpro_assets.ingest.runner import CursorStore, ingest_once, ingest_until_caught_up
+from scpro_assets.kafka.clients import ensure_topics, producer
 from scpro_assets.settings import Settings
 from scpro_assets.sources.common import make_event
-from datetime import UTC, datetime, timedelta
+from sensors.kafka_sensors import plan_ranges, sensor_name
 
 pytestmark = pytest.mark.kafka
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def _payment(i: int, amount: float = 10.0) -> bytes:
+def _payment(i: int, amount: float = 10.0, event_id_of: int | None = None) -> bytes:
     event = make_event(
-        "test", "payment_captured", datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=i),
-        (i,), f"order-{i}", order_id=f"order-{i}", payment_type="card", amount=amount,
+        "test",
+        "payment_captured",
+        T0 + timedelta(minutes=i),
+        (i if event_id_of is None else event_id_of,),
+        f"order-{i}",
+        order_id=f"order-{i}",
+        payment_type="card",
+        amount=amount,
     )
     return event.to_json()
 
 
-def _publish(settings: Settings, topic: str, values: list[bytes], partition: int | None = 0) -> None:
+def _publish(settings: Settings, topic: str, values: list[bytes], partition: int = 0) -> None:
     sender = producer(settings.kafka)
     for value in values:
         sender.send(settings.kafka.topic_name(topic), value=value, partition=partition)
@@ -39,15 +52,255 @@ def _rows(settings: Settings, kind: str, topic: str) -> list[dict]:
     return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
-def test_sensor_lands_every_event_once(scpro_settings, dagster_instance):
+def _accounted(settings: Settings, topic: str) -> dict[int, list[int]]:
+    """Offsets per partition, landed or quarantined (duplicates would show twice)."""
+    seen: dict[int, list[int]] = {}
+    for row in _rows(settings, "raw", topic) + _rows(settings, "quarantine", topic):
+        seen.setdefault(row["partition"], []).append(row["offset"])
+    return {p: sorted(offsets) for p, offsets in seen.items()}
+
+
+def _materializations(instance, topic: str) -> list[dict]:
+    import dagster as dg
+
+    records = instance.fetch_materializations(dg.AssetKey(f"raw_{topic}"), limit=1000).records
+    return [
+        {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records
+    ]
+
+
+# --- pure planning ---------------------------------------------------------------------------
+
+
+def test_plan_cuts_backlog_into_bounded_ranges_round_robin():
+    plan = plan_ranges("orders", {0: 5}, {0: (0, 30), 1: (10, 12)}, 10, 3)
+    assert [(r.partition, r.start, r.stop) for r in plan.ranges] == [
+        (0, 5, 15),
+        (1, 10, 12),
+        (0, 15, 25),
+    ]
+    assert plan.cursor == {0: 25, 1: 12}
+    assert plan.pending_after == 5
+    assert plan.ranges[0].run_key == "orders-0-5-14"
+
+
+def test_plan_with_nothing_new_requests_nothing():
+    plan = plan_ranges("orders", {0: 30}, {0: (0, 30)}, 10, 3)
+    assert plan.ranges == [] and plan.cursor == {0: 30}
+
+
+def test_pieces_fill_only_gaps_unless_the_range_is_exactly_landed():
+    rng = OffsetRange("t", 0, 0, 20)
+    assert pieces_to_land(rng, [(0, 19)]) == [rng]
+    assert pieces_to_land(rng, [(0, 9)]) == [OffsetRange("t", 0, 10, 20)]
+    assert pieces_to_land(rng, [(5, 9), (15, 29)]) == [
+        OffsetRange("t", 0, 0, 5),
+        OffsetRange("t", 0, 10, 15),
+    ]
+    assert pieces_to_land(rng, [(0, 29)]) == []
+
+
+# --- against the broker ----------------------------------------------------------------------
+
+
+def test_sensor_lands_every_event_once_with_metadata(scpro_settings, dagster_instance):
     values = [_payment(i) for i in range(25)] + [b"{not json", b"\xff\xfe"]
     _publish(scpro_settings, "payments", values)
     defs = build_definitions(scpro_settings)
     ticks = ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
-    assert sum(len(t.succeeded) for t in ticks) >= 1
+    assert [t.succeeded for t in ticks][0] == ["payments-0-0-26"]
     raw = _rows(scpro_settings, "raw", "payments")
     bad = _rows(scpro_settings, "quarantine", "payments")
     assert len(raw) == 25 and len(bad) == 2
-    assert sorted(r["offset"] for r in raw + bad) == list(range(27))
+    assert _accounted(scpro_settings, "payments") == {0: list(range(27))}
     assert {r["reason"].split(":")[0] for r in bad} == {"invalid json", "invalid utf-8"}
     assert json.loads(raw[0]["payload"])["amount"] == 10.0
+    (meta,) = _materializations(dagster_instance, "payments")
+    assert (meta["landed"], meta["quarantined"], meta["events_in_range"]) == (25, 2, 27)
+    assert meta["first_offset"] == 0 and meta["last_offset"] == 26
+    assert meta["parquet_bytes"] > 0 and meta["bytes_read"] > 0
+    file = scpro_settings.raw_dir / "payments" / "partition=0" / "payments-p0-000000000000-000000000026.parquet"
+    assert file.exists()
+
+
+def test_backpressure_splits_backlog_and_ticks_catch_up(scpro_settings, dagster_instance, monkeypatch):
+    monkeypatch.setenv("SCPRO_MAX_EVENTS_PER_RUN", "7")
+    monkeypatch.setenv("SCPRO_MAX_RUNS_PER_TICK", "2")
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(20)])
+    defs = build_definitions(scpro_settings)
+    first = ingest_once(defs, dagster_instance, topics=("payments",))[0]
+    assert first.succeeded == ["payments-0-0-6", "payments-0-7-13"]
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    assert _accounted(scpro_settings, "payments") == {0: list(range(20))}
+    assert all(m["events_in_range"] <= 7 for m in _materializations(dagster_instance, "payments"))
+
+
+def test_run_dying_mid_range_is_retried_and_lands_the_range_once(
+    scpro_settings, dagster_instance, monkeypatch
+):
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(30)] + [b"[]"])
+    real_write = landing.pq.write_table
+    calls = {"n": 0}
+
+    def dying_write(table, where, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # quarantine file written, then the raw file write dies half-way
+            with open(where, "wb") as handle:
+                handle.write(b"PAR1 half a file")
+            raise OSError("disk vanished mid-write")
+        return real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(landing.pq, "write_table", dying_write)
+    defs = build_definitions(scpro_settings)
+    first = ingest_once(defs, dagster_instance, topics=("payments",))[0]
+    assert first.failed == ["payments-0-0-30"]
+    assert not list((scpro_settings.raw_dir / "payments").rglob("*.parquet"))
+    assert not list((scpro_settings.raw_dir / "payments").rglob("*.tmp"))  # no half file left
+
+    second = ingest_once(defs, dagster_instance, topics=("payments",))[0]
+    assert second.retried == ["payments-0-0-30"]
+    assert _accounted(scpro_settings, "payments") == {0: list(range(31))}
+    assert len(_rows(scpro_settings, "raw", "payments")) == 30
+
+
+def test_same_cursor_twice_and_overlapping_ticks_land_nothing_twice(
+    scpro_settings, dagster_instance
+):
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(10)])
+    defs = build_definitions(scpro_settings)
+    store = CursorStore(dagster_instance, sensor_name("payments"))
+    ingest_once(defs, dagster_instance, topics=("payments",))
+    landed_file = next((scpro_settings.raw_dir / "payments").rglob("*.parquet"))
+    mtime = landed_file.stat().st_mtime_ns
+
+    # The same cursor evaluated again: the same run key is requested and not run again.
+    store.set('{"0": 0, "1": 0}')
+    again = ingest_once(defs, dagster_instance, topics=("payments",))[0]
+    assert again.requested == ["payments-0-0-9"] and again.skipped_existing == ["payments-0-0-9"]
+    assert landed_file.stat().st_mtime_ns == mtime
+
+    # An overlapping tick (stale cursor, more data since): only the gap lands.
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(10, 16)])
+    store.set('{"0": 0, "1": 0}')
+    overlap = ingest_once(defs, dagster_instance, topics=("payments",))[0]
+    assert overlap.succeeded == ["payments-0-0-15"]
+    assert _accounted(scpro_settings, "payments") == {0: list(range(16))}
+    meta = _materializations(dagster_instance, "payments")[0]
+    assert meta["already_landed"] == 10 and meta["landed"] == 6
+
+
+def test_empty_topic_says_why_it_skips(scpro_settings, dagster_instance):
+    defs = build_definitions(scpro_settings)
+    (tick,) = ingest_once(defs, dagster_instance, topics=("shipments",))
+    assert tick.requested == []
+    assert "no new events on 'shipments'" in tick.skip_reason
+
+
+def test_partition_added_to_a_topic_is_picked_up(scpro_settings, dagster_instance):
+    defs = build_definitions(scpro_settings)
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(3)], partition=1)
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    ensure_topics(scpro_settings.kafka, partitions=3)
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(3, 8)], partition=2)
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    assert _accounted(scpro_settings, "payments") == {1: [0, 1, 2], 2: [0, 1, 2, 3, 4]}
+
+
+def test_poison_messages_are_quarantined_with_reasons(scpro_settings, dagster_instance):
+    good_order = make_event(
+        "test",
+        "order_placed",
+        T0,
+        ("o1",),
+        "o1",
+        order_id="o1",
+        customer={"customer_id": "c1"},
+        promised_delivery_date="2024-01-05T00:00:00Z",
+        items=[{"item_id": "i1", "product_id": "p1", "quantity": 1, "unit_price": 5.0}],
+    ).payload
+    negative_quantity = {
+        **good_order,
+        "event_id": "neg-quantity-1",
+        "items": [{**good_order["items"][0], "quantity": -2}],
+    }
+    missing_field = {k: v for k, v in good_order.items() if k != "customer"}
+    wrong_type = {**good_order, "event_id": "wrong-type-1", "items": "three"}
+    huge = {**good_order, "event_id": "huge-00001", "channel": "x" * 1_000_000}
+    orders = [
+        json.dumps(good_order).encode(),
+        b"\xc3\x28 not utf-8",
+        b'{"event_id": ',
+        json.dumps(missing_field).encode(),
+        json.dumps(wrong_type).encode(),
+        json.dumps(negative_quantity).encode(),
+        json.dumps(huge).encode(),
+    ]
+    delivered_before_order = make_event(
+        "test",
+        "shipment_status",
+        T0,
+        ("o1", "delivered"),
+        "o1",
+        order_id="o1",
+        status="delivered",
+        order_time="2024-01-02T00:00:00Z",
+    ).payload
+    _publish(scpro_settings, "orders", orders)
+    _publish(scpro_settings, "shipments", [json.dumps(delivered_before_order).encode()])
+    defs = build_definitions(scpro_settings)
+    ingest_until_caught_up(defs, dagster_instance, topics=("orders", "shipments"))
+
+    assert _accounted(scpro_settings, "orders") == {0: list(range(7))}
+    assert [r["event_id"] for r in _rows(scpro_settings, "raw", "orders")] == [
+        good_order["event_id"]
+    ]
+    reasons = {r["offset"]: r["reason"] for r in _rows(scpro_settings, "quarantine", "orders")}
+    assert reasons[1].startswith("invalid utf-8")
+    assert reasons[2].startswith("invalid json")
+    assert "customer: Field required" in reasons[3]
+    assert "items: Input should be a valid list" in reasons[4]
+    assert "items.0.quantity: Input should be greater than or equal to 1" in reasons[5]
+    assert reasons[6].startswith("too large")
+    quarantined = _rows(scpro_settings, "quarantine", "orders")
+    assert next(r for r in quarantined if r["offset"] == 6)["payload_bytes"] > 1_000_000
+    (shipment,) = _rows(scpro_settings, "quarantine", "shipments")
+    assert "delivered event is before the order was placed" in shipment["reason"]
+
+
+def test_same_event_published_twice_is_counted_as_duplicate(scpro_settings, dagster_instance):
+    _publish(scpro_settings, "payments", [_payment(1), _payment(2), _payment(1)])
+    defs = build_definitions(scpro_settings)
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    (meta,) = _materializations(dagster_instance, "payments")
+    assert meta["duplicates_by_event_id"] == 1 and meta["landed"] == 3
+    assert _accounted(scpro_settings, "payments") == {0: [0, 1, 2]}
+
+
+def test_broker_restart_while_ingesting(scpro_settings, dagster_instance, kafka_broker):
+    defs = build_definitions(scpro_settings)
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(5)])
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    kafka_broker.stop()
+    try:
+        (down,) = ingest_once(defs, dagster_instance, topics=("payments",))
+        assert down.requested == [] and "did not answer" in down.skip_reason
+    finally:
+        kafka_broker.start()
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(5, 12)])
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    assert _accounted(scpro_settings, "payments") == {0: list(range(12))}
+
+
+def test_lag_is_observed_on_the_topic_asset(scpro_settings, dagster_instance, monkeypatch):
+    import dagster as dg
+
+    monkeypatch.setenv("SCPRO_MAX_EVENTS_PER_RUN", "4")
+    monkeypatch.setenv("SCPRO_MAX_RUNS_PER_TICK", "1")
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(10)])
+    defs = build_definitions(scpro_settings)
+    ingest_once(defs, dagster_instance, topics=("payments",))
+    ingest_once(defs, dagster_instance, topics=("payments",))
+    records = dagster_instance.fetch_observations(dg.AssetKey(["kafka", "payments"]), limit=5)
+    latest = records.records[0].asset_observation.metadata
+    assert latest["events_in_topic"].value == 10
+    assert latest["lag_not_landed"].value == 6  # one range of 4 landed before this tick

@@ -72,7 +72,8 @@ def build_raw_asset(topic: str) -> dg.AssetsDefinition:
             end = rng.stop
         context.log.info(
             f"{rng.run_key}: landed {result.landed}, quarantined {result.quarantined}, "
-            f"expired {result.expired}, duplicates {result.duplicates} in {result.seconds:.2f}s"
+            f"expired {result.expired}, already landed {result.already_landed}, "
+            f"duplicates {result.duplicates} in {result.seconds:.2f}s"
         )
         metadata: dict[str, object] = {
             "partition": rng.partition,
@@ -82,6 +83,8 @@ def build_raw_asset(topic: str) -> dg.AssetsDefinition:
             "landed": result.landed,
             "quarantined": result.quarantined,
             "expired_before_landing": result.expired,
+            "already_landed": result.already_landed,
+            "files_written": len(result.pieces),
             "duplicates_by_event_id": result.duplicates,
             "bytes_read": result.bytes_read,
             "parquet_bytes": result.raw_file_bytes,

@@ -8,10 +8,13 @@ no consumer group), validates every event against its contract and writes two fi
 - ``lake/quarantine/<topic>/partition=<p>/<same name>``: everything else, with the raw bytes and
   the reason.
 
-Files are written to a temporary name and renamed atomically, so a reader never sees half a file,
-and re-landing a range rewrites the same files: no duplicates, whatever fails and is retried.
-Accounting always holds: ``landed + quarantined + expired == stop - start``, where ``expired``
-counts offsets the broker no longer has (retention) and says so.
+Files are written to a temporary name and renamed atomically, so a reader never sees half a file.
+The raw file is written last and always (even with no rows): it is the commit record of the range.
+A run *ensures* its offsets are landed: re-landing the same range rewrites the same files, and a
+range that overlaps ranges landed with other boundaries (two ticks that disagreed) lands only the
+gaps, as files of their own. Whatever fails and is retried, every offset lands once.
+Accounting always holds: ``landed + quarantined + expired + already_landed == stop - start``,
+where ``expired`` counts offsets the broker no longer has (retention) and says so.
 """
 
 from __future__ import annotations
@@ -66,10 +69,6 @@ QUARANTINE_SCHEMA = pa.schema(
 _FILE_RE = re.compile(r"^(?P<topic>.+)-p(?P<p>\d+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
 
 
-class LandingConflictError(RuntimeError):
-    """A range overlaps an already landed range with other boundaries: landing would duplicate."""
-
-
 class RangeUnavailableError(RuntimeError):
     """The broker did not deliver the whole range in time (it may be down): retry the run."""
 
@@ -116,6 +115,8 @@ class LandingResult:
     landed: int = 0
     quarantined: int = 0
     expired: int = 0
+    already_landed: int = 0
+    pieces: list[OffsetRange] = field(default_factory=list)
     duplicates: int = 0
     bytes_read: int = 0
     raw_file: Path | None = None
@@ -129,7 +130,7 @@ class LandingResult:
     @property
     def accounted(self) -> int:
         """Offsets accounted for: must equal the range size."""
-        return self.landed + self.quarantined + self.expired
+        return self.landed + self.quarantined + self.expired + self.already_landed
 
 
 def partition_dir(base: Path, topic: str, partition: int) -> Path:
@@ -152,14 +153,13 @@ def landed_ranges(base: Path, topic: str) -> dict[int, list[tuple[int, int]]]:
     return found
 
 
-def landed_watermarks(raw_base: Path, quarantine_base: Path, topic: str) -> dict[int, int]:
-    """Next offset after the contiguous landed prefix of each partition (raw or quarantine)."""
-    spans: dict[int, set[tuple[int, int]]] = {}
-    for base in (raw_base, quarantine_base):
-        for p, ranges in landed_ranges(base, topic).items():
-            spans.setdefault(p, set()).update(ranges)
+def landed_watermarks(raw_base: Path, topic: str) -> dict[int, int]:
+    """Next offset after the contiguous landed prefix of each partition.
+
+    Raw files are the commit records of ranges (quarantine files only accompany them).
+    """
     marks = {}
-    for p, ranges in spans.items():
+    for p, ranges in landed_ranges(raw_base, topic).items():
         mark = min(first for first, _ in ranges)
         for first, last in sorted(ranges):
             if first > mark:
@@ -169,15 +169,26 @@ def landed_watermarks(raw_base: Path, quarantine_base: Path, topic: str) -> dict
     return marks
 
 
-def _check_overlap(base: Path, rng: OffsetRange) -> None:
-    for first, last in landed_ranges(base, rng.topic).get(rng.partition, []):
-        same = (first, last) == (rng.start, rng.last)
-        if not same and first <= rng.last and rng.start <= last:
-            raise LandingConflictError(
-                f"{rng.topic} partition {rng.partition}: range {rng.start}..{rng.last} overlaps "
-                f"the landed range {first}..{last}; landing it would duplicate events. The sensor "
-                "cursor and the lake disagree: check `scpro ingest --status`."
-            )
+def pieces_to_land(rng: OffsetRange, landed: list[tuple[int, int]]) -> list[OffsetRange]:
+    """The parts of ``rng`` to (re)write, given the ``(first, last)`` ranges already landed.
+
+    A range landed with exactly these boundaries is rewritten whole; otherwise only the offsets
+    no landed range covers are landed, each gap as a range of its own.
+    """
+    if (rng.start, rng.last) in landed:
+        return [rng]
+    pieces, cursor = [], rng.start
+    for first, last in sorted(landed):
+        if last < cursor or first > rng.last:
+            continue
+        if first > cursor:
+            pieces.append(OffsetRange(rng.topic, rng.partition, cursor, first))
+        cursor = max(cursor, last + 1)
+        if cursor > rng.last:
+            break
+    if cursor <= rng.last:
+        pieces.append(OffsetRange(rng.topic, rng.partition, cursor, rng.stop))
+    return pieces
 
 
 def _write_atomic(table: pa.Table, target: Path) -> int:
@@ -255,10 +266,37 @@ def land_range(
     quarantine_base: Path,
     timeout_s: float = 60.0,
 ) -> LandingResult:
-    """Land ``rng``: read it, validate every event, write raw and quarantine files atomically."""
+    """Ensure every offset of ``rng`` is landed once; see the module docstring."""
     started = time.perf_counter()
-    _check_overlap(raw_base, rng)
-    _check_overlap(quarantine_base, rng)
+    landed = landed_ranges(raw_base, rng.topic).get(rng.partition, [])
+    total = LandingResult(range=rng)
+    for piece in pieces_to_land(rng, landed):
+        part = _land_piece(kafka, piece, raw_base, quarantine_base, timeout_s)
+        total.pieces.append(piece)
+        total.landed += part.landed
+        total.quarantined += part.quarantined
+        total.expired += part.expired
+        total.duplicates += part.duplicates
+        total.bytes_read += part.bytes_read
+        total.raw_file_bytes += part.raw_file_bytes
+        total.reasons.update(part.reasons)
+        total.raw_file = total.raw_file or part.raw_file
+        total.quarantine_file = total.quarantine_file or part.quarantine_file
+        for attr, pick in (("event_time_min", min), ("event_time_max", max)):
+            values = [v for v in (getattr(total, attr), getattr(part, attr)) if v is not None]
+            setattr(total, attr, pick(values) if values else None)
+    total.already_landed = rng.size - sum(p.size for p in total.pieces)
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def _land_piece(
+    kafka: KafkaSettings,
+    rng: OffsetRange,
+    raw_base: Path,
+    quarantine_base: Path,
+    timeout_s: float,
+) -> LandingResult:
     records, expired = read_range(kafka, rng, timeout_s)
     result = LandingResult(range=rng, expired=expired)
     now = datetime.now(UTC)
@@ -319,10 +357,7 @@ def land_range(
         result.quarantine_file = quarantine_target
     else:
         quarantine_target.unlink(missing_ok=True)
-    if result.landed:
-        result.raw_file_bytes = _write_atomic(pa.table(good, schema=RAW_SCHEMA), raw_target)
-        result.raw_file = raw_target
-    else:
-        raw_target.unlink(missing_ok=True)
-    result.seconds = time.perf_counter() - started
+    # Written last, and even when empty: the raw file is the range's commit record.
+    result.raw_file_bytes = _write_atomic(pa.table(good, schema=RAW_SCHEMA), raw_target)
+    result.raw_file = raw_target
     return result

@@ -97,10 +97,11 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def _zip(text: str) -> str | None:
-    text = text.strip()
-    if not text:
+    """Five-digit zip prefix, zero-padded (``"1012"`` or ``"1012.0"`` -> ``"01012"``)."""
+    try:
+        return str(int(float(text.strip()))).zfill(5)
+    except (ValueError, OverflowError):
         return None
-    return str(int(float(text))).zfill(5)
 
 
 def _order_id(raw: str) -> str:
@@ -427,20 +428,23 @@ def order_events(data_dir: Path, report: MappingReport) -> list[SourceEvent]:
     for order in orders.values():
         raw_customer = lookups.customers.get(order.customer_id)
         destination = None
-        if raw_customer is not None:
+        if raw_customer is None:
+            report.reject("customer missing from the customers file", f"order {order.raw_id}")
+        else:
             destination = lookups.location(
                 raw_customer["customer_city"],
                 raw_customer["customer_state"],
                 raw_customer["customer_zip_code_prefix"],
             )
-        if raw_customer is None or destination is None:
-            report.reject("customer missing from the customers file", f"order {order.raw_id}")
-        elif not order.items:
-            report.reject("no items in the items file", f"order {order.raw_id}")
-        else:
             unique_id = raw_customer["customer_unique_id"].strip()
             customer = {"customer_id": pseudonymise(f"olist-customer-{unique_id}"), **destination}
-            events.append(_order_placed(order, customer, destination, lookups))
+            if not order.items:
+                report.reject("no items in the items file", f"order {order.raw_id}")
+            else:
+                try:
+                    events.append(_order_placed(order, customer, destination, lookups))
+                except (KeyError, ValueError, TypeError) as error:
+                    report.reject(f"unmappable order: {error!r}", f"order {order.raw_id}")
         events += _payment_events(order)
         events += _shipment_events(order, destination, lookups, report)
     return _valid(events, report)
@@ -460,7 +464,7 @@ def _valid(events: list[SourceEvent], report: MappingReport) -> list[SourceEvent
                 report.events[event_type] += 1
                 kept.append(event)
                 continue
-            report.reject(f"{event_type}: {result.reason}", event.event_id)
+            report.reject(f"{event_type}: {result.reason}", f"{event.key}: {event.event_id}")
             for item in event.payload.get("items", []):
                 report.reject("item of an order that failed its contract", item["item_id"])
     return kept
