@@ -35,7 +35,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import timedelta, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -396,7 +396,9 @@ def _shipment_events(
         planned.append(("delivered", order.delivered_at, destination, None))
     elif order.status in CANCELED_STATUSES:
         detail = f"order status {order.status}"
-        planned.append(("canceled", order.approved_or_purchased_at, None, detail))
+        # Canceled after whatever else is known, so the latest status is the cancellation.
+        known = [t for t in (order.approved_or_purchased_at, order.shipped_at) if t is not None]
+        planned.append(("canceled", max(known) + timedelta(minutes=1), None, detail))
     events = []
     for what, at, location, detail in planned:
         if at < purchased:
@@ -442,11 +444,17 @@ def order_events(data_dir: Path, report: MappingReport) -> list[SourceEvent]:
                 report.reject("no items in the items file", f"order {order.raw_id}")
             else:
                 try:
-                    events.append(_order_placed(order, customer, destination, lookups))
+                    placed = _order_placed(order, customer, destination, lookups)
                 except (KeyError, ValueError, TypeError) as error:
                     report.reject(f"unmappable order: {error!r}", f"order {order.raw_id}")
-        events += _payment_events(order)
-        events += _shipment_events(order, destination, lookups, report)
+                else:
+                    # Payments and tracking only follow an order the platform knows: no orphans.
+                    events.append(placed)
+                    events += _payment_events(order)
+                    events += _shipment_events(order, destination, lookups, report)
+                    continue
+        for _ in order.payments:
+            report.reject("payment of an order that was not placed", f"order {order.raw_id}")
     return _valid(events, report)
 
 
