@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -101,6 +102,166 @@ def replay(
         f"({stats.events_per_second:,.0f} events/s): "
         + ", ".join(f"{t}={n}" for t, n in sorted(stats.published.items()))
     )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One evaluation of each sensor (else until caught up).")
+@click.option(
+    "--topic", "topics", multiple=True, type=click.Choice(list(TOPICS)), help="Only these topics."
+)
+def ingest(once: bool, topics: tuple[str, ...]) -> None:
+    """Evaluate the Kafka sensors and land the ranges they request, in this process."""
+    import dagster as dg
+
+    from scpro_assets.definitions import build_definitions
+    from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
+    from scpro_assets.instance import prepare_dagster_home
+
+    settings = Settings.from_env()
+    home = prepare_dagster_home(settings)
+    os.environ["DAGSTER_HOME"] = str(home)
+    defs = build_definitions(settings)
+    with dg.DagsterInstance.get() as instance:
+        run = ingest_once if once else ingest_until_caught_up
+        ticks = run(defs, instance, topics or TOPICS)
+    failed = 0
+    for tick in ticks:
+        if tick.requested or tick.retried or tick.failed:
+            click.echo(
+                f"{tick.topic}: {len(tick.succeeded)} ranges landed, {len(tick.retried)} retried, "
+                f"{len(tick.skipped_existing)} already run, {len(tick.failed)} failed"
+            )
+        elif tick.skip_reason:
+            click.echo(f"{tick.topic}: {tick.skip_reason}")
+        failed += len(tick.failed)
+    if failed:
+        raise click.ClickException(f"{failed} ranges failed; see the runs in the Dagster UI")
+
+
+@main.command()
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(["replay", "ingest"]),
+    help="Run only these benchmarks.",
+)
+@click.option("--replay-orders", type=int, default=50_000, show_default=True)
+@click.option("--ingest-events", type=int, default=1_000_000, show_default=True)
+@click.option("--latency-samples", type=int, default=8, show_default=True)
+def bench(
+    only: tuple[str, ...], replay_orders: int, ingest_events: int, latency_samples: int
+) -> None:
+    """Run the benchmarks; write bench-report.md and bench-report.json."""
+    from scpro_assets.bench import run_all
+    from scpro_assets.kafka.broker import EmbeddedKafka
+
+    settings = Settings.from_env()
+    broker = EmbeddedKafka(settings)
+    started_here = not broker.status().running and _is_embedded(settings)
+    if started_here:
+        broker.start()
+    try:
+        report = run_all(
+            settings, only or ("replay", "ingest"), replay_orders, ingest_events, latency_samples
+        )
+    finally:
+        if started_here:
+            broker.stop()
+    click.echo("\n" + report.markdown())
+
+
+def _is_embedded(settings: Settings) -> bool:
+    host = settings.kafka.bootstrap_servers.split(",")[0].rpartition(":")[0]
+    return host in ("localhost", "127.0.0.1", "")
+
+
+@main.command()
+@click.option(
+    "--dataset",
+    envvar="DATASET",
+    default="synthetic",
+    show_default=True,
+    type=click.Choice(["synthetic", "dataco", "olist"]),
+)
+@click.option("--speed", default=6.0, show_default=True, help="Business hours per second.")
+@click.option("--port", default=3000, show_default=True, envvar="SCPRO_DAGSTER_PORT")
+def demo(dataset: str, speed: float, port: int) -> None:
+    """Start Kafka, stream a dataset into it and open Dagster; Ctrl-C stops everything."""
+    import signal
+    import subprocess
+    import threading
+
+    from scpro_assets.instance import prepare_dagster_home
+    from scpro_assets.kafka.broker import BrokerError, EmbeddedKafka
+    from scpro_assets.kafka.clients import ensure_topics
+    from scpro_assets.replay import load_source
+    from scpro_assets.replay import replay as run_replay
+    from scpro_assets.settings import REPO_ROOT
+
+    settings = Settings.from_env()
+    broker = EmbeddedKafka(settings)
+    try:
+        click.echo(broker.start().describe())
+    except BrokerError as error:
+        raise click.ClickException(str(error)) from error
+    ensure_topics(settings.kafka)
+    home = prepare_dagster_home(settings)
+    events, report, _total = load_source(dataset, orders=10_000_000)
+    if report is not None:
+        click.echo(report.summary())
+    stop = threading.Event()
+
+    def stream() -> None:
+        def check(_event: object) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+
+        try:
+            stats = run_replay(events, settings.kafka, speed=speed, on_event=check)
+            click.echo(f"replay finished: {stats.total} events published")
+        except KeyboardInterrupt:
+            pass
+
+    streamer = threading.Thread(target=stream, name="replay", daemon=True)
+    streamer.start()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    dagster = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    click.echo(
+        f"\nSCPro is running:\n  Dagster UI   http://127.0.0.1:{port}\n"
+        f"  Kafka        {broker.bootstrap}\n  streaming    {dataset} at {speed} business "
+        "hours/s\nPress Ctrl-C to stop everything.\n"
+    )
+    try:
+        dagster.wait()
+    except KeyboardInterrupt:
+        click.echo("\nstopping...")
+    finally:
+        stop.set()
+        if dagster.poll() is None:
+            os.killpg(dagster.pid, signal.SIGTERM)
+            try:
+                dagster.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(dagster.pid, signal.SIGKILL)
+        streamer.join(timeout=10)
+        broker.stop()
+        click.echo("stopped: Dagster, the replay and Kafka")
 
 
 if __name__ == "__main__":

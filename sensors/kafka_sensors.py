@@ -11,7 +11,6 @@ the public demos, a failed run cannot lose messages.
 Each tick also records an observation of the topic's lag on the ``kafka/<topic>`` asset.
 """
 
-
 import json
 import time
 from dataclasses import dataclass
@@ -160,8 +159,7 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
                 "end_offsets": dg.MetadataValue.json({str(p): e for p, (_b, e) in offsets.items()}),
                 "events_in_topic": end_total,
                 "lag_not_landed": unlanded,
-                "lag_not_requested": plan.pending_after
-                + sum(r.size for r in plan.ranges),
+                "lag_not_requested": plan.pending_after + sum(r.size for r in plan.ranges),
                 "partitions": len(offsets),
             },
         )

@@ -37,14 +37,30 @@ def test_valid_order_passes_and_unknown_fields_are_dropped():
         (b"\xff", "invalid utf-8: invalid start byte at byte 0"),
         (b"[1, 2]", "invalid json: expected an object, got list"),
         (_with(schema_version=2), "contract violation: schema_version: Input should be 1"),
-        (_with(event_time="2024-03-01T10:00:00"), "contract violation: event_time: Input should have timezone info"),
+        (
+            _with(event_time="2024-03-01T10:00:00"),
+            "contract violation: event_time: Input should have timezone info",
+        ),
         (
             _with(promised_delivery_date="2024-02-01T00:00:00Z"),
             "contract violation: event: Value error, promised_delivery_date is before the order was placed",
         ),
-        (_with(items=[]), "contract violation: items: List should have at least 1 item after validation, not 0"),
         (
-            _with(items=[{"item_id": "i", "product_id": "p", "quantity": 1, "unit_price": 5, "discount": 9}]),
+            _with(items=[]),
+            "contract violation: items: List should have at least 1 item after validation, not 0",
+        ),
+        (
+            _with(
+                items=[
+                    {
+                        "item_id": "i",
+                        "product_id": "p",
+                        "quantity": 1,
+                        "unit_price": 5,
+                        "discount": 9,
+                    }
+                ]
+            ),
             "contract violation: items.0: Value error, discount exceeds the line's price",
         ),
     ],
@@ -65,7 +81,9 @@ def test_batch_matches_single_validation_and_finds_the_bad_one():
 
 def test_ops_logs_are_a_discriminated_union():
     base = {"event_id": "incident-1", "event_time": "2024-03-01T10:00:00Z", "incident_id": "inc-1"}
-    opened = validate_event("ops_logs", {**base, "event_type": "incident_opened", "kind": "carrier"})
+    opened = validate_event(
+        "ops_logs", {**base, "event_type": "incident_opened", "kind": "carrier"}
+    )
     assert opened.ok and type(opened.event).__name__ == "IncidentOpened"
     wrong = validate_event("ops_logs", {**base, "event_type": "incident_closed", "kind": "carrier"})
     assert "does not match any of the expected tags" in wrong.reason

@@ -64,9 +64,7 @@ def _materializations(instance, topic: str) -> list[dict]:
     import dagster as dg
 
     records = instance.fetch_materializations(dg.AssetKey(f"raw_{topic}"), limit=1000).records
-    return [
-        {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records
-    ]
+    return [{k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records]
 
 
 # --- pure planning ---------------------------------------------------------------------------
@@ -108,7 +106,7 @@ def test_sensor_lands_every_event_once_with_metadata(scpro_settings, dagster_ins
     _publish(scpro_settings, "payments", values)
     defs = build_definitions(scpro_settings)
     ticks = ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
-    assert [t.succeeded for t in ticks][0] == ["payments-0-0-26"]
+    assert ticks[0].succeeded == ["payments-0-0-26"]
     raw = _rows(scpro_settings, "raw", "payments")
     bad = _rows(scpro_settings, "quarantine", "payments")
     assert len(raw) == 25 and len(bad) == 2
@@ -119,11 +117,18 @@ def test_sensor_lands_every_event_once_with_metadata(scpro_settings, dagster_ins
     assert (meta["landed"], meta["quarantined"], meta["events_in_range"]) == (25, 2, 27)
     assert meta["first_offset"] == 0 and meta["last_offset"] == 26
     assert meta["parquet_bytes"] > 0 and meta["bytes_read"] > 0
-    file = scpro_settings.raw_dir / "payments" / "partition=0" / "payments-p0-000000000000-000000000026.parquet"
+    file = (
+        scpro_settings.raw_dir
+        / "payments"
+        / "partition=0"
+        / "payments-p0-000000000000-000000000026.parquet"
+    )
     assert file.exists()
 
 
-def test_backpressure_splits_backlog_and_ticks_catch_up(scpro_settings, dagster_instance, monkeypatch):
+def test_backpressure_splits_backlog_and_ticks_catch_up(
+    scpro_settings, dagster_instance, monkeypatch
+):
     monkeypatch.setenv("SCPRO_MAX_EVENTS_PER_RUN", "7")
     monkeypatch.setenv("SCPRO_MAX_RUNS_PER_TICK", "2")
     _publish(scpro_settings, "payments", [_payment(i) for i in range(20)])

@@ -12,9 +12,9 @@ from kafka import TopicPartition
 
 from scpro_assets.kafka.clients import consumer, end_offsets
 from scpro_assets.replay import replay
+from scpro_assets.settings import TOPICS
 from scpro_assets.sources import dataco
 from scpro_assets.sources.common import make_event
-from scpro_assets.settings import TOPICS
 
 pytestmark = pytest.mark.kafka
 
@@ -54,12 +54,16 @@ def test_dataco_replay_is_deterministic_keyed_and_ordered(dataco_dir, scpro_sett
     from scpro_assets.kafka.clients import ensure_topics
 
     second_settings = replace(
-        scpro_settings, kafka=replace(scpro_settings.kafka, topic_prefix=scpro_settings.kafka.topic_prefix + "again.")
+        scpro_settings,
+        kafka=replace(
+            scpro_settings.kafka, topic_prefix=scpro_settings.kafka.topic_prefix + "again."
+        ),
     )
     ensure_topics(second_settings.kafka, partitions=2)
     replay(dataco.load(dataco_dir)[0], second_settings.kafka)
     second = _consume_all(second_settings)
     for topic in TOPICS:
+
         def ids(rows):
             return sorted((p, e["event_id"]) for p, _k, e in rows)
 
@@ -82,8 +86,14 @@ def test_replay_paces_in_business_hours_per_second(scpro_settings):
     start = datetime(2024, 1, 1, tzinfo=UTC)
     events = [
         make_event(
-            "test", "payment_captured", start + timedelta(hours=h), (h,), f"o{h}",
-            order_id=f"o{h}", payment_type="card", amount=1.0,
+            "test",
+            "payment_captured",
+            start + timedelta(hours=h),
+            (h,),
+            f"o{h}",
+            order_id=f"o{h}",
+            payment_type="card",
+            amount=1.0,
         )
         for h in (0, 1, 2)
     ]

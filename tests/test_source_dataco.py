@@ -61,9 +61,14 @@ def test_single_item_order_maps_exactly(loaded):
     ]
     (payment,) = _of(events, "dataco-31299", "payment_captured")
     assert payment["amount"] == 175.99 and payment["event_time"] == "2016-04-01T21:06:00.000Z"
-    statuses = {p["status"]: p["event_time"] for p in _of(events, "dataco-31299", "shipment_status")}
+    statuses = {
+        p["status"]: p["event_time"] for p in _of(events, "dataco-31299", "shipment_status")
+    }
     # delivered 5 real days after the order: one day after the promise, so late
-    assert statuses == {"shipped": "2016-04-01T21:05:00.000Z", "delivered": "2016-04-06T21:05:00.000Z"}
+    assert statuses == {
+        "shipped": "2016-04-01T21:05:00.000Z",
+        "delivered": "2016-04-06T21:05:00.000Z",
+    }
 
 
 def test_items_of_one_order_become_one_order_event(loaded):
@@ -102,7 +107,11 @@ def test_late_flag_is_reproducible_from_events(loaded, dataco_dir):
     """Delivered after the promise <=> the file's Late_delivery_risk, for every delivered order."""
     events, _ = loaded
     rows = {r["Order Id"]: r for r in csv.DictReader((dataco_dir / dataco.ORDERS_FILE).open())}
-    promise = {e.payload["order_id"]: e.payload["promised_delivery_date"] for e in events if e.topic == "orders"}
+    promise = {
+        e.payload["order_id"]: e.payload["promised_delivery_date"]
+        for e in events
+        if e.topic == "orders"
+    }
     delivered = {
         e.payload["order_id"]: e.payload["event_time"]
         for e in events

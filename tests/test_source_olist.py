@@ -172,7 +172,10 @@ def test_counts(olist_dir: Path, events: list[SourceEvent], report: MappingRepor
     # 8,924 payment rows belong to the sample's orders: 8,094 to placed orders, 830 to orders
     # that had no items (reported, not published).
     assert by_type["payment_captured"] == 8094
-    assert by_type["payment_captured"] + report.rejected["payment of an order that was not placed"] == 8924
+    assert (
+        by_type["payment_captured"] + report.rejected["payment of an order that was not placed"]
+        == 8924
+    )
     assert report.rows_read == len(orders) + len(items) + 8924
     assert report.rejected == Counter(
         {

@@ -2,8 +2,8 @@
 
 Every event carries ``event_id`` (stable across replays, the deduplication key), ``event_type``,
 ``event_time`` (when it happened in the business, timezone-aware) and ``schema_version``.
-Personal data never enters a contract: customer ids are pseudonymised (hashed) by the producer and
-names, e-mails, passwords and street addresses have no field here, so they are dropped on the way in.
+Personal data never enters a contract: customer ids are pseudonymised (hashed) by the producer,
+and names, e-mails, passwords and street addresses have no field here, so they are dropped.
 
 Validation is done by pydantic-core in Rust. :func:`validate_batch` validates a whole Kafka fetch
 in one call and only falls back to event-by-event validation to find the reasons when the batch

@@ -1,6 +1,5 @@
 """Raw event assets: each run lands one Kafka offset range (thin wrappers over landing.py)."""
 
-
 from datetime import UTC, datetime
 
 import dagster as dg

@@ -204,9 +204,7 @@ def _write_atomic(table: pa.Table, target: Path) -> int:
     return size
 
 
-def read_range(
-    kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0
-) -> tuple[list, int]:
+def read_range(kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0) -> tuple[list, int]:
     """Read exactly the records of ``rng``; returns them and how many offsets had expired.
 
     Offsets below the partition's beginning (deleted by retention) are reported as expired.

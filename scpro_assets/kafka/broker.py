@@ -1,10 +1,11 @@
 """The embedded single-node Apache Kafka broker (KRaft), started from Maven-resolved jars.
 
-``scpro kafka start`` resolves Apache Kafka's jars from Maven Central once (``infra/kafka/pom.xml``),
-formats a KRaft storage directory under ``SCPRO_HOME/kafka`` the first time, starts ``kafka.Kafka``
-in the background, and returns when the broker answers metadata requests. ``stop`` asks it to shut
-down cleanly (SIGTERM) and waits. Every failure says what is wrong: Java missing or too old, Maven
-missing, the port taken, or the broker's own last log lines when it died.
+``scpro kafka start`` resolves Apache Kafka's jars from Maven Central once
+(``infra/kafka/pom.xml``), formats a KRaft storage directory under ``SCPRO_HOME/kafka`` the first
+time, starts ``kafka.Kafka`` in the background, and returns when the broker answers metadata
+requests. ``stop`` asks it to shut down cleanly (SIGTERM) and waits. Every failure says what is
+wrong: Java missing or too old, Maven missing, the port taken, or the broker's own last log lines
+when it died.
 """
 
 from __future__ import annotations
@@ -230,9 +231,9 @@ class EmbeddedKafka:
         for port in (self.port, self.controller_port):
             if not port_is_free(self.host, port):
                 raise BrokerError(
-                    f"port {port} on {self.host} is taken by another process, so the embedded Kafka "
-                    "broker cannot listen there. Stop that process, or choose other ports with "
-                    "SCPRO_KAFKA_BOOTSTRAP=localhost:<port> (the controller uses <port>+1, or "
+                    f"port {port} on {self.host} is taken by another process, so the embedded "
+                    "Kafka broker cannot listen there. Stop that process, or choose other ports "
+                    "with SCPRO_KAFKA_BOOTSTRAP=localhost:<port> (the controller uses <port>+1, or "
                     "SCPRO_KAFKA_CONTROLLER_PORT)."
                 )
         resolve_jars()
@@ -289,7 +290,7 @@ class EmbeddedKafka:
         return "(no broker output)"
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Ask the broker to shut down cleanly; kill it after ``timeout``. True if it was running."""
+        """Ask the broker to shut down cleanly, killing it after ``timeout``; True if it ran."""
         pid = self._pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)

@@ -116,10 +116,10 @@ class MappingReport:
 
     def summary(self) -> str:
         """One human-readable paragraph for the CLI."""
+        mix = ", ".join(f"{k}={v}" for k, v in sorted(self.events.items()))
         lines = [
             f"{self.source}: {self.rows_read} rows read, "
-            f"{sum(self.events.values())} events ({', '.join(f'{k}={v}' for k, v in sorted(self.events.items()))}), "
-            f"{self.rejected_total} rows rejected"
+            f"{sum(self.events.values())} events ({mix}), {self.rejected_total} rows rejected"
         ]
         lines += [
             f"  rejected {n} x {reason} (first: {self.examples[reason]})"

@@ -11,8 +11,9 @@ into one ``order_placed`` event. Per order this emits:
   follows whole days), or ``canceled`` for canceled orders.
 
 ``origin`` is the store's coordinates (DataCo's Latitude/Longitude); ``destination`` the
-order city. DataCo timestamps have no zone; they are read as UTC. Customer e-mail, password, names and street
-are dropped; the customer id is pseudonymised. Zip codes arrive as floats (``725.0``).
+order city. DataCo timestamps have no zone; they are read as UTC. Customer e-mail, password,
+names and street are dropped; the customer id is pseudonymised. Zip codes arrive as floats
+(``725.0``).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ real business would have a cause, so delivery delays are predictable from what i
   carrier a reliability factor; each region a last-mile factor; the UK, Switzerland and Norway
   add customs. Real delivery time = payment wait + handling (x1.6 in peak season), shifted to
   warehouse hours (Mon-Sat 06-22), + transit ``(base + km / speed) x region x carrier x peak`` +
-  bulky-weight and customs days, x lognormal noise, shifted to delivery hours (Mon-Sat 08-21).
-  Friday and Saturday orders therefore wait over the weekend.
+  bulky-weight and customs days, x lognormal noise; transit stands still on Sundays and the
+  parcel is delivered in delivery hours (Mon-Sat 08-21), so Friday and Saturday orders wait
+  over the weekend.
 - **Incidents** (``ops_logs``), a few per week: a *carrier* incident slows that carrier's parcels
   to one region (its hub city is the incident location) by days, and parcels shipped while it is
   open get an ``exception``; a *warehouse* incident holds that warehouse's parcels until it is
@@ -301,7 +302,7 @@ PEAK_INCIDENT_FACTOR = 1.5
 #: Incident kinds and their share; severities with share, median duration (hours) and the delay
 #: they add to a carrier's transit (days).
 INCIDENT_KINDS = (("carrier", 0.70), ("warehouse", 0.22), ("system", 0.08))
-SEVERITIES = (("low", 0.45, 6.0, 0.8), ("medium", 0.40, 20.0, 1.8), ("high", 0.15, 48.0, 3.5))
+SEVERITIES = (("low", 0.45, 6.0, 1.2), ("medium", 0.40, 20.0, 2.2), ("high", 0.15, 48.0, 4.0))
 INCIDENT_MAX_HOURS = 6 * 24
 INCIDENT_CAUSES = {
     "carrier": ("sorting hub outage", "driver strike", "severe weather", "vehicle shortage"),
@@ -364,14 +365,29 @@ def _shift_into_hours(ms: int, open_hour: int, close_hour: int, rng: random.Rand
     """
     day, in_day = divmod(ms, MS_DAY)
     if in_day >= close_hour * MS_HOUR:
-        day += 1
-        in_day = -1
+        day, in_day = day + 1, -1
+    if (day + 3) % 7 == 6:  # Sunday (1970-01-01 was a Thursday)
+        day, in_day = day + 1, -1
     if in_day < open_hour * MS_HOUR:
         in_day = open_hour * MS_HOUR + int(rng.random() * 2 * MS_HOUR)
-    if (day + 3) % 7 == 6:  # Sunday
-        day += 1
-        in_day = max(in_day, open_hour * MS_HOUR)
     return day * MS_DAY + in_day
+
+
+def _add_transit(start: int, duration: int) -> int:
+    """``start`` plus ``duration`` of transit, which stands still on Sundays (no line-haul).
+
+    This is what makes Thursday-to-Saturday shipments, and so Friday and Saturday orders, slower.
+    """
+    t, left = start, duration
+    while left > 0:
+        day_end = (t // MS_DAY + 1) * MS_DAY
+        if (t // MS_DAY + 3) % 7 != 6:
+            step = min(left, day_end - t)
+            left -= step
+            if not left:
+                return t + step
+        t = day_end
+    return t
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -523,7 +539,8 @@ class _Simulation:
             raise ValueError("orders must be >= 0 and orders_per_day > 0")
         self.config = config
         seed = config.seed
-        # Separate streams: changing the web-log or incident volume leaves the orders unchanged.
+        # Separate streams: the web-log volume does not change the orders, and incidents happen
+        # at the same times whatever the orders are.
         self.rng = random.Random(f"{SOURCE}-{seed}-orders")
         self.web_rng = random.Random(f"{SOURCE}-{seed}-web")
         self.inc_rng = random.Random(f"{SOURCE}-{seed}-incidents")
@@ -609,6 +626,8 @@ class _Simulation:
     def _open_incident(self, opened: int, rng: random.Random) -> None:
         kind = rng.choices([k for k, _ in INCIDENT_KINDS], [w for _, w in INCIDENT_KINDS])[0]
         severity, _, median_h, delay_days = rng.choices(SEVERITIES, [s[1] for s in SEVERITIES])[0]
+        if kind == "system":
+            median_h /= 6  # the payment provider fixes its gateway within hours
         hours = min(INCIDENT_MAX_HOURS, median_h * math.exp(rng.gauss(0, 0.7)))
         resolved = opened + max(10 * MS_MINUTE, int(hours * MS_HOUR))
         cause = rng.choice(INCIDENT_CAUSES[kind])
@@ -876,12 +895,12 @@ class _Simulation:
         days *= math.exp(rng.gauss(0, 0.22))
         blocked = self.open_incident("carrier", (o.carrier, region), shipped)
         if blocked is not None:
-            days = days * 1.15 + blocked.delay_days * rng.uniform(0.7, 1.3)
+            days = days * 1.25 + blocked.delay_days * rng.uniform(0.7, 1.3)
         problem = rng.random() < RANDOM_EXCEPTION_P
         if problem:
             days += rng.uniform(0.5, 1.5)
         transit = int(days * MS_DAY)
-        delivered = _shift_into_hours(shipped + transit, 8, 21, rng)
+        delivered = _shift_into_hours(_add_transit(shipped, transit), 8, 21, rng)
 
         self.ship_event(o.shipment, "shipped", shipped, origin_location, None)
         wh, c = WAREHOUSES[o.origin], o.customer

@@ -1,0 +1,252 @@
+"""``make bench``: every benchmark, with figures and side-by-side ratios, as markdown and JSON.
+
+Each benchmark measures our path next to the bare tool it is built on, in the same run on the same
+broker, so ratios stay meaningful on any machine. Benchmarks use their own SCPRO_HOME and topic
+prefix under ``.scpro/bench`` and never touch the demo's data.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scpro_assets.settings import REPO_ROOT, Settings
+
+
+@dataclass
+class Report:
+    """Figures collected by the benchmarks."""
+
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, section: str, **figures: Any) -> None:
+        """Record figures under ``section`` and print them as they come."""
+        self.sections.setdefault(section, {}).update(figures)
+        for name, value in figures.items():
+            shown = f"{value:,.3f}" if isinstance(value, float) else value
+            print(f"  {section} | {name}: {shown}", flush=True)
+
+    def markdown(self) -> str:
+        """The report as markdown tables, one per section."""
+        lines = [
+            "# SCPro benchmark report",
+            "",
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+            f"({platform.processor() or platform.machine()}, Python {platform.python_version()})",
+            "",
+        ]
+        for section, figures in self.sections.items():
+            lines += [f"## {section}", "", "| figure | value |", "|---|---|"]
+            for name, value in figures.items():
+                shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+                lines.append(f"| {name} | {shown} |")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _bench_settings(base: Settings) -> Settings:
+    """A fresh home and topic prefix for one benchmark run, on the configured broker."""
+    run = uuid.uuid4().hex[:8]
+    home = base.home / "bench" / run
+    kafka = replace(base.kafka, topic_prefix=f"{base.kafka.topic_prefix}bench-{run}.")
+    return replace(base, home=home, kafka=kafka)
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def bench_replay(settings: Settings, report: Report, orders: int) -> None:
+    """Issue 2: synthetic replay throughput next to a bare kafka-python producer."""
+    from scpro_assets.kafka.clients import ensure_topics, producer
+    from scpro_assets.replay import replay
+    from scpro_assets.sources.synthetic import SyntheticConfig, generate
+
+    section = f"replay: synthetic source, {orders:,} orders"
+    print(f"\n{section}", flush=True)
+    run = _bench_settings(settings)
+    ensure_topics(run.kafka)
+    config = SyntheticConfig(orders=orders, seed=11)
+
+    # (a) bare producer: the same messages, generated and serialised beforehand.
+    messages = [
+        (run.kafka.topic_name("bare_" + e.topic), e.key.encode(), e.to_json())
+        for e in generate(config)
+    ]
+    bare_topics = replace(run.kafka, topic_prefix=run.kafka.topic_prefix + "bare_")
+    ensure_topics(bare_topics)
+    sender = producer(run.kafka)
+
+    def send_all() -> None:
+        for topic, key, value in messages:
+            sender.send(topic, key=key, value=value)
+        sender.flush()
+
+    _, bare_s = _timed(send_all)
+    sender.close()
+    # (b) our replay: generation, mapping to contracts, serialisation and publishing.
+    stats = replay(generate(config), run.kafka)
+    report.add(
+        section,
+        events=stats.total,
+        bare_producer_events_per_s=len(messages) / bare_s,
+        replay_events_per_s=stats.events_per_second,
+        ratio_replay_to_bare=stats.events_per_second / (len(messages) / bare_s),
+    )
+
+
+def bench_ingest(settings: Settings, report: Report, events: int, latency_samples: int) -> None:
+    """Issue 3: landing 1M events as Parquet next to a bare consumer; produce-to-file latency."""
+    import dagster as dg
+    from kafka import TopicPartition
+
+    from scpro_assets.definitions import build_definitions
+    from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
+    from scpro_assets.kafka.clients import consumer, end_offsets, ensure_topics, producer
+    from scpro_assets.replay import replay
+    from scpro_assets.sources.synthetic import SyntheticConfig, generate
+
+    section = f"ingest: {events:,} synthetic events, Kafka to Parquet"
+    print(f"\n{section}", flush=True)
+    run = _bench_settings(settings)
+    ensure_topics(run.kafka)
+
+    def limited():
+        for i, event in enumerate(generate(SyntheticConfig(orders=events, seed=5))):
+            if i >= events:
+                return
+            yield event
+
+    produced = replay(limited(), run.kafka)
+    total = produced.total
+
+    def bare_read() -> int:
+        reader = consumer(run.kafka)
+        count = 0
+        try:
+            for topic in ("orders", "payments", "shipments", "ops_logs"):
+                offsets = end_offsets(run.kafka, topic)
+                name = run.kafka.topic_name(topic)
+                tps = [TopicPartition(name, p) for p in offsets]
+                reader.assign(tps)
+                for tp in tps:
+                    reader.seek(tp, 0)
+                want = sum(end for _b, end in offsets.values())
+                got = 0
+                while got < want:
+                    for records in reader.poll(timeout_ms=1000, max_records=20_000).values():
+                        got += len(records)
+                count += got
+        finally:
+            reader.close()
+        return count
+
+    read, bare_s = _timed(bare_read)
+    assert read == total, f"bare consumer read {read} of {total}"
+    defs = build_definitions(run)
+    run.dagster_home.mkdir(parents=True, exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(run.dagster_home)) as instance:
+        ticks, ingest_s = _timed(lambda: ingest_until_caught_up(defs, instance))
+        runs = sum(len(t.succeeded) for t in ticks)
+        failed = sum(len(t.failed) for t in ticks)
+        import pyarrow.parquet as pq
+
+        landed = sum(pq.ParquetFile(f).metadata.num_rows for f in run.raw_dir.rglob("*.parquet"))
+        quarantined = sum(
+            pq.ParquetFile(f).metadata.num_rows for f in run.quarantine_dir.rglob("*.parquet")
+        )
+        parquet_mb = sum(f.stat().st_size for f in run.raw_dir.rglob("*.parquet")) / 1e6
+        report.add(
+            section,
+            events=total,
+            bare_consumer_events_per_s=total / bare_s,
+            ingest_events_per_s=total / ingest_s,
+            ratio_ingest_to_bare=(total / ingest_s) / (total / bare_s),
+            ingest_runs=runs,
+            failed_runs=failed,
+            landed=landed,
+            quarantined=quarantined,
+            accounted_exactly=landed + quarantined == total,
+            parquet_mb=parquet_mb,
+        )
+
+        # Latency: a steady trickle of events, the sensor ticking on its normal interval.
+        interval = 5.0
+        stop = threading.Event()
+
+        def daemon_like() -> None:
+            while not stop.is_set():
+                ingest_once(defs, instance, topics=("payments",))
+                stop.wait(interval)
+
+        ticker = threading.Thread(target=daemon_like, daemon=True)
+        ticker.start()
+        latencies = []
+        sender = producer(run.kafka)
+        try:
+            for i in range(latency_samples):
+                from scpro_assets.sources.common import make_event
+
+                event = make_event(
+                    "bench",
+                    "payment_captured",
+                    datetime.now(UTC),
+                    (run.home.name, i),
+                    f"l{i}",
+                    order_id=f"latency-{i}",
+                    payment_type="card",
+                    amount=1.0,
+                )
+                before = set(run.raw_dir.rglob("payments/*/*.parquet"))
+                sent = time.perf_counter()
+                replay([event], run.kafka)
+                while True:
+                    now = set(run.raw_dir.rglob("payments/*/*.parquet"))
+                    if now - before:
+                        latencies.append(time.perf_counter() - sent)
+                        break
+                    time.sleep(0.05)
+                time.sleep(1.3)  # land at different phases of the tick interval
+        finally:
+            stop.set()
+            ticker.join(timeout=60)
+            sender.close()
+        latencies.sort()
+        report.add(
+            section,
+            latency_samples=len(latencies),
+            sensor_interval_s=interval,
+            produce_to_parquet_latency_p50_s=latencies[len(latencies) // 2],
+            produce_to_parquet_latency_max_s=latencies[-1],
+        )
+    shutil.rmtree(run.home, ignore_errors=True)
+
+
+def run_all(
+    settings: Settings,
+    which: tuple[str, ...],
+    replay_orders: int,
+    ingest_events: int,
+    latency_samples: int,
+    out_dir: Path = REPO_ROOT,
+) -> Report:
+    """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
+    report = Report()
+    if "replay" in which:
+        bench_replay(settings, report, replay_orders)
+    if "ingest" in which:
+        bench_ingest(settings, report, ingest_events, latency_samples)
+    (out_dir / "bench-report.md").write_text(report.markdown())
+    (out_dir / "bench-report.json").write_text(json.dumps(report.sections, indent=2, default=str))
+    return report
