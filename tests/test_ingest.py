@@ -48,7 +48,7 @@ def _publish(settings: Settings, topic: str, values: list[bytes], partition: int
 
 def _rows(settings: Settings, kind: str, topic: str) -> list[dict]:
     base = settings.raw_dir if kind == "raw" else settings.quarantine_dir
-    files = sorted((base / topic).glob("partition=*/*.parquet"))
+    files = sorted((base / topic).glob("partition-*/*.parquet"))
     return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
@@ -120,7 +120,7 @@ def test_sensor_lands_every_event_once_with_metadata(scpro_settings, dagster_ins
     file = (
         scpro_settings.raw_dir
         / "payments"
-        / "partition=0"
+        / "partition-0"
         / "payments-p0-000000000000-000000000026.parquet"
     )
     assert file.exists()

@@ -4,8 +4,8 @@ A range is ``[start, stop)`` of one partition. Landing reads exactly that range 
 no consumer group), validates every event against its contract and writes two files named by
 (topic, partition, first offset, last offset):
 
-- ``lake/raw/<topic>/partition=<p>/<topic>-p<p>-<first>-<last>.parquet``: valid events;
-- ``lake/quarantine/<topic>/partition=<p>/<same name>``: everything else, with the raw bytes and
+- ``lake/raw/<topic>/partition-<p>/<topic>-p<p>-<first>-<last>.parquet``: valid events;
+- ``lake/quarantine/<topic>/partition-<p>/<same name>``: everything else, with the raw bytes and
   the reason.
 
 Files are written to a temporary name and renamed atomically, so a reader never sees half a file.
@@ -134,8 +134,12 @@ class LandingResult:
 
 
 def partition_dir(base: Path, topic: str, partition: int) -> Path:
-    """Folder of one partition's range files."""
-    return base / topic / f"partition={partition}"
+    """Folder of one partition's range files.
+
+    Not ``partition=<p>``: Hive-style names would make Spark and DuckDB infer a ``partition``
+    column that clashes with the one stored in the files.
+    """
+    return base / topic / f"partition-{partition}"
 
 
 def landed_ranges(base: Path, topic: str) -> dict[int, list[tuple[int, int]]]:
@@ -144,7 +148,7 @@ def landed_ranges(base: Path, topic: str) -> dict[int, list[tuple[int, int]]]:
     root = base / topic
     if not root.is_dir():
         return found
-    for path in root.glob("partition=*/*.parquet"):
+    for path in root.glob("partition-*/*.parquet"):
         match = _FILE_RE.match(path.name)
         if match and match["topic"] == topic:
             found.setdefault(int(match["p"]), []).append((int(match["first"]), int(match["last"])))
