@@ -106,7 +106,9 @@ def bench_replay(settings: Settings, report: Report, orders: int) -> None:
     )
 
 
-def bench_ingest(settings: Settings, report: Report, events: int, latency_samples: int) -> None:
+def bench_ingest(
+    settings: Settings, report: Report, events: int, latency_samples: int, workers: int = 2
+) -> None:
     """Issue 3: landing 1M events as Parquet next to a bare consumer; produce-to-file latency."""
     import dagster as dg
     from kafka import TopicPartition
@@ -157,7 +159,9 @@ def bench_ingest(settings: Settings, report: Report, events: int, latency_sample
     defs = build_definitions(run)
     run.dagster_home.mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test(temp_dir=str(run.dagster_home)) as instance:
-        ticks, ingest_s = _timed(lambda: ingest_until_caught_up(defs, instance))
+        ticks, ingest_s = _timed(
+            lambda: ingest_until_caught_up(defs, instance, settings=run, workers=workers)
+        )
         runs = sum(len(t.succeeded) for t in ticks)
         failed = sum(len(t.failed) for t in ticks)
         import pyarrow.parquet as pq
@@ -170,6 +174,7 @@ def bench_ingest(settings: Settings, report: Report, events: int, latency_sample
         report.add(
             section,
             events=total,
+            ingest_worker_processes=workers,
             bare_consumer_events_per_s=total / bare_s,
             ingest_events_per_s=total / ingest_s,
             ratio_ingest_to_bare=(total / ingest_s) / (total / bare_s),

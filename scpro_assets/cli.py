@@ -125,15 +125,20 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
         run = ingest_once if once else ingest_until_caught_up
         ticks = run(defs, instance, topics or TOPICS)
     failed = 0
-    for tick in ticks:
-        if tick.requested or tick.retried or tick.failed:
+    for topic in topics or TOPICS:
+        mine = [t for t in ticks if t.topic == topic]
+        landed = sum(len(t.succeeded) for t in mine)
+        retried = sum(len(t.retried) for t in mine)
+        already = sum(len(t.skipped_existing) for t in mine)
+        failed_here = sum(len(t.failed) for t in mine)
+        failed += failed_here
+        if landed or retried or already or failed_here:
             click.echo(
-                f"{tick.topic}: {len(tick.succeeded)} ranges landed, {len(tick.retried)} retried, "
-                f"{len(tick.skipped_existing)} already run, {len(tick.failed)} failed"
+                f"{topic}: {landed} ranges landed, {retried} retried, {already} already run, "
+                f"{failed_here} failed"
             )
-        elif tick.skip_reason:
-            click.echo(f"{tick.topic}: {tick.skip_reason}")
-        failed += len(tick.failed)
+        else:
+            click.echo(f"{topic}: {mine[-1].skip_reason}")
     if failed:
         raise click.ClickException(f"{failed} ranges failed; see the runs in the Dagster UI")
 

@@ -52,6 +52,12 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free port pair for the test broker")
 
 
+@pytest.fixture
+def free_port() -> int:
+    """A free port whose successor (the controller's) is free too."""
+    return _free_port_pair()
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory):
     """A real Apache Kafka broker (the project's embedded one) for the whole test session.

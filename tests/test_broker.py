@@ -94,3 +94,21 @@ def test_stop_when_not_running_is_harmless(tmp_path):
     )
     assert broker.stop() is False
     assert not broker.status().running
+
+
+def test_cluster_id_starting_with_a_dash_formats(tmp_path, monkeypatch, free_port):
+    """Base64 cluster ids start with '-' one time in 64; the storage tool must not read an option."""
+    import uuid as uuid_module
+
+    monkeypatch.setattr(
+        uuid_module, "uuid4", lambda: uuid_module.UUID(bytes=b"\xf8" + b"\x01" * 15)
+    )
+    broker = EmbeddedKafka(
+        Settings(home=tmp_path, kafka=KafkaSettings(bootstrap_servers=f"localhost:{free_port}"))
+    )
+    broker.log_file.parent.mkdir(parents=True)
+    broker.data_dir.mkdir(parents=True)
+    broker._write_config()
+    broker._format_storage()
+    meta = (broker.data_dir / "meta.properties").read_text()
+    assert "cluster.id=-" in meta

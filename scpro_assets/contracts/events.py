@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from scpro_assets.perf import paused_gc
+
 SCHEMA_VERSION = 1
 
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
@@ -290,7 +292,8 @@ def validate_batch(topic: str, values: list[bytes | None]) -> list[ValidationRes
         return []
     if all(v and len(v) <= MAX_EVENT_BYTES and v[:1] == b"{" for v in values):
         try:
-            events = _LIST_ADAPTERS[topic].validate_json(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]
+            with paused_gc():
+                events = _LIST_ADAPTERS[topic].validate_json(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]
         except (ValidationError, ValueError):
             pass
         else:

@@ -9,16 +9,19 @@ is written back to the sensor's state in the instance, so the daemon continues w
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.scheduler.instigation import (
     InstigatorState,
     InstigatorType,
     SensorInstigatorData,
 )
 
-from scpro_assets.settings import TOPICS
+from scpro_assets.settings import TOPICS, Settings
 from sensors.kafka_sensors import CURSOR_KV_PREFIX, job_name, sensor_name
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -92,6 +95,39 @@ def _execute(
     return result.success
 
 
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(settings: Settings, instance_ref: InstanceRef) -> None:
+    """Build the definitions and open the instance once per worker process."""
+    from scpro_assets.definitions import build_definitions
+
+    _WORKER["defs"] = build_definitions(settings)
+    _WORKER["instance"] = dg.DagsterInstance.from_ref(instance_ref)
+
+
+def _worker_execute(topic: str, run_config: dict, tags: dict[str, str]) -> bool:
+    return _execute(_WORKER["defs"], _WORKER["instance"], topic, run_config, tags)  # type: ignore[arg-type]
+
+
+def range_executor(
+    settings: Settings, instance: dg.DagsterInstance, workers: int
+) -> ProcessPoolExecutor | None:
+    """Worker processes that land ranges concurrently, like the daemon's concurrent runs.
+
+    ``None`` (land in this process, one range at a time) for one worker or an instance without
+    shared storage.
+    """
+    if workers <= 1 or instance.is_ephemeral:
+        return None
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(settings, instance.get_ref()),
+    )
+
+
 def retry_failed_ranges(
     defs: dg.Definitions, instance: dg.DagsterInstance, topic: str
 ) -> tuple[list[str], list[str]]:
@@ -118,9 +154,15 @@ def ingest_once(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     topics: tuple[str, ...] = TOPICS,
+    executor: Executor | None = None,
 ) -> list[TopicTick]:
-    """Evaluate each topic's sensor once and execute the runs it requests."""
+    """Evaluate each topic's sensor once and execute the runs it requests.
+
+    With an ``executor`` (see :func:`range_executor`) the requested ranges land concurrently;
+    cursors are stored once every topic's ranges have been requested, as the daemon does.
+    """
     ticks = []
+    pending: list[tuple[TopicTick, str, object]] = []
     for topic in topics:
         name = sensor_name(topic)
         tick = TopicTick(topic)
@@ -145,11 +187,17 @@ def ingest_once(
                 tick.skipped_existing.append(request.run_key)
                 continue
             tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_TAG: name}
-            ok = _execute(defs, instance, topic, dict(request.run_config), tags)
-            (tick.succeeded if ok else tick.failed).append(request.run_key)
+            if executor is None:
+                ok = _execute(defs, instance, topic, dict(request.run_config), tags)
+                (tick.succeeded if ok else tick.failed).append(request.run_key)
+            else:
+                future = executor.submit(_worker_execute, topic, dict(request.run_config), tags)
+                pending.append((tick, request.run_key, future))
         store.set(data.cursor)
         tick.cursor = data.cursor
         ticks.append(tick)
+    for tick, run_key, future in pending:
+        (tick.succeeded if future.result() else tick.failed).append(run_key)  # type: ignore[attr-defined]
     return ticks
 
 
@@ -158,12 +206,23 @@ def ingest_until_caught_up(
     instance: dg.DagsterInstance,
     topics: tuple[str, ...] = TOPICS,
     max_ticks: int = 1000,
+    settings: Settings | None = None,
+    workers: int = 1,
 ) -> list[TopicTick]:
-    """Tick until no topic has anything new to request (backlogs take several ticks)."""
+    """Tick until no topic has anything new to request (backlogs take several ticks).
+
+    ``workers`` > 1 lands ranges in that many processes (needs ``settings`` to rebuild the
+    definitions there).
+    """
+    executor = range_executor(settings, instance, workers) if settings else None
     all_ticks: list[TopicTick] = []
-    for _ in range(max_ticks):
-        ticks = ingest_once(defs, instance, topics)
-        all_ticks += ticks
-        if not any(t.requested or t.retried for t in ticks):
-            break
+    try:
+        for _ in range(max_ticks):
+            ticks = ingest_once(defs, instance, topics, executor)
+            all_ticks += ticks
+            if not any(t.requested or t.retried for t in ticks):
+                break
+    finally:
+        if executor is not None:
+            executor.shutdown()
     return all_ticks

@@ -207,8 +207,7 @@ class EmbeddedKafka:
             self._java_cmd(
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # '=': a base64 id may start with '-'
                 "-c",
                 str(self.config_file),
             ),

@@ -59,7 +59,8 @@ def admin(settings: KafkaSettings, **overrides: object) -> KafkaAdminClient:
 def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> dict[str, int]:
     """Create the four event topics if missing (idempotent); return partitions per topic.
 
-    Existing topics with fewer partitions than asked for are grown (never shrunk).
+    New topics get ``partitions`` (default ``settings.partitions``). Existing topics are grown only
+    when ``partitions`` is given explicitly and exceeds theirs (never shrunk).
     """
     wanted = partitions or settings.partitions
     retention_ms = str(settings.retention_hours * 3600 * 1000)
@@ -82,7 +83,11 @@ def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
             except TopicAlreadyExistsError:
                 pass
         counts = partition_counts(settings, client)
-        grow = {name: NewPartitions(total_count=wanted) for name, n in counts.items() if n < wanted}
+        grow = {
+            name: NewPartitions(total_count=wanted)
+            for name, n in counts.items()
+            if partitions is not None and n < wanted
+        }
         if grow:
             client.create_partitions(grow)
             deadline = time.monotonic() + 10

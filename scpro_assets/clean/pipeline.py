@@ -1,0 +1,190 @@
+"""The clean layer as plain functions over a SparkSession (the Dagster assets only wrap these).
+
+Two steps:
+
+1. :func:`update_event_stores`: read only the raw range files not read before (the manifest), parse
+   them against the contracts, drop events whose ``event_id`` is already stored, and append the rest
+   to ``lake/clean/events/<topic>``. Crash-safe without coordination: the manifest is saved last,
+   so a failed run re-reads its files next time and the anti-join on ``event_id`` keeps that
+   idempotent. ``full_refresh`` rebuilds the stores from every raw file.
+2. :func:`build_entities`: rebuild the cleaned entities and the order-time feature table from the
+   event stores (columnar, already parsed: cheap next to parsing JSON) and publish each atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from scpro_assets.clean.lake import RawManifest, publish, read
+from scpro_assets.settings import TOPICS
+from spark.cleaning import (
+    clean_incidents,
+    clean_order_items,
+    clean_orders,
+    clean_payments,
+    clean_shipments,
+    clean_web_logs,
+    deduplicate,
+    order_delivery_state,
+)
+from spark.features import order_features
+from spark.raw import parse_raw
+from spark.schemas import RAW_SPARK_SCHEMA
+
+#: Cleaned entities published by :func:`build_entities`, with the column each is partitioned by.
+ENTITIES: dict[str, str | None] = {
+    "cleaned_orders": "order_month",
+    "cleaned_order_items": "order_month",
+    "cleaned_payments": "paid_month",
+    "cleaned_shipments": "event_month",
+    "cleaned_deliveries": None,
+    "cleaned_incidents": None,
+    "cleaned_web_logs": "event_month",
+}
+FEATURES = "order_features"
+
+
+@dataclass
+class EventStoreUpdate:
+    """What one incremental read of the raw layer did, per topic."""
+
+    raw_files_read: dict[str, int] = field(default_factory=dict)
+    raw_rows_read: dict[str, int] = field(default_factory=dict)
+    new_events: dict[str, int] = field(default_factory=dict)
+    duplicates_dropped: dict[str, int] = field(default_factory=dict)
+    full_refresh: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class EntityBuild:
+    """Rows published per entity and rows quarantined by business rules."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    quarantine_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _events_base(clean_dir: Path) -> Path:
+    return clean_dir / "events"
+
+
+def update_event_stores(
+    spark: SparkSession,
+    raw_dir: Path,
+    clean_dir: Path,
+    full_refresh: bool = False,
+    topics: tuple[str, ...] = TOPICS,
+) -> EventStoreUpdate:
+    """Append the events of new raw files to the per-topic event stores (see module docstring)."""
+    started = time.perf_counter()
+    manifest = RawManifest(clean_dir / "_state" / "raw_manifest.json")
+    if full_refresh:
+        manifest.reset()
+    update = EventStoreUpdate(full_refresh=full_refresh)
+    base = _events_base(clean_dir)
+    for topic in topics:
+        files = manifest.new_files(raw_dir, topic)
+        update.raw_files_read[topic] = len(files)
+        if not files:
+            update.raw_rows_read[topic] = update.new_events[topic] = 0
+            update.duplicates_dropped[topic] = 0
+            continue
+        raw = spark.read.schema(RAW_SPARK_SCHEMA).parquet(*map(str, files))
+        parsed = deduplicate(parse_raw(raw, topic)).cache()
+        store = None if full_refresh else read(spark, base, topic)
+        fresh = (
+            parsed
+            if store is None
+            else parsed.join(store.select("event_id"), "event_id", "left_anti")
+        )
+        fresh = fresh.select(*parsed.columns).withColumn(
+            "event_month", F.date_format("event_time", "yyyy-MM")
+        )
+        combined = fresh if store is None else store.unionByName(fresh)
+        update.raw_rows_read[topic] = raw.count()
+        update.new_events[topic] = fresh.count()
+        update.duplicates_dropped[topic] = update.raw_rows_read[topic] - update.new_events[topic]
+        publish(combined, base, topic, "event_month")
+        parsed.unpersist()
+        manifest.mark(raw_dir, files)
+        manifest.save()
+    update.seconds = time.perf_counter() - started
+    return update
+
+
+def _empty_events(spark: SparkSession, topic: str) -> DataFrame:
+    empty = spark.createDataFrame([], RAW_SPARK_SCHEMA)
+    return parse_raw(empty, topic).withColumn("event_month", F.lit(None).cast("string"))
+
+
+def load_event_stores(spark: SparkSession, clean_dir: Path) -> dict[str, DataFrame]:
+    """The current event store of every topic (empty frames for topics with no data yet)."""
+    base = _events_base(clean_dir)
+    return {t: read(spark, base, t) or _empty_events(spark, t) for t in TOPICS}
+
+
+def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -> EntityBuild:
+    """Rebuild and publish every cleaned entity from the event stores."""
+    started = time.perf_counter()
+    events = load_event_stores(spark, clean_dir)
+    orders, orders_q = clean_orders(events["orders"])
+    orders = orders.withColumn("order_month", F.date_format("order_time", "yyyy-MM")).cache()
+    items = clean_order_items(events["orders"]).join(
+        orders.select("order_id"), "order_id", "left_semi"
+    )
+    items = items.withColumn("order_month", F.date_format("order_time", "yyyy-MM"))
+    payments, payments_q = clean_payments(events["payments"])
+    payments = payments.withColumn("paid_month", F.date_format("paid_at", "yyyy-MM"))
+    shipments = clean_shipments(events["shipments"]).cache()
+    deliveries, deliveries_q = order_delivery_state(shipments, orders)
+    incidents, incidents_q = clean_incidents(events["ops_logs"])
+    web_logs = clean_web_logs(events["ops_logs"])
+    outputs = {
+        "cleaned_orders": orders,
+        "cleaned_order_items": items,
+        "cleaned_payments": payments,
+        "cleaned_shipments": shipments.withColumn(
+            "event_month", F.date_format("event_time", "yyyy-MM")
+        ),
+        "cleaned_deliveries": deliveries,
+        "cleaned_incidents": incidents,
+        "cleaned_web_logs": web_logs.withColumn(
+            "event_month", F.date_format("event_time", "yyyy-MM")
+        ),
+    }
+    build = EntityBuild()
+    for name, df in outputs.items():
+        build.paths[name] = publish(df, clean_dir, name, ENTITIES[name])
+        build.rows[name] = read(spark, clean_dir, name).count()
+    quarantine = orders_q.unionByName(payments_q).unionByName(deliveries_q)
+    quarantine = quarantine.unionByName(incidents_q)
+    publish(quarantine, quarantine_dir, "clean_rules")
+    counted = read(spark, quarantine_dir, "clean_rules").groupBy("entity", "reason").count()
+    for row in counted.collect():
+        build.quarantined[row["entity"]] = build.quarantined.get(row["entity"], 0) + row["count"]
+        build.quarantine_reasons.setdefault(row["entity"], {})[row["reason"]] = row["count"]
+    orders.unpersist()
+    shipments.unpersist()
+    build.seconds = time.perf_counter() - started
+    return build
+
+
+def build_features(spark: SparkSession, clean_dir: Path) -> tuple[int, Path]:
+    """Rebuild and publish the order-time feature table from the published entities."""
+    names = ("cleaned_orders", "cleaned_order_items", "cleaned_deliveries", "cleaned_incidents")
+    frames = [read(spark, clean_dir, n) for n in names]
+    if any(f is None for f in frames):
+        raise RuntimeError("order_features needs the cleaned entities: materialize them first")
+    features = order_features(*frames).withColumn(
+        "order_month", F.date_format("order_time", "yyyy-MM")
+    )
+    path = publish(features, clean_dir, FEATURES, "order_month")
+    return read(spark, clean_dir, FEATURES).count(), path
