@@ -21,6 +21,7 @@ class KafkaResource(dg.ConfigurableResource):
     topic_prefix: str = ""
     max_events_per_run: int = 50_000
     max_runs_per_tick: int = 20
+    max_runs_in_flight: int = 2
 
     @classmethod
     def from_settings(cls, settings: KafkaSettings) -> KafkaResource:
@@ -34,6 +35,7 @@ class KafkaResource(dg.ConfigurableResource):
             topic_prefix=settings.topic_prefix,
             max_events_per_run=int(os.environ.get("SCPRO_MAX_EVENTS_PER_RUN", "50000")),
             max_runs_per_tick=int(os.environ.get("SCPRO_MAX_RUNS_PER_TICK", "20")),
+            max_runs_in_flight=int(os.environ.get("SCPRO_MAX_RUNS_IN_FLIGHT", "2")),
         )
 
     def settings(self) -> KafkaSettings:

@@ -113,6 +113,21 @@ def range_run_request(rng: OffsetRange) -> dg.RunRequest:
     )
 
 
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def runs_in_flight(instance: dg.DagsterInstance, topic: str) -> int:
+    """Landing runs of ``topic`` that are queued or running."""
+    return instance.get_runs_count(
+        filters=dg.RunsFilter(tags={"scpro/topic": topic}, statuses=IN_FLIGHT)
+    )
+
+
 def stored_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
     """The cursor ``scpro ingest`` left in the instance's key-value store, if any."""
     key = CURSOR_KV_PREFIX + name
@@ -147,22 +162,41 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             )
         if not offsets:
             return dg.SkipReason(f"topic '{kafka.topic_name(topic)}' does not exist yet")
-        plan = plan_ranges(
-            topic, cursor, offsets, kafka.max_events_per_run, kafka.max_runs_per_tick
+        in_flight = runs_in_flight(context.instance, topic)
+        held_back = in_flight >= kafka.max_runs_in_flight
+        plan = (
+            RangePlan([], cursor, 0)
+            if held_back
+            else plan_ranges(
+                topic, cursor, offsets, kafka.max_events_per_run, kafka.max_runs_per_tick
+            )
         )
         marks = landed_watermarks(lake.raw_dir, topic)
         end_total = sum(end for _b, end in offsets.values())
         unlanded = sum(max(0, end - marks.get(p, b)) for p, (b, end) in offsets.items())
+        unrequested = sum(max(0, end - cursor.get(p, b)) for p, (b, end) in offsets.items())
         observation = dg.AssetObservation(
             asset_key=dg.AssetKey(["kafka", topic]),
             metadata={
                 "end_offsets": dg.MetadataValue.json({str(p): e for p, (_b, e) in offsets.items()}),
                 "events_in_topic": end_total,
                 "lag_not_landed": unlanded,
-                "lag_not_requested": plan.pending_after + sum(r.size for r in plan.ranges),
+                "lag_not_requested": unrequested,
                 "partitions": len(offsets),
+                "runs_in_flight": in_flight,
             },
         )
+        if held_back:
+            # Backpressure: let the queue drain; the next tick asks for bigger ranges instead of
+            # piling up small runs that each pay a process start.
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"{in_flight} landing runs of '{topic}' are queued or running "
+                    f"(limit {kafka.max_runs_in_flight}); cursor kept at {dump_cursor(cursor)}"
+                ),
+                cursor=dump_cursor(cursor) if cursor else None,
+                asset_events=[observation],
+            )
         if not plan.ranges:
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(

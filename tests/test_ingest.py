@@ -309,3 +309,24 @@ def test_lag_is_observed_on_the_topic_asset(scpro_settings, dagster_instance, mo
     latest = records.records[0].asset_observation.metadata
     assert latest["events_in_topic"].value == 10
     assert latest["lag_not_landed"].value == 6  # one range of 4 landed before this tick
+
+
+def test_sensor_holds_back_while_runs_are_in_flight(scpro_settings, dagster_instance, monkeypatch):
+    """Backpressure: with the topic's runs still queued, a tick asks for nothing new."""
+    import dagster as dg
+
+    monkeypatch.setenv("SCPRO_MAX_RUNS_IN_FLIGHT", "1")
+    defs = build_definitions(scpro_settings)
+    queued = dagster_instance.create_run_for_job(
+        defs.resolve_job_def("land_payments"),
+        run_config={"ops": {"raw_payments": {"config": {"partition": 0, "start": 0, "stop": 1}}}},
+        tags={"scpro/topic": "payments"},
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    _publish(scpro_settings, "payments", [_payment(i) for i in range(4)])
+    (tick,) = ingest_once(defs, dagster_instance, topics=("payments",))
+    assert tick.requested == []
+    assert "1 landing runs of 'payments' are queued or running (limit 1)" in tick.skip_reason
+    dagster_instance.report_run_canceled(queued)
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    assert _accounted(scpro_settings, "payments") == {0: [0, 1, 2, 3]}

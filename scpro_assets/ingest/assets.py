@@ -51,8 +51,8 @@ def build_raw_asset(topic: str) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(["kafka", topic])],
         description=(
             f"Raw {TOPIC_DESCRIPTIONS[topic]}, landed from Kafka one offset range per run "
-            f"as lake/raw/{topic}/partition-<p>/<range>.parquet; invalid events go to "
-            f"lake/quarantine/{topic}/ with the reason. Re-running a range rewrites its files."
+            f"as `lake/raw/{topic}/partition-N/{topic}-pN-FIRST-LAST.parquet`; invalid events go "
+            f"to `lake/quarantine/{topic}/` with the reason. Re-running a range rewrites its files."
         ),
     )
     def _raw(
