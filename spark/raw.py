@@ -55,7 +55,9 @@ def raw_rows_from_events(
         topic = source_event.topic
         result = validate_event(topic, source_event.payload)
         if result.event is None:
-            raise ValueError(f"{source_event.event_id} breaks the {topic} contract: {result.reason}")
+            raise ValueError(
+                f"{source_event.event_id} breaks the {topic} contract: {result.reason}"
+            )
         event = result.event
         partition = partition_for_key(source_event.key, partitions)
         offset = next_offset.get((topic, partition), 0)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 KEEP_VERSIONS = 3
 
@@ -37,6 +38,8 @@ def publish(df: DataFrame, base: Path, name: str, partition_by: str | None = Non
     if partition_by:
         writer = writer.partitionBy(partition_by)
     writer.parquet(str(target))
+    # An empty partitioned frame writes no Parquet file: keep the schema so readers still work.
+    (target / "_schema.json").write_text(df.schema.json())
     link = dataset_path(base, name)
     tmp_link = base / f".{name}.{uuid.uuid4().hex}.link"
     os.symlink(os.path.relpath(target, base), tmp_link)
@@ -53,7 +56,9 @@ def read(spark: SparkSession, base: Path, name: str) -> DataFrame | None:
     path = dataset_path(base, name)
     if not path.exists():
         return None
-    return spark.read.parquet(str(path.resolve()))
+    version = path.resolve()
+    schema = StructType.fromJson(json.loads((version / "_schema.json").read_text()))
+    return spark.read.schema(schema).parquet(str(version))
 
 
 class RawManifest:

@@ -137,10 +137,9 @@ def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -
     events = load_event_stores(spark, clean_dir)
     orders, orders_q = clean_orders(events["orders"])
     orders = orders.withColumn("order_month", F.date_format("order_time", "yyyy-MM")).cache()
-    items = clean_order_items(events["orders"]).join(
-        orders.select("order_id"), "order_id", "left_semi"
+    items = clean_order_items(events["orders"]).withColumn(  # lines of clean orders only
+        "order_month", F.date_format("order_time", "yyyy-MM")
     )
-    items = items.withColumn("order_month", F.date_format("order_time", "yyyy-MM"))
     payments, payments_q = clean_payments(events["payments"])
     payments = payments.withColumn("paid_month", F.date_format("paid_at", "yyyy-MM"))
     shipments = clean_shipments(events["shipments"]).cache()
