@@ -238,12 +238,86 @@ def bench_ingest(
     shutil.rmtree(run.home, ignore_errors=True)
 
 
+def _write_raw_lake(raw_dir: Path, events: int, seed: int, chunk: int = 50_000) -> int:
+    """Synthetic events as landed raw range files (no Kafka: this measures Spark only)."""
+    import itertools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scpro_assets.ingest.landing import RAW_SCHEMA
+    from scpro_assets.sources.synthetic import SyntheticConfig, generate
+    from spark.raw import raw_rows_from_events
+
+    stream = itertools.islice(generate(SyntheticConfig(orders=events, seed=seed)), events)
+    written = 0
+    for batch_no in itertools.count():
+        batch = list(itertools.islice(stream, chunk))
+        if not batch:
+            return written
+        rows = raw_rows_from_events(batch, partitions=1)
+        for topic in ("orders", "payments", "shipments", "ops_logs"):
+            mine = [r for r in rows if r["topic"] == topic]
+            if mine:
+                folder = raw_dir / topic / "partition-0"
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"{topic}-p0-{batch_no:012d}-{batch_no:012d}.parquet"
+                pq.write_table(pa.Table.from_pylist(mine, schema=RAW_SCHEMA), folder / name)
+        written += len(batch)
+
+
+def bench_clean(settings: Settings, report: Report, sizes: tuple[int, ...]) -> None:
+    """Issue 4: Spark cleaning and feature-table throughput, and how time grows with volume."""
+    from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
+    from spark.session import build_spark_session
+
+    section = "spark: clean layer on synthetic events (" + settings.spark_master + ")"
+    print(f"\n{section}", flush=True)
+    spark = build_spark_session(settings.spark_master)
+    times = {}
+    for size in sizes:
+        run = _bench_settings(settings)
+        written = _write_raw_lake(run.raw_dir, size, seed=3)
+        _update, clean_s = _timed(
+            lambda run=run: update_event_stores(spark, run.raw_dir, run.clean_dir)
+        )
+        build, entities_s = _timed(
+            lambda run=run: build_entities(spark, run.clean_dir, run.quarantine_dir)
+        )
+        (feature_rows, _path), features_s = _timed(
+            lambda run=run: build_features(spark, run.clean_dir)
+        )
+        times[size] = clean_s + entities_s + features_s
+        report.add(
+            section,
+            **{
+                f"{size:,} events: raw events read": written,
+                f"{size:,} events: cleaning events/s (parse, dedup, entities)": written
+                / (clean_s + entities_s),
+                f"{size:,} events: feature rows/s": feature_rows / features_s,
+                f"{size:,} events: orders": build.rows["cleaned_orders"],
+                f"{size:,} events: seconds in all": times[size],
+            },
+        )
+        shutil.rmtree(run.home, ignore_errors=True)
+    if len(sizes) >= 2:
+        small, large = sizes[0], sizes[-1]
+        report.add(
+            section,
+            **{
+                f"time ratio {large:,} / {small:,} events": times[large] / times[small],
+                "volume ratio": large / small,
+            },
+        )
+
+
 def run_all(
     settings: Settings,
     which: tuple[str, ...],
     replay_orders: int,
     ingest_events: int,
     latency_samples: int,
+    clean_sizes: tuple[int, ...] = (100_000, 1_000_000),
     out_dir: Path = REPO_ROOT,
 ) -> Report:
     """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
@@ -252,6 +326,8 @@ def run_all(
         bench_replay(settings, report, replay_orders)
     if "ingest" in which:
         bench_ingest(settings, report, ingest_events, latency_samples)
+    if "clean" in which:
+        bench_clean(settings, report, clean_sizes)
     (out_dir / "bench-report.md").write_text(report.markdown())
     (out_dir / "bench-report.json").write_text(json.dumps(report.sections, indent=2, default=str))
     return report

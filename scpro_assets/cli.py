@@ -147,7 +147,7 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["replay", "ingest"]),
+    type=click.Choice(["replay", "ingest", "clean"]),
     help="Run only these benchmarks.",
 )
 @click.option("--replay-orders", type=int, default=50_000, show_default=True)
@@ -162,12 +162,17 @@ def bench(
 
     settings = Settings.from_env()
     broker = EmbeddedKafka(settings)
-    started_here = not broker.status().running and _is_embedded(settings)
+    needs_kafka = not only or set(only) & {"replay", "ingest"}
+    started_here = needs_kafka and not broker.status().running and _is_embedded(settings)
     if started_here:
         broker.start()
     try:
         report = run_all(
-            settings, only or ("replay", "ingest"), replay_orders, ingest_events, latency_samples
+            settings,
+            only or ("replay", "ingest", "clean"),
+            replay_orders,
+            ingest_events,
+            latency_samples,
         )
     finally:
         if started_here:

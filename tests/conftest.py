@@ -19,7 +19,7 @@ def _require_data(sub: str) -> Path:
         return path
     message = (
         f"real data {path} is not there: these tests read ../shared/data "
-        "(see tests/README.md); they run whenever it is present"
+        "(see ../shared/data/README.md); they run whenever it is present"
     )
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message + " -- and CI must have it")
