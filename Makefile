@@ -7,6 +7,7 @@ UV_VERSION := 0.13.9
 KAFKA_LIBS := infra/kafka/target/libs
 STAMP_PY := $(VENV)/.installed
 STAMP_KAFKA := $(KAFKA_LIBS)/.resolved
+STAMP_NODE := tests/node/node_modules/.installed
 
 .PHONY: setup prereqs test demo bench lint format clean
 
@@ -18,6 +19,7 @@ prereqs:
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); [ "$${v:-0}" -ge 17 ] \
 	  || { echo "SCPro needs Java 17+, found Java $$v"; exit 1; }
 	@command -v mvn >/dev/null || { echo "SCPro needs Maven to fetch Apache Kafka from Maven Central (apt-get install maven)"; exit 1; }
+	@command -v npm >/dev/null || { echo "SCPro needs Node.js and npm to prove Evidence can read its DuckDB files (apt-get install nodejs npm)"; exit 1; }
 
 $(STAMP_PY): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +32,11 @@ $(STAMP_KAFKA): infra/kafka/pom.xml
 	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies
 	touch $@
 
-setup: prereqs $(STAMP_PY) $(STAMP_KAFKA)
+$(STAMP_NODE): tests/node/package.json tests/node/package-lock.json
+	npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_NODE)
 
 lint: setup
 	$(BIN)/ruff check .
