@@ -119,6 +119,11 @@ class Settings:
         return self.lake_dir / "clean"
 
     @property
+    def ml_dir(self) -> Path:
+        """Model outputs that dbt reads as sources (scores, segments, forecasts, the registry)."""
+        return self.lake_dir / "ml"
+
+    @property
     def warehouse_path(self) -> Path:
         """The DuckDB file dbt writes."""
         return self.home / "warehouse.duckdb"
@@ -132,6 +137,16 @@ class Settings:
     def models_dir(self) -> Path:
         """Versioned model artifacts."""
         return self.home / "models"
+
+    @property
+    def serving_current(self) -> Path:
+        """The published snapshot readers use: a link swapped atomically after each build."""
+        return self.serving_dir / "current"
+
+    @property
+    def lineage_dir(self) -> Path:
+        """OpenLineage events (newline-delimited JSON) when no HTTP transport is configured."""
+        return self.home / "lineage"
 
     @property
     def dagster_home(self) -> Path:
