@@ -8,6 +8,7 @@ KAFKA_LIBS := infra/kafka/target/libs
 STAMP_PY := $(VENV)/.installed
 STAMP_KAFKA := $(KAFKA_LIBS)/.resolved
 STAMP_NODE := tests/node/node_modules/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: setup prereqs test demo bench lint format clean
 
@@ -36,7 +37,14 @@ $(STAMP_NODE): tests/node/package.json tests/node/package-lock.json
 	npm install --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_NODE)
+# Browser tests drive Debian's Chromium (never a browser build downloaded by a test tool).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "SCPro could not install Debian's chromium for the browser tests"; exit 1; }; \
+	else echo "SCPro's browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi
+
+setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_NODE) $(CHROMIUM)
 
 lint: setup
 	$(BIN)/ruff check .
