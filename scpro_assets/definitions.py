@@ -9,6 +9,7 @@ from scpro_assets.ingest.assets import kafka_topic_specs, land_jobs, raw_assets
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import Settings
 from sensors.kafka_sensors import kafka_sensors
+from sensors.lineage_sensor import openlineage_sensor
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -17,7 +18,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*kafka_topic_specs, *raw_assets, *clean_assets],
         jobs=land_jobs,
-        sensors=kafka_sensors,
+        sensors=[*kafka_sensors, openlineage_sensor],
         resources={
             "kafka": KafkaResource.from_settings(settings.kafka),
             "lake": LakeResource.from_settings(settings),
