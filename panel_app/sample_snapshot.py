@@ -285,7 +285,9 @@ def _models_frame(spec: SampleSpec) -> pd.DataFrame:
     frame["trained_at"] = trained
     frame["train_rows"] = spec.orders * 8 // 10
     frame["test_rows"] = spec.orders // 5
-    frame["metrics"] = [json.dumps({m: v}) for m, v in zip(frame.primary_metric, frame.iloc[:, 6])]
+    frame["metrics"] = [
+        json.dumps({m: v}) for m, v in zip(frame.primary_metric, frame.iloc[:, 6], strict=True)
+    ]
     frame["is_serving"] = frame["model_version"] != "risk-v1"
     frame["serving_reason"] = np.where(
         frame["is_serving"], "best on holdout", "superseded by risk-v2"

@@ -1,0 +1,245 @@
+"""Formatting, KPI cards and chart builders shared by the pages.
+
+Business users read these at a glance, so every number leaves here with its unit (%, days, hours,
+currency) and every change says whether it is good news (green) or bad news (red).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import panel as pn
+from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter
+from bokeh.plotting import figure
+
+BLUE = "#2563eb"
+RED = "#dc2626"
+GREEN = "#16a34a"
+GREY = "#94a3b8"
+AMBER = "#d97706"
+
+CARD_CSS = """
+:host { width: 100%; }
+.kpi { background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 12px 16px;
+       box-shadow: 0 1px 2px rgba(0,0,0,.05); font-family: system-ui, sans-serif;
+       min-height: 96px; }
+.kpi .label { color: #475569; font-size: 13px; font-weight: 600; text-transform: uppercase;
+              letter-spacing: .03em; }
+.kpi .value { color: #0f172a; font-size: 30px; font-weight: 700; margin: 4px 0 2px; }
+.kpi .delta { font-size: 13px; color: #64748b; }
+.kpi .delta.good { color: #15803d; } .kpi .delta.bad { color: #b91c1c; }
+.kpi .hint { color: #94a3b8; font-size: 11px; margin-top: 2px; }
+"""
+
+
+def is_missing(value: object) -> bool:
+    """True for None, NaN and pandas' NA."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def pct(value: object, digits: int = 1) -> str:
+    """0.1234 -> '12.3%'."""
+    return "—" if is_missing(value) else f"{float(value) * 100:.{digits}f}%"
+
+
+def days(value: object, digits: int = 1) -> str:
+    """1.25 -> '1.3 days'."""
+    return "—" if is_missing(value) else f"{float(value):.{digits}f} days"
+
+
+def hours(value: object) -> str:
+    """17.7 -> '17.7 h'."""
+    return "—" if is_missing(value) else f"{float(value):.1f} h"
+
+
+def money(value: object) -> str:
+    """36161.8 -> '$36,162'; small values keep cents."""
+    if is_missing(value):
+        return "—"
+    number = float(value)
+    return f"${number:,.2f}" if abs(number) < 1000 else f"${number:,.0f}"
+
+
+def count(value: object) -> str:
+    """288.0 -> '288'."""
+    return "—" if is_missing(value) else f"{float(value):,.0f}"
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """How one KPI is named, formatted and judged."""
+
+    key: str
+    label: str
+    formatter: Callable[[object], str]
+    lower_is_better: bool | None
+    hint: str = ""
+    change_in_points: bool = False
+
+
+def delta_text(kpi: Kpi, current: object, previous: object, period_label: str) -> tuple[str, str]:
+    """'▲ 3.2 pts vs previous 90 days' and its CSS class (good, bad or neutral)."""
+    if is_missing(current) or is_missing(previous):
+        return f"no comparison ({period_label})", "neutral"
+    diff = float(current) - float(previous)
+    arrow = "▲" if diff > 0 else ("▼" if diff < 0 else "=")
+    if kpi.change_in_points:
+        amount = f"{abs(diff) * 100:.1f} pts"
+    elif float(previous) != 0:
+        amount = f"{abs(diff) / abs(float(previous)) * 100:.1f}%"
+    else:
+        amount = kpi.formatter(abs(diff))
+    if diff == 0 or kpi.lower_is_better is None:
+        tone = "neutral"
+    else:
+        tone = "good" if (diff < 0) == kpi.lower_is_better else "bad"
+    return f"{arrow} {amount} vs {period_label}", tone
+
+
+def kpi_card(kpi: Kpi, current: object, previous: object, period_label: str) -> pn.pane.HTML:
+    """One KPI as a card; ``data-kpi`` lets browser tests find it."""
+    text, tone = delta_text(kpi, current, previous, period_label)
+    hint = f'<div class="hint">{html.escape(kpi.hint)}</div>' if kpi.hint else ""
+    body = (
+        f'<div class="kpi" data-kpi="{kpi.key}"><div class="label">{html.escape(kpi.label)}</div>'
+        f'<div class="value">{html.escape(kpi.formatter(current))}</div>'
+        f'<div class="delta {tone}">{html.escape(text)}</div>{hint}</div>'
+    )
+    return pn.pane.HTML(body, stylesheets=[CARD_CSS], sizing_mode="stretch_width", margin=4)
+
+
+def page_header(title: str, subtitle: str) -> pn.pane.HTML:
+    """A page title and one sentence on what the page is for."""
+    return pn.pane.HTML(
+        f'<h2 style="margin:0 0 2px;font-family:system-ui;color:#0f172a">{html.escape(title)}</h2>'
+        f'<div style="color:#475569;font-family:system-ui;font-size:14px">'
+        f"{html.escape(subtitle)}</div>",
+        sizing_mode="stretch_width",
+        margin=(4, 8, 8, 8),
+    )
+
+
+def notice(message: str, kind: str = "info") -> pn.pane.Alert:
+    """A friendly explanation where a chart would be empty."""
+    return pn.pane.Alert(message, alert_type=kind, sizing_mode="stretch_width")
+
+
+def _figure(title: str, height: int, **kwargs: object) -> figure:
+    plot = figure(
+        title=title,
+        height=height,
+        sizing_mode="stretch_width",
+        toolbar_location=None,
+        tools="",
+        **kwargs,
+    )
+    plot.title.text_font_size = "14px"
+    plot.title.text_color = "#0f172a"
+    plot.outline_line_color = None
+    plot.grid.grid_line_color = "#eef2f7"
+    plot.axis.axis_line_color = "#cbd5e1"
+    plot.axis.major_tick_line_color = None
+    plot.axis.minor_tick_line_color = None
+    return plot
+
+
+def bokeh(plot: figure) -> pn.pane.Bokeh:
+    """Wrap a figure so it stretches with the page."""
+    return pn.pane.Bokeh(plot, sizing_mode="stretch_width", margin=4)
+
+
+def hbar_rate(
+    frame: pd.DataFrame, label_col: str, rate_col: str, title: str, volume_col: str
+) -> pn.pane.Bokeh:
+    """Horizontal bars of a rate per category, worst on top, red above the overall mean."""
+    ordered = frame.sort_values(rate_col)
+    labels = [str(v) for v in ordered[label_col]]
+    mean = float(
+        (ordered[rate_col] * ordered[volume_col]).sum() / max(ordered[volume_col].sum(), 1)
+    )
+    source = ColumnDataSource(
+        {
+            "label": labels,
+            "rate": ordered[rate_col].astype(float).tolist(),
+            "volume": ordered[volume_col].astype(float).tolist(),
+            "text": [pct(v, 0) for v in ordered[rate_col]],
+            "color": [RED if v > mean else BLUE for v in ordered[rate_col]],
+        }
+    )
+    plot = _figure(title, max(140, 34 * len(labels) + 60), y_range=labels, x_range=(0, 1.08))
+    plot.hbar(y="label", right="rate", height=0.7, color="color", source=source)
+    plot.text(
+        x="rate",
+        y="label",
+        text="text",
+        source=source,
+        x_offset=4,
+        y_offset=7,
+        text_font_size="12px",
+        text_color="#334155",
+    )
+    plot.xaxis.formatter = NumeralTickFormatter(format="0%")
+    plot.add_tools(
+        HoverTool(tooltips=[("", "@label"), ("late", "@text"), ("orders", "@volume{0,0}")])
+    )
+    return bokeh(plot)
+
+
+def time_bars(frame: pd.DataFrame, x: str, y: str, title: str, money_axis: bool) -> pn.pane.Bokeh:
+    """Bars over time (orders or revenue per day/week)."""
+    source = ColumnDataSource({"x": pd.to_datetime(frame[x]), "y": frame[y].astype(float)})
+    plot = _figure(title, 240, x_axis_type="datetime")
+    width = _bar_width_ms(frame[x])
+    plot.vbar(x="x", top="y", width=width, color=BLUE, alpha=0.85, source=source)
+    plot.yaxis.formatter = NumeralTickFormatter(format="$0,0" if money_axis else "0,0")
+    plot.y_range.start = 0
+    plot.add_tools(
+        HoverTool(tooltips=[("", "@x{%F}"), ("", "@y{0,0}")], formatters={"@x": "datetime"})
+    )
+    return bokeh(plot)
+
+
+def time_rate_line(frame: pd.DataFrame, x: str, y: str, title: str) -> pn.pane.Bokeh:
+    """A rate over time as a line with points."""
+    source = ColumnDataSource({"x": pd.to_datetime(frame[x]), "y": frame[y].astype(float)})
+    plot = _figure(title, 240, x_axis_type="datetime")
+    plot.line(x="x", y="y", color=RED, line_width=2.5, source=source)
+    plot.scatter(x="x", y="y", color=RED, size=5, source=source)
+    plot.yaxis.formatter = NumeralTickFormatter(format="0%")
+    plot.y_range.start = 0
+    plot.add_tools(
+        HoverTool(tooltips=[("", "@x{%F}"), ("late", "@y{0.0%}")], formatters={"@x": "datetime"})
+    )
+    return bokeh(plot)
+
+
+def _bar_width_ms(values: pd.Series) -> float:
+    """Bar width for daily or weekly buckets, with a small gap."""
+    stamps = pd.to_datetime(values).sort_values()
+    step = stamps.diff().min() if len(stamps) > 1 else pd.Timedelta(days=1)
+    step = step if pd.notna(step) else pd.Timedelta(days=1)
+    return step.total_seconds() * 1000 * 0.8
+
+
+def reactive(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
+    """A part of a page that re-renders when the store's filter state changes.
+
+    ``lazy`` keeps pages that are not on screen from querying at all.
+    """
+    return pn.param.ParamFunction(
+        pn.bind(render, store, store.param.state),  # type: ignore[attr-defined]
+        lazy=True,
+        loading_indicator=True,
+        sizing_mode="stretch_width",
+    )
+
+
+def static(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
+    """A part of a page that does not depend on the filters, built when first shown."""
+    return pn.param.ParamFunction(pn.bind(render, store), lazy=True, sizing_mode="stretch_width")

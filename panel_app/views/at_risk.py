@@ -1,0 +1,106 @@
+"""At-risk orders: the open orders most likely to be late, ready to be acted on or exported."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import panel as pn
+from bokeh.models.widgets.tables import DateFormatter, NumberFormatter
+
+from panel_app import ui
+from panel_app.store import DataStore, FilterState
+
+#: The table shows this many rows at most; the CSV export has every matching order.
+TABLE_ROWS = 500
+COLUMNS: dict[str, str] = {
+    "risk_rank": "Rank",
+    "order_id": "Order",
+    "late_risk": "Late risk",
+    "risk_band": "Band",
+    "promised_delivery_time": "Promised",
+    "predicted_delivery_time": "Predicted",
+    "days_past_promise": "Days over promise",
+    "customer_segment": "Segment",
+    "region": "Region",
+    "carrier_mode": "Carrier / mode",
+    "main_category": "Category",
+    "net_value": "Value",
+    "status": "Status",
+    "top_reasons": "Why (model's top reasons)",
+}
+
+
+def summary_cards(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+    """How many open orders are scored, how many at high risk, and the revenue at stake."""
+    summary = store.at_risk_summary(state)
+    cards = [
+        ui.Kpi("open_scored", "Open orders scored", ui.count, None),
+        ui.Kpi("high", "At high risk", ui.count, True),
+        ui.Kpi("high_value", "Revenue at high risk", ui.money, True),
+    ]
+    return pn.Row(
+        *[ui.kpi_card(k, summary[k.key], None, "current open orders") for k in cards],
+        sizing_mode="stretch_width",
+    )
+
+
+def risk_table(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+    """The riskiest open orders, formatted for reading, riskiest first."""
+    frame = store.at_risk(state, limit=TABLE_ROWS)
+    if frame.empty:
+        return ui.notice(
+            "No open orders with a late-risk score match these filters. Either everything is "
+            "delivered, or the risk model has not scored the open orders yet."
+        )
+    shown = frame[list(COLUMNS)].rename(columns=COLUMNS)
+    stamp = DateFormatter(format="%Y-%m-%d %H:%M")
+    return pn.widgets.Tabulator(
+        shown,
+        show_index=False,
+        disabled=True,
+        pagination="local",
+        page_size=15,
+        sizing_mode="stretch_width",
+        layout="fit_data_table",
+        formatters={
+            "Late risk": NumberFormatter(format="0.0%"),
+            "Promised": stamp,
+            "Predicted": stamp,
+            "Days over promise": NumberFormatter(format="+0.0"),
+            "Value": NumberFormatter(format="$0,0.00"),
+        },
+        css_classes=["at-risk-table"],
+    )
+
+
+def export_csv(store: DataStore) -> io.StringIO:
+    """Every open scored order matching the filters, with raw values for spreadsheets."""
+    frame: pd.DataFrame = store.at_risk(store.state)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    buffer.seek(0)
+    return buffer
+
+
+def build(store: DataStore) -> pn.viewable.Viewable:
+    """The at-risk page."""
+    download = pn.widgets.FileDownload(
+        callback=lambda: export_csv(store),
+        filename="scpro_at_risk_orders.csv",
+        label="Download CSV (all matching orders)",
+        button_type="primary",
+        width=300,
+    )
+    return pn.Column(
+        ui.page_header(
+            "At-risk orders",
+            "Open orders ranked by the model's late risk: call, reroute or warn the customer "
+            "before the promise is broken. Region, carrier/mode, category and segment filters "
+            "apply; the period does not (an open order stays here until it is delivered).",
+        ),
+        ui.reactive(store, summary_cards),
+        download,
+        ui.reactive(store, risk_table),
+        sizing_mode="stretch_width",
+    )

@@ -1,0 +1,85 @@
+"""Overview: the headline KPIs with their change against the previous period, and trends."""
+
+from __future__ import annotations
+
+import panel as pn
+
+from panel_app import ui
+from panel_app.store import DataStore, FilterState
+
+KPIS: tuple[ui.Kpi, ...] = (
+    ui.Kpi("late_rate", "Late deliveries", ui.pct, True, "share of delivered orders", True),
+    ui.Kpi("mean_delay_days", "Mean delay", ui.days, True, "days past promise, delivered"),
+    ui.Kpi("p90_delay_days", "P90 delay", ui.days, True, "9 in 10 deliveries do better"),
+    ui.Kpi(
+        "mean_prediction_gap_days", "Prediction error", ui.days, True, "mean |predicted - actual|"
+    ),
+    ui.Kpi("high_risk_open_share", "High-risk open orders", ui.pct, True, "of open orders", True),
+    ui.Kpi("mean_resolution_hours", "Incident resolution", ui.hours, True, "mean, all regions"),
+    ui.Kpi("orders", "Orders", ui.count, False, "placed in the period"),
+    ui.Kpi("revenue", "Revenue", ui.money, False, "net, excluding canceled"),
+    ui.Kpi("average_basket", "Average basket", ui.money, False, "revenue per order"),
+)
+
+
+def period_label(state: FilterState) -> str:
+    """'previous 90 days' for 'Last 90 days'."""
+    if state.period.startswith("Last "):
+        return "previous " + state.period.removeprefix("Last ")
+    return "all time"
+
+
+def kpi_cards(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+    """Two rows of KPI cards: delivery performance, then commercial figures."""
+    figures = store.kpis(state)
+    label = period_label(state)
+    cards = [
+        ui.kpi_card(kpi, figures.at[kpi.key, "current"], figures.at[kpi.key, "previous"], label)
+        for kpi in KPIS
+    ]
+    return pn.Column(
+        pn.Row(*cards[:5], sizing_mode="stretch_width"),
+        pn.Row(*cards[5:], sizing_mode="stretch_width"),
+        sizing_mode="stretch_width",
+    )
+
+
+def action_line(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+    """What to do next: the open high-risk orders waiting on the At-risk page."""
+    summary = store.at_risk_summary(state)
+    if summary["open_scored"] == 0:
+        return ui.notice("No scored open orders: the late-risk model has not scored any yet.")
+    return ui.notice(
+        f"**{ui.count(summary['high'])} open orders are at high risk of being late** "
+        f"({ui.money(summary['high_value'])} of revenue). See *At-risk orders* to act on them.",
+        "warning" if summary["high"] else "success",
+    )
+
+
+def trends(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+    """Volume and late rate over the period."""
+    frame = store.trend(state)
+    if frame.empty:
+        return ui.notice("No orders match these filters in this period.")
+    window_days = store.window(state).days
+    grain = "day" if window_days is not None and window_days <= 31 else "week"
+    return pn.Row(
+        ui.time_bars(frame, "period_start", "orders", f"Orders per {grain}", money_axis=False),
+        ui.time_rate_line(frame, "period_start", "late_rate", f"Late deliveries per {grain} (%)"),
+        sizing_mode="stretch_width",
+    )
+
+
+def build(store: DataStore) -> pn.viewable.Viewable:
+    """The overview page; its parts recompute when the filters change."""
+    return pn.Column(
+        ui.page_header(
+            "Overview",
+            "How deliveries and sales are doing in the selected period, "
+            "and how that compares with the period before.",
+        ),
+        ui.reactive(store, kpi_cards),
+        ui.reactive(store, action_line),
+        ui.reactive(store, trends),
+        sizing_mode="stretch_width",
+    )
