@@ -1,0 +1,35 @@
+with
+
+source as (
+    select * from {{ source('clean', 'cleaned_order_items') }}
+),
+
+renamed as (
+    select
+        -- ids
+        cast(order_id as varchar) as order_id,
+        cast(item_id as varchar) as item_id,
+        cast(line_number as integer) as line_number,
+        cast(product_id as varchar) as product_id,
+        cast(seller_id as varchar) as seller_id,
+
+        -- dimensions
+        cast(product_name as varchar) as product_name,
+        cast(category as varchar) as category,
+        cast(department as varchar) as department,
+
+        -- measures
+        cast(quantity as bigint) as quantity,
+        cast(unit_price as double) as unit_price,
+        cast(discount as double) as discount,
+        cast(freight as double) as freight,
+        cast(weight_g as double) as weight_g,
+        cast(line_value as double) as line_value,
+
+        -- timestamps
+        cast(order_time as timestamp) as order_time,
+
+    from source
+)
+
+select * from renamed

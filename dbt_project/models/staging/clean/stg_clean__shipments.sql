@@ -1,0 +1,28 @@
+with
+
+source as (
+    select * from {{ source('clean', 'cleaned_shipments') }}
+),
+
+renamed as (
+    select
+        -- ids
+        cast(event_id as varchar) as event_id,
+        cast(order_id as varchar) as order_id,
+
+        -- dimensions
+        cast(status as varchar) as shipment_status,
+        cast(carrier as varchar) as carrier,
+        cast(shipping_mode as varchar) as shipping_mode,
+        cast(location_city as varchar) as location_city,
+        cast(location_state as varchar) as location_state,
+        cast(detail as varchar) as detail,
+
+        -- timestamps
+        cast(event_time as timestamp) as event_time,
+        cast(order_time as timestamp) as order_time,
+
+    from source
+)
+
+select * from renamed

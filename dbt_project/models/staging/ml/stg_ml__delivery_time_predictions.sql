@@ -1,0 +1,25 @@
+with
+
+source as (
+    select * from {{ source('ml', 'delivery_time_predictions') }}
+),
+
+renamed as (
+    select
+        -- ids
+        cast(order_id as varchar) as order_id,
+        cast(model_name as varchar) as model_name,
+        cast(model_version as varchar) as model_version,
+
+        -- measures
+        cast(predicted_delivery_days as double) as predicted_delivery_days,
+        cast(is_open as boolean) as is_open,
+
+        -- timestamps
+        cast(predicted_delivery_time as timestamp) as predicted_delivery_time,
+        cast(scored_at as timestamp) as scored_at,
+
+    from source
+)
+
+select * from renamed

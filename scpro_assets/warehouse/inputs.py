@@ -1,0 +1,207 @@
+"""What one warehouse build reads from the lake, pinned before dbt starts.
+
+dbt's sources read Parquet through DuckDB's ``read_parquet``. Two things make the lake's stable
+paths unsafe to hand to dbt as they are:
+
+- ``lake/clean/<name>`` is a link Spark swaps atomically. Staging views are read several times in
+  one build, so a swap mid-build could join one version of ``cleaned_orders`` with the next version
+  of ``cleaned_deliveries``. The pre-step resolves every link once, and the whole build reads those
+  immutable version folders.
+- A published dataset with no rows (an empty partitioned frame) holds no Parquet file at all, only
+  Spark's ``_schema.json``, and ``read_parquet`` on a glob that matches nothing fails. The pre-step
+  writes a typed, empty placeholder file from that schema, so the models build and are empty.
+
+The choices reach dbt as the ``scpro_inputs`` var (``{source table: read_parquet path}``). The
+pre-step also writes ``lake_inventory.parquet`` (rows, quarantined rows and last update of every
+raw, quarantine, clean and ML dataset, from Parquet footers), which ``data_health`` reports.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ml_assets.outputs import ML_OUTPUTS, ensure_outputs, output_path
+from scpro_assets.clean.pipeline import ENTITIES, FEATURES
+from scpro_assets.settings import TOPICS, Settings
+
+#: The clean datasets dbt reads (the ``clean`` source), each a Dagster asset of the same name.
+CLEAN_DATASETS: tuple[str, ...] = (*ENTITIES, FEATURES)
+
+#: Which clean dataset the clean layer's quarantine entity belongs to.
+_QUARANTINE_ENTITY = {
+    "orders": "cleaned_orders",
+    "payments": "cleaned_payments",
+    "deliveries": "cleaned_deliveries",
+    "incidents": "cleaned_incidents",
+}
+
+_SPARK_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "long": pa.int64(),
+    "integer": pa.int32(),
+    "short": pa.int16(),
+    "byte": pa.int8(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "boolean": pa.bool_(),
+    # Spark writes INT96 timestamps, which DuckDB reads as a naive (UTC) timestamp.
+    "timestamp": pa.timestamp("us"),
+    "timestamp_ntz": pa.timestamp("us"),
+    "date": pa.date32(),
+    "binary": pa.binary(),
+}
+
+
+@dataclass
+class WarehouseInputs:
+    """The ``read_parquet`` path of every source table, and what was found in the lake."""
+
+    paths: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    placeholders: list[str] = field(default_factory=list)
+    ml_placeholders_written: list[str] = field(default_factory=list)
+    inventory_rows: int = 0
+
+    def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
+        """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
+        return {"scpro_inputs": self.paths, "warehouse_path": str(warehouse_path)}
+
+
+def inputs_dir(settings: Settings) -> Path:
+    """Where the pre-step keeps its placeholders and the lake inventory."""
+    return settings.home / "warehouse_inputs"
+
+
+def spark_type_to_arrow(spark_type: object) -> pa.DataType:
+    """The Arrow type of a Spark schema JSON type (complex types become JSON strings)."""
+    if isinstance(spark_type, str):
+        if spark_type.startswith("decimal("):
+            precision, scale = spark_type[len("decimal(") : -1].split(",")
+            return pa.decimal128(int(precision), int(scale))
+        return _SPARK_TYPES.get(spark_type, pa.string())
+    return pa.string()
+
+
+def spark_schema_to_arrow(schema_json: str) -> pa.Schema:
+    """The Arrow schema of a Spark ``StructType.json()`` document."""
+    fields = json.loads(schema_json)["fields"]
+    return pa.schema([pa.field(f["name"], spark_type_to_arrow(f["type"])) for f in fields])
+
+
+def _parquet_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_")))
+
+
+def _rows(files: list[Path]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
+
+
+def _pin_clean(settings: Settings, name: str, placeholders: Path, inputs: WarehouseInputs) -> Path:
+    """Resolve ``lake/clean/<name>`` to its version folder, or write an empty placeholder."""
+    link = settings.clean_dir / name
+    if not link.exists():
+        raise FileNotFoundError(
+            f"{link} has never been published: materialize the clean group "
+            "(clean_entities, order_features) before the warehouse"
+        )
+    version = link.resolve()
+    inputs.versions[name] = str(version)
+    if _parquet_files(version):
+        inputs.paths[name] = f"{version}/**/*.parquet"
+    else:
+        schema = spark_schema_to_arrow((version / "_schema.json").read_text())
+        placeholder = placeholders / f"{name}.parquet"
+        pq.write_table(schema.empty_table(), placeholder)
+        inputs.paths[name] = str(placeholder)
+        inputs.placeholders.append(name)
+    return version
+
+
+def _clean_quarantine_counts(settings: Settings) -> dict[str, int]:
+    """Rows the clean layer quarantined by business rules, per clean dataset."""
+    files = _parquet_files((settings.quarantine_dir / "clean_rules").resolve())
+    counts: dict[str, int] = {}
+    for f in files:
+        for entity in pq.read_table(f, columns=["entity"]).column("entity").to_pylist():
+            dataset = _QUARANTINE_ENTITY.get(entity, entity)
+            counts[dataset] = counts.get(dataset, 0) + 1
+    return counts
+
+
+def _inventory(settings: Settings, inputs: WarehouseInputs, now: datetime) -> pa.Table:
+    rows: list[dict[str, object]] = []
+
+    def add(layer: str, dataset: str, files: list[Path], quarantined: int, detail: str) -> None:
+        rows.append(
+            {
+                "layer": layer,
+                "dataset": dataset,
+                "last_updated_at": max((_mtime(f) for f in files), default=None),
+                "row_count": _rows(files),
+                "quarantined": quarantined,
+                "detail": detail,
+                "inventoried_at": now,
+            }
+        )
+
+    for topic in TOPICS:
+        raw = sorted((settings.raw_dir / topic).glob("partition-*/*.parquet"))
+        bad = sorted((settings.quarantine_dir / topic).glob("partition-*/*.parquet"))
+        add("ingest", f"raw_{topic}", raw, _rows(bad), f"{len(raw)} landed range files")
+        add("quarantine", f"quarantine_{topic}", bad, 0, "events that failed their contract")
+    rules = settings.quarantine_dir / "clean_rules"
+    quarantined = _clean_quarantine_counts(settings) if rules.exists() else {}
+    rule_files = _parquet_files(rules.resolve()) if rules.exists() else []
+    add("quarantine", "clean_rules", rule_files, 0, "rows the clean layer's rules refused")
+    for name in CLEAN_DATASETS:
+        version = Path(inputs.versions[name])
+        add("clean", name, _parquet_files(version), quarantined.get(name, 0), version.name)
+    for name in ML_OUTPUTS:
+        path = output_path(settings.ml_dir, name)
+        table = pq.read_table(path, columns=["model_version"])
+        versions = sorted({v for v in table.column("model_version").to_pylist() if v})
+        add("ml", name, [path], 0, ", ".join(versions) if versions else "no model output yet")
+    schema = pa.schema(
+        [
+            ("layer", pa.string()),
+            ("dataset", pa.string()),
+            ("last_updated_at", pa.timestamp("us")),
+            ("row_count", pa.int64()),
+            ("quarantined", pa.int64()),
+            ("detail", pa.string()),
+            ("inventoried_at", pa.timestamp("us")),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def prepare_inputs(settings: Settings) -> WarehouseInputs:
+    """Pin the clean versions, fill the gaps with typed placeholders, inventory the lake."""
+    work = inputs_dir(settings)
+    placeholders = work / "empty"
+    placeholders.mkdir(parents=True, exist_ok=True)
+    inputs = WarehouseInputs()
+    inputs.ml_placeholders_written = ensure_outputs(settings.ml_dir)
+    for name in CLEAN_DATASETS:
+        _pin_clean(settings, name, placeholders, inputs)
+    for name in ML_OUTPUTS:
+        inputs.paths[name] = str(output_path(settings.ml_dir, name))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    inventory = _inventory(settings, inputs, now)
+    inventory_path = work / "lake_inventory.parquet"
+    tmp = inventory_path.with_suffix(".tmp")
+    pq.write_table(inventory, tmp)
+    tmp.replace(inventory_path)
+    inputs.paths["lake_inventory"] = str(inventory_path)
+    inputs.inventory_rows = inventory.num_rows
+    return inputs

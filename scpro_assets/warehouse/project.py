@@ -1,0 +1,74 @@
+"""The dbt project as Dagster sees it, and its manifest, prepared ahead of time (never at import).
+
+``python -m scpro_assets.warehouse.prepare`` runs ``dbt parse`` once (``make setup`` does it); the
+asset definitions then read ``dbt_project/target/manifest.json``. A clean clone that has not run
+the set-up yet still loads: the first import prepares the manifest once and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+from scpro_assets.settings import REPO_ROOT, Settings
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def dbt_project() -> DbtProject:
+    """The project; ``prepare_if_dev`` re-parses under ``dagster dev`` so SQL edits show up."""
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    project.prepare_if_dev()
+    return project
+
+
+def dbt_executable() -> str:
+    """dbt from this interpreter's environment (the venv need not be activated), else PATH."""
+    local = Path(sys.executable).parent / "dbt"
+    return os.fspath(local) if local.exists() else shutil.which("dbt") or "dbt"
+
+
+def dbt_environment(settings: Settings) -> None:
+    """Make ``SCPRO_HOME`` visible to dbt's profile for a parse (runs pass it as a var too)."""
+    os.environ.setdefault("SCPRO_HOME", str(settings.home))
+
+
+def prepare_manifest(settings: Settings | None = None) -> Path:
+    """Run ``dbt parse`` and return the manifest's path (no packages, so no ``dbt deps``)."""
+    dbt_environment(settings or Settings.from_env())
+    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    cli = DbtCliResource(
+        project_dir=os.fspath(DBT_PROJECT_DIR),
+        profiles_dir=os.fspath(DBT_PROJECT_DIR),
+        dbt_executable=dbt_executable(),
+    )
+    cli.cli(["--quiet", "parse"], target_path=project.target_path).wait()
+    return project.manifest_path
+
+
+def manifest_path() -> Path:
+    """The prepared manifest, prepared now (once) when the set-up step has not run yet."""
+    path = dbt_project().manifest_path
+    if not path.exists():
+        log.warning("%s is missing: running `dbt parse` once (make setup does it ahead)", path)
+        prepare_manifest()
+    return path
+
+
+def dbt_resource() -> DbtCliResource:
+    """The ``dbt`` resource: the project folder, its profiles, and the target from the env."""
+    return DbtCliResource(
+        project_dir=os.fspath(DBT_PROJECT_DIR),
+        profiles_dir=os.fspath(DBT_PROJECT_DIR),
+        dbt_executable=dbt_executable(),
+        target=os.environ.get("SCPRO_DBT_TARGET") or None,
+    )
