@@ -95,16 +95,19 @@ def delta_text(kpi: Kpi, current: object, previous: object, period_label: str) -
         amount = f"{abs(diff) / abs(float(previous)) * 100:.1f}%"
     else:
         amount = kpi.formatter(abs(diff))
-    if diff == 0 or kpi.lower_is_better is None:
+    relative = abs(diff) / abs(float(previous)) if float(previous) else abs(diff)
+    if relative < 0.0005:
+        return f"= unchanged vs {period_label}", "neutral"
+    if kpi.lower_is_better is None:
         tone = "neutral"
     else:
         tone = "good" if (diff < 0) == kpi.lower_is_better else "bad"
     return f"{arrow} {amount} vs {period_label}", tone
 
 
-def kpi_card(kpi: Kpi, current: object, previous: object, period_label: str) -> pn.pane.HTML:
-    """One KPI as a card; ``data-kpi`` lets browser tests find it."""
-    text, tone = delta_text(kpi, current, previous, period_label)
+def kpi_card(kpi: Kpi, current: object, previous: object, period_label: str | None) -> pn.pane.HTML:
+    """One KPI as a card; ``data-kpi`` lets browser tests find it. No label, no comparison."""
+    text, tone = delta_text(kpi, current, previous, period_label) if period_label else ("", "")
     hint = f'<div class="hint">{html.escape(kpi.hint)}</div>' if kpi.hint else ""
     body = (
         f'<div class="kpi" data-kpi="{kpi.key}"><div class="label">{html.escape(kpi.label)}</div>'
@@ -155,10 +158,15 @@ def bokeh(plot: figure) -> pn.pane.Bokeh:
 
 
 def hbar_rate(
-    frame: pd.DataFrame, label_col: str, rate_col: str, title: str, volume_col: str
+    frame: pd.DataFrame,
+    label_col: str,
+    rate_col: str,
+    title: str,
+    volume_col: str,
+    higher_is_bad: bool = True,
 ) -> pn.pane.Bokeh:
-    """Horizontal bars of a rate per category, worst on top, red above the overall mean."""
-    ordered = frame.sort_values(rate_col)
+    """Horizontal bars of a rate per category, worst on top, red on the bad side of the mean."""
+    ordered = frame.sort_values(rate_col, ascending=higher_is_bad)
     labels = [str(v) for v in ordered[label_col]]
     mean = float(
         (ordered[rate_col] * ordered[volume_col]).sum() / max(ordered[volume_col].sum(), 1)
@@ -169,7 +177,7 @@ def hbar_rate(
             "rate": ordered[rate_col].astype(float).tolist(),
             "volume": ordered[volume_col].astype(float).tolist(),
             "text": [pct(v, 0) for v in ordered[rate_col]],
-            "color": [RED if v > mean else BLUE for v in ordered[rate_col]],
+            "color": [RED if (v > mean) == higher_is_bad else BLUE for v in ordered[rate_col]],
         }
     )
     plot = _figure(title, max(140, 34 * len(labels) + 60), y_range=labels, x_range=(0, 1.08))
@@ -186,7 +194,7 @@ def hbar_rate(
     )
     plot.xaxis.formatter = NumeralTickFormatter(format="0%")
     plot.add_tools(
-        HoverTool(tooltips=[("", "@label"), ("late", "@text"), ("orders", "@volume{0,0}")])
+        HoverTool(tooltips=[("", "@label"), ("rate", "@text"), ("orders", "@volume{0,0}")])
     )
     return bokeh(plot)
 

@@ -40,7 +40,7 @@ def summary_cards(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         ui.Kpi("high_value", "Revenue at high risk", ui.money, True),
     ]
     return pn.Row(
-        *[ui.kpi_card(k, summary[k.key], None, "current open orders") for k in cards],
+        *[ui.kpi_card(k, summary[k.key], None, None) for k in cards],
         sizing_mode="stretch_width",
     )
 

@@ -15,7 +15,12 @@ def performance(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
     if frame.empty:
         return ui.notice("No orders match these filters in this period.")
     on_time = ui.hbar_rate(
-        frame, "customer_segment", "on_time_rate", "On-time rate by segment", "orders"
+        frame,
+        "customer_segment",
+        "on_time_rate",
+        "On-time rate by segment (delivered orders)",
+        "orders",
+        higher_is_bad=False,
     )
     table = pn.widgets.Tabulator(
         frame.rename(
@@ -40,9 +45,7 @@ def performance(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         },
         css_classes=["segment-performance"],
     )
-    return pn.Row(
-        pn.Column(table, sizing_mode="stretch_width"), on_time, sizing_mode="stretch_width"
-    )
+    return pn.Column(table, on_time, sizing_mode="stretch_width")
 
 
 def profiles(store: DataStore) -> pn.viewable.Viewable:

@@ -133,7 +133,7 @@ def delivery_map(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
     )
     plot.tools = []
     plot.add_tile("CartoDB Positron", retina=True)
-    mapper = LinearColorMapper(palette=list(reversed(RdYlGn11)), low=0, high=1)
+    mapper = LinearColorMapper(palette=list(RdYlGn11), low=0, high=1)
     plot.scatter(
         "x",
         "y",
