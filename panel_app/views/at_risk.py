@@ -89,7 +89,6 @@ def build(store: DataStore) -> pn.viewable.Viewable:
         callback=lambda: export_csv(store),
         filename="scpro_at_risk_orders.csv",
         label="Download CSV (all matching orders)",
-        button_type="primary",
         width=300,
     )
     return pn.Column(
