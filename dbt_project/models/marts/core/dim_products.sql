@@ -16,7 +16,7 @@ final as (
 
         -- measures
         count(distinct order_id) as orders,
-        sum(quantity) as units_sold,
+        cast(sum(quantity) as bigint) as units_sold,
         sum(line_value) as revenue,
         avg(unit_price) as avg_unit_price,
 

@@ -17,8 +17,8 @@ aggregated as (
         -- measures
         count(*) as orders,
         sum(net_value) as revenue,
-        sum(units) as units,
-        sum(item_count) as order_lines,
+        cast(sum(units) as bigint) as units,
+        cast(sum(item_count) as bigint) as order_lines,
         sum(net_value) / count(*) as avg_basket_value,
 
     from orders

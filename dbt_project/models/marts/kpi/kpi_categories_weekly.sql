@@ -15,7 +15,7 @@ aggregated as (
 
         -- measures
         count(distinct order_id) as orders,
-        sum(quantity) as units,
+        cast(sum(quantity) as bigint) as units,
         sum(line_value) as revenue,
 
     from items

@@ -15,7 +15,7 @@ aggregated as (
 
         -- measures
         count(*) as delivered_orders,
-        count_if(is_late) as late_orders,
+        cast(count_if(is_late) as bigint) as late_orders,
         count_if(is_late) / count(*) as late_rate,
         avg(delay_days) as mean_delay_days,
         quantile_cont(delay_days, 0.9) as p90_delay_days,

@@ -12,7 +12,7 @@ aggregated as (
         arg_max(product_name, length(coalesce(product_name, ''))) as product_name,
         arg_max(category, length(category)) as category,
         count(distinct order_id) as orders,
-        sum(quantity) as units,
+        cast(sum(quantity) as bigint) as units,
         sum(line_value) as revenue,
     from items
     group by period_start, product_id

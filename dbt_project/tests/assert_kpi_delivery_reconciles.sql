@@ -1,0 +1,35 @@
+-- The additive KPI marts add up to fct_deliveries exactly (orders, late orders, revenue).
+with
+
+deliveries as (
+    select
+        count(*) as orders,
+        count_if(is_late) as late_orders,
+        round(coalesce(sum(net_value), 0), 2) as revenue,
+    from {{ ref('fct_deliveries') }}
+),
+
+daily as (
+    select
+        coalesce(sum(orders), 0) as orders,
+        coalesce(sum(late_orders), 0) as late_orders,
+        round(coalesce(sum(revenue), 0), 2) as revenue,
+    from {{ ref('kpi_delivery_daily') }}
+),
+
+weekly as (
+    select
+        coalesce(sum(orders), 0) as orders,
+        coalesce(sum(late_orders), 0) as late_orders,
+        round(coalesce(sum(revenue), 0), 2) as revenue,
+    from {{ ref('kpi_delivery_weekly') }}
+)
+
+select *
+from deliveries, daily, weekly
+where deliveries.orders <> daily.orders
+    or deliveries.orders <> weekly.orders
+    or deliveries.late_orders <> daily.late_orders
+    or deliveries.late_orders <> weekly.late_orders
+    or abs(deliveries.revenue - daily.revenue) > 0.01
+    or abs(deliveries.revenue - weekly.revenue) > 0.01
