@@ -71,8 +71,18 @@ def kafka_status() -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Choice(["dataco", "olist", "synthetic"]))
+@click.argument("source", type=click.Choice(["dataco", "olist", "synthetic", "csv"]))
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder of the dataset's CSVs.")
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="csv only: the YAML mapping of your columns (docs/bring-your-own-data.md).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="csv only: the CSV to replay (else the mapping's 'file').",
+)
 @click.option("--orders", type=int, default=10_000, show_default=True, help="Synthetic orders.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Synthetic seed.")
 @click.option(
@@ -83,16 +93,38 @@ def kafka_status() -> None:
 )
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def replay(
-    source: str, data_dir: Path | None, orders: int, seed: int, speed: str, progress: bool
+    source: str,
+    data_dir: Path | None,
+    mapping: Path | None,
+    data: Path | None,
+    orders: int,
+    seed: int,
+    speed: str,
+    progress: bool,
 ) -> None:
-    """Publish a dataset's events to Kafka in event-time order, keyed by order id."""
+    """Publish a dataset's events to Kafka in event-time order, keyed by order id.
+
+    SOURCE ``csv`` replays your own CSV through a YAML mapping (``--mapping``, ``--data``).
+    """
     from scpro_assets.kafka.clients import ensure_topics
     from scpro_assets.replay import load_source
     from scpro_assets.replay import replay as run_replay
 
     settings = Settings.from_env()
     rate = None if speed == "max" else float(speed)
-    events, report, total = load_source(source, data_dir, orders=orders, seed=seed)
+    if source == "csv":
+        from scpro_assets.sources.mapping import MappingError
+        from scpro_assets.sources.mapping import load as load_mapped
+
+        if mapping is None:
+            raise click.UsageError("scpro replay csv needs --mapping FILE.yaml")
+        try:
+            events, report = load_mapped(mapping, data)
+        except (MappingError, OSError) as error:
+            raise click.ClickException(str(error)) from error
+        total = len(events)
+    else:
+        events, report, total = load_source(source, data_dir, orders=orders, seed=seed)
     if report is not None:
         click.echo(report.summary())
     ensure_topics(settings.kafka)
