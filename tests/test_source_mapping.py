@@ -276,3 +276,12 @@ def test_cli_replays_a_csv_with_a_mapping(item_files, scpro_settings, monkeypatc
     assert "published 7 events" in result.output
     missing = CliRunner().invoke(main, ["replay", "csv"])
     assert missing.exit_code != 0 and "--mapping" in missing.output
+
+
+def test_documented_example_mapping_is_valid():
+    from scpro_assets.settings import REPO_ROOT
+
+    example = load_mapping(REPO_ROOT / "docs" / "mapping.example.yaml")
+    assert example.rows == "item" and example.source == "acme"
+    assert example.canceled_values == {"CANCELLED", "RETURNED_BEFORE_SHIPPING"}
+    assert example.items["weight"].unit == "kg"
