@@ -1,0 +1,187 @@
+"""Servable models behind one interface: the TF networks, the gradient-boosting challengers and
+the baselines all answer ``predict(frame)`` and save/load themselves, so training, scoring and the
+benchmark treat them alike and the registry can point at any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from ml_assets.features import CATEGORICAL, model_inputs
+
+
+class Servable(Protocol):
+    """What every model offers."""
+
+    features: list[str]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Delivery days or late probability per row of ``frame``."""
+        ...
+
+    def save(self, folder: Path) -> Path:
+        """Write the artifact into ``folder``; return its path."""
+        ...
+
+
+@dataclass
+class NetworkModel:
+    """A Keras network (preprocessing inside), stored as ``model.keras``."""
+
+    model: Any
+    features: list[str]
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:  # noqa: D102
+        from ml_assets.tf_models import predict_network
+
+        return predict_network(self.model, frame, self.features)
+
+    def save(self, folder: Path) -> Path:  # noqa: D102
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.keras"
+        self.model.save(path)
+        (folder / "features.json").write_text(json.dumps(self.features))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> NetworkModel:
+        """Reload a saved network and its feature list."""
+        from ml_assets.tf_models import load_network
+
+        features = json.loads((path.parent / "features.json").read_text())
+        return cls(load_network(str(path)), features)
+
+
+def _frame_for_sklearn(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The same dtype casts as the networks get (:func:`model_inputs`), as a DataFrame."""
+    return pd.DataFrame(model_inputs(frame, features), index=frame.index)
+
+
+def gradient_boosting_pipeline(
+    features: list[str], task: str, params: dict[str, Any]
+) -> Pipeline:
+    """Ordinal-encoded categories + native-NaN numbers into histogram gradient boosting."""
+    categorical = [f for f in features if f in CATEGORICAL]
+    numeric = [f for f in features if f not in CATEGORICAL]
+    encode = ColumnTransformer(
+        [
+            (
+                "categories",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    encoded_missing_value=np.nan,
+                    min_frequency=3,
+                ),
+                categorical,
+            ),
+            ("numbers", "passthrough", numeric),
+        ],
+        verbose_feature_names_out=False,
+    )
+    mask = [True] * len(categorical) + [False] * len(numeric)
+    estimator_cls = (
+        HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    )
+    estimator = estimator_cls(categorical_features=mask, **params)
+    return Pipeline([("encode", encode), ("boost", estimator)])
+
+
+@dataclass
+class SklearnModel:
+    """A scikit-learn pipeline, pickled (trusted artifacts only: we wrote them)."""
+
+    pipeline: Pipeline
+    features: list[str]
+    task: str
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:  # noqa: D102
+        if len(frame) == 0:
+            return np.zeros(0)
+        x = _frame_for_sklearn(frame, self.features)
+        if self.task == "regression":
+            return np.asarray(self.pipeline.predict(x), dtype=np.float64)
+        return np.asarray(self.pipeline.predict_proba(x)[:, 1], dtype=np.float64)
+
+    def fit(self, frame: pd.DataFrame, target: np.ndarray) -> SklearnModel:
+        """Fit the pipeline on ``frame``."""
+        self.pipeline.fit(_frame_for_sklearn(frame, self.features), target)
+        return self
+
+    def save(self, folder: Path) -> Path:  # noqa: D102
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.pkl"
+        with path.open("wb") as handle:
+            pickle.dump(self, handle, protocol=5)
+        return path
+
+
+@dataclass
+class BaselineModel:
+    """A rule a model must beat: the promise, the training median or a per-mode late rate.
+
+    ``kind``: ``promise`` (scheduled days, else the median), ``median`` (a constant),
+    ``group_rate`` (late rate of the row's shipping mode, else its carrier, else overall).
+    """
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    features: list[str] = field(default_factory=list)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:  # noqa: D102
+        n = len(frame)
+        if self.kind == "median":
+            return np.full(n, float(self.params["median"]))
+        if self.kind == "promise":
+            promise = pd.to_numeric(frame["scheduled_days"], errors="coerce").astype(float)
+            return promise.fillna(float(self.params["median"])).to_numpy()
+        out = np.full(n, float(self.params["overall"]))
+        for column in reversed(self.params["by"]):  # the first column wins where it knows
+            rates = self.params["rates"][column]
+            mapped = frame[column].astype("object").map(rates).astype(float).to_numpy()
+            out = np.where(np.isnan(mapped), out, mapped)
+        return out
+
+    def save(self, folder: Path) -> Path:  # noqa: D102
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "baseline.json"
+        path.write_text(json.dumps({"kind": self.kind, "params": self.params,
+                                    "features": self.features}, sort_keys=True))
+        return path
+
+
+def group_rate_baseline(fit: pd.DataFrame, min_orders: int = 5) -> BaselineModel:
+    """Late rate per shipping mode (then carrier) learned on the training period."""
+    by = [c for c in ("shipping_mode", "carrier") if fit[c].notna().any()]
+    rates: dict[str, dict[str, float]] = {}
+    late = fit["is_late"].astype(float)
+    for column in by:
+        grouped = late.groupby(fit[column].astype("object")).agg(["mean", "size"])
+        rates[column] = {
+            str(k): float(v) for k, v in grouped.loc[grouped["size"] >= min_orders, "mean"].items()
+        }
+    params = {"by": by, "rates": rates, "overall": float(late.mean())}
+    return BaselineModel("group_rate", params, by)
+
+
+def load_model(artifact_path: str | Path) -> Servable:
+    """Load any artifact the registry points at."""
+    path = Path(artifact_path)
+    if path.suffix == ".keras":
+        return NetworkModel.load(path)
+    if path.suffix == ".pkl":
+        with path.open("rb") as handle:
+            return pickle.load(handle)  # noqa: S301 - our own artifact, hash-checked by the registry
+    spec = json.loads(path.read_text())
+    return BaselineModel(spec["kind"], spec["params"], spec["features"])
