@@ -84,6 +84,9 @@ def _template(sidebar: list[object], main: list[object]) -> pn.template.BaseTemp
         sidebar_width=270,
         main_max_width="1500px",
         theme_toggle=False,
+        # System fonts: no request to a font CDN, so pages load the same offline.
+        font="system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+        font_url="",
     )
 
 

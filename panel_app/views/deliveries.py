@@ -12,6 +12,22 @@ from panel_app import ui
 from panel_app.store import DataStore, FilterState
 
 
+def summary(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+    """One sentence with the page's headline numbers."""
+    frame = store.delay_distribution(state)
+    delivered = int(frame["orders"].sum())
+    late = int(frame.loc[frame["days_late"] > 0, "orders"].sum())
+    share = late / delivered if delivered else None
+    return pn.pane.HTML(
+        f'<div class="deliveries-summary" style="font-family:system-ui;font-size:15px">'
+        f'<b data-figure="delivered">{ui.count(delivered)}</b> delivered orders in this '
+        f'selection, <b data-figure="late">{ui.count(late)}</b> late '
+        f"({ui.pct(share)}).</div>",
+        sizing_mode="stretch_width",
+        margin=(0, 8),
+    )
+
+
 def predicted_vs_actual(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
     """Actual delivery days per predicted-days bin, with the 10-90% band and the ideal line."""
     frame = store.predicted_vs_actual(state)
@@ -125,14 +141,13 @@ def delivery_map(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         }
     )
     plot = ui._figure(
-        "Where deliveries are late (circle size = delivered orders)",
+        "Where deliveries are late, by customer location (circle size = delivered orders)",
         380,
         x_axis_type="mercator",
         y_axis_type="mercator",
         match_aspect=True,
     )
     plot.tools = []
-    plot.add_tile("CartoDB Positron", retina=True)
     mapper = LinearColorMapper(palette=list(RdYlGn11), low=0, high=1)
     plot.scatter(
         "x",
@@ -156,6 +171,7 @@ def build(store: DataStore) -> pn.viewable.Viewable:
             "Are we keeping our promises, are the predictions right, and where does lateness "
             "come from? Orders placed in the selected period.",
         ),
+        ui.reactive(store, summary),
         pn.Row(
             ui.reactive(store, predicted_vs_actual),
             ui.reactive(store, delay_distribution),

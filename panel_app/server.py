@@ -1,0 +1,64 @@
+"""Serve the dashboard: ``panel_app.server.serve(settings, port, show)`` for the ``scpro`` CLI.
+
+Optional login by configuration, never by code: ``SCPRO_PANEL_AUTH=basic`` turns on Panel's
+basic auth with the users in ``SCPRO_PANEL_USERS`` (``name:password,name2:password2``) and a
+cookie secret from ``SCPRO_PANEL_COOKIE_SECRET``; ``SCPRO_PANEL_AUTH=oauth`` uses Panel's OAuth
+with ``SCPRO_PANEL_OAUTH_PROVIDER``, ``_KEY``, ``_SECRET`` and ``_REDIRECT_URI``. Credentials
+only ever come from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import panel as pn
+
+from panel_app.app import TITLE, create_app
+from scpro_assets.settings import Settings
+
+
+def auth_options(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``pn.serve`` from the environment (empty: no login)."""
+    env = os.environ if environ is None else environ
+    mode = env.get("SCPRO_PANEL_AUTH", "").strip().lower()
+    cookie_secret = env.get("SCPRO_PANEL_COOKIE_SECRET") or secrets.token_urlsafe(32)
+    if mode in ("", "none"):
+        return {}
+    if mode == "basic":
+        users = dict(
+            pair.split(":", 1)
+            for pair in env.get("SCPRO_PANEL_USERS", "").split(",")
+            if ":" in pair
+        )
+        if not users:
+            raise ValueError("SCPRO_PANEL_AUTH=basic needs SCPRO_PANEL_USERS=name:password,...")
+        return {"basic_auth": users, "cookie_secret": cookie_secret}
+    if mode == "oauth":
+        return {
+            "oauth_provider": env["SCPRO_PANEL_OAUTH_PROVIDER"],
+            "oauth_key": env["SCPRO_PANEL_OAUTH_KEY"],
+            "oauth_secret": env["SCPRO_PANEL_OAUTH_SECRET"],
+            "oauth_redirect_uri": env.get("SCPRO_PANEL_OAUTH_REDIRECT_URI"),
+            "cookie_secret": cookie_secret,
+            "oauth_encryption_key": env.get("SCPRO_PANEL_OAUTH_ENCRYPTION_KEY"),
+        }
+    raise ValueError(f"SCPRO_PANEL_AUTH={mode!r}: use basic, oauth or leave it unset")
+
+
+def serve(
+    settings: Settings, port: int = 5006, show: bool = True, address: str = "127.0.0.1"
+) -> None:
+    """Serve the cockpit at ``http://<address>:<port>/app`` until interrupted."""
+    pn.extension("tabulator", notifications=False, loading_indicator=True)
+    current = settings.serving_current
+    pn.serve(
+        {"app": lambda: create_app(current)},
+        port=port,
+        address=address,
+        websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+        show=show,
+        title=TITLE,
+        **auth_options(),
+    )

@@ -1,0 +1,235 @@
+"""The dashboard in a real headless Chromium: every page opens, filters change the numbers.
+
+The app is served with ``panel serve`` on a free loopback port, over a warehouse built in the
+test; expected figures come from pandas on the same rows. Screenshots go to a temporary folder,
+and to docs/screenshots when SCPRO_SAVE_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import panel_warehouse
+import pytest
+from panel_warehouse import PanelWarehouse, in_range, window
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from panel_app import ui
+from scpro_assets.settings import REPO_ROOT
+
+CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+WAIT_MS = 30_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> PanelWarehouse:
+    return panel_warehouse.build(tmp_path_factory.mktemp("panel-browser"))
+
+
+@pytest.fixture(scope="module")
+def app_url(warehouse: PanelWarehouse, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("panel-log") / "serve.log"
+    env = {**os.environ, "SCPRO_PANEL_SERVING_CURRENT": str(warehouse.serving_current)}
+    command = [
+        sys.executable, "-m", "panel", "serve", str(REPO_ROOT / "panel_app" / "app.py"),
+        "--port", str(port), "--address", "127.0.0.1",
+        f"--allow-websocket-origin=127.0.0.1:{port}",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"panel serve did not come up:\n{log.read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make setup` installs Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folders = [tmp_path_factory.mktemp("panel-screenshots")]
+    if os.environ.get("SCPRO_SAVE_SCREENSHOTS") == "1":
+        folders.append(REPO_ROOT / "docs" / "screenshots")
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def screenshot(page: Page, folders: list[Path], name: str) -> None:
+    page.wait_for_timeout(800)  # let Bokeh finish drawing its canvases
+    for folder in folders:
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+        assert (folder / f"{name}.png").stat().st_size > 10_000
+
+
+def open_page(page: Page, url: str, name: str, marker: str) -> None:
+    page.goto(f"{url}?page={name}")
+    page.locator(marker).first.wait_for(timeout=WAIT_MS)
+
+
+def choose(page: Page, filter_name: str, value: str) -> None:
+    page.locator(f".{filter_name} select").select_option(value)
+
+
+def test_overview_kpis_follow_the_region_filter(
+    page: Page, app_url: str, warehouse: PanelWarehouse, shots: list[Path]
+) -> None:
+    _, start, end = window(warehouse.deliveries, 90)
+    recent = in_range(warehouse.deliveries, "order_date", start, end)
+    open_page(page, app_url, "overview", '[data-kpi="orders"]')
+    orders = page.locator('[data-kpi="orders"] .value')
+    late = page.locator('[data-kpi="late_rate"] .value')
+    expect(orders).to_have_text(ui.count(len(recent)))
+    delivered = recent[recent["delivered_at"].notna()]
+    expect(late).to_have_text(ui.pct(delivered["is_late"].astype(float).mean()))
+    screenshot(page, shots, "overview")
+
+    choose(page, "region", "South Asia")
+    asia = recent[recent["region"] == "South Asia"]
+    assert len(asia) != len(recent)
+    expect(orders).to_have_text(ui.count(len(asia)), timeout=WAIT_MS)
+    asia_delivered = asia[asia["delivered_at"].notna()]
+    expect(late).to_have_text(ui.pct(asia_delivered["is_late"].astype(float).mean()))
+    expect(page).to_have_url(re.compile(r"region=South\+Asia"), timeout=WAIT_MS)
+    screenshot(page, shots, "overview-south-asia")
+
+
+def test_deliveries_page_follows_the_carrier_filter(
+    page: Page, app_url: str, warehouse: PanelWarehouse, shots: list[Path]
+) -> None:
+    _, start, end = window(warehouse.deliveries, 90)
+    recent = in_range(warehouse.deliveries, "order_date", start, end)
+    delivered = recent[recent["delivered_at"].notna()]
+    open_page(page, app_url, "deliveries", '[data-figure="delivered"]')
+    figure = page.locator('[data-figure="delivered"]')
+    expect(figure).to_have_text(ui.count(len(delivered)))
+    expect(page.locator(".bk-Canvas, canvas").first).to_be_visible()
+    screenshot(page, shots, "deliveries")
+
+    choose(page, "carrier_mode", "First Class")
+    first = delivered[delivered["carrier_mode"] == "First Class"]
+    expect(figure).to_have_text(ui.count(len(first)), timeout=WAIT_MS)
+    expect(page.locator('[data-figure="late"]')).to_have_text(ui.count(first["is_late"].sum()))
+
+
+def test_at_risk_page_ranks_filters_and_exports(
+    page: Page, app_url: str, warehouse: PanelWarehouse, shots: list[Path]
+) -> None:
+    at_risk = warehouse.at_risk.sort_values("risk_rank")
+    open_page(page, app_url, "at_risk", '[data-kpi="high"]')
+    high = page.locator('[data-kpi="high"] .value')
+    expect(high).to_have_text(ui.count((at_risk["risk_band"] == "high").sum()))
+    first_row = page.locator(".at-risk-table .tabulator-row").first
+    expect(first_row).to_contain_text(at_risk["order_id"].iloc[0], timeout=WAIT_MS)
+    screenshot(page, shots, "at-risk")
+
+    choose(page, "region", "Western Europe")
+    europe = at_risk[at_risk["region"] == "Western Europe"]
+    expect(high).to_have_text(ui.count((europe["risk_band"] == "high").sum()), timeout=WAIT_MS)
+    expect(first_row).to_contain_text(europe["order_id"].iloc[0], timeout=WAIT_MS)
+
+    with page.expect_download(timeout=WAIT_MS) as download_info:
+        page.get_by_text("Download CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download_info.value.path()).read_text())))
+    assert [row["order_id"] for row in rows] == list(europe["order_id"])
+    assert {"late_risk", "predicted_delivery_time", "top_reasons", "customer_segment"} <= set(
+        rows[0]
+    )
+
+
+def test_customers_page_follows_the_period_filter(
+    page: Page, app_url: str, warehouse: PanelWarehouse, shots: list[Path]
+) -> None:
+    open_page(page, app_url, "customers", ".segment-performance .tabulator-row")
+    loyal = page.locator(".segment-performance .tabulator-row", has_text="Loyal")
+    orders_cell = loyal.locator('[tabulator-field="Orders"]')
+    for period, days in (("Last 90 days", 90), ("Last 30 days", 30)):
+        if period != "Last 90 days":
+            choose(page, "period", period)
+        _, start, end = window(warehouse.deliveries, days)
+        recent = in_range(warehouse.deliveries, "order_date", start, end)
+        expected = (recent["customer_segment"] == "Loyal").sum()
+        expect(orders_cell).to_have_text(ui.count(expected), timeout=WAIT_MS)
+        if period == "Last 90 days":
+            screenshot(page, shots, "customers")
+
+
+def test_demand_page_follows_the_category_filter(
+    page: Page, app_url: str, warehouse: PanelWarehouse, shots: list[Path]
+) -> None:
+    open_page(page, app_url, "demand", ".demand-table .tabulator-row")
+    rows = page.locator(".demand-table .tabulator-row")
+    expect(rows).to_have_count(warehouse.demand["category"].nunique())
+    screenshot(page, shots, "demand")
+    choose(page, "category", "Outdoors")
+    expect(rows).to_have_count(1, timeout=WAIT_MS)
+    future = warehouse.demand.query("category == 'Outdoors' and is_future")
+    next_week = future.sort_values("period_start")["forecast_orders"].iloc[0]
+    expect(rows.first.locator('[tabulator-field="Next week forecast"]')).to_have_text(
+        f"{round(next_week):,}"
+    )
+
+
+def test_health_page_shows_layers_and_models(page: Page, app_url: str, shots: list[Path]) -> None:
+    open_page(page, app_url, "health", ".models-table .tabulator-row")
+    expect(page.locator(".health-table .tabulator-row")).to_have_count(5)
+    serving = page.locator(".models-table .tabulator-row", has_text="risk-v2")
+    expect(serving).to_contain_text("in service")
+    expect(page.locator(".models-table .tabulator-row", has_text="risk-v1")).to_contain_text(
+        "retired"
+    )
+    screenshot(page, shots, "data-health")
