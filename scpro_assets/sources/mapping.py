@@ -254,7 +254,8 @@ def _number(f: Field | None, row: Mapping[str, str], default: float | None = Non
     if value is None or value == "":
         return default
     try:
-        return float(str(value).replace(",", "") if isinstance(value, str) else value)
+        # No guessing about "1,5" vs "1,299": a comma is not a number, and the row is reported.
+        return float(value)
     except ValueError:
         raise RowError(f"not a number in {f.key} (column {f.column!r})") from None
 
