@@ -4,7 +4,7 @@ with
 deliveries as (
     select
         count(*) as orders,
-        count_if(is_late) as late_orders,
+        count(*) filter (where is_late) as late_orders,
         round(coalesce(sum(net_value), 0), 2) as revenue,
     from {{ ref('fct_deliveries') }}
 ),

@@ -15,8 +15,8 @@ aggregated as (
 
         -- measures
         count(*) as delivered_orders,
-        cast(count_if(is_late) as bigint) as late_orders,
-        count_if(is_late) / count(*) as late_rate,
+        count(*) filter (where is_late) as late_orders,
+        count(*) filter (where is_late) / count(*) as late_rate,
         avg(delay_days) as mean_delay_days,
         quantile_cont(delay_days, 0.9) as p90_delay_days,
         avg(delivery_days) as mean_delivery_days,

@@ -16,7 +16,7 @@ aggregated as (
         -- measures
         count(*) as incidents_opened,
         count(resolved_at) as incidents_resolved,
-        cast(count_if(is_open) as bigint) as open_incidents,
+        count(*) filter (where is_open) as open_incidents,
         coalesce(sum(resolution_hours), 0) as sum_resolution_hours,
         avg(resolution_hours) as mean_resolution_hours,
 

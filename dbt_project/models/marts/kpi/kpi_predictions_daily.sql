@@ -24,10 +24,10 @@ aggregated as (
         count(prediction_gap_days) as scored_delivered_orders,
         avg(prediction_gap_days) as mean_prediction_gap_days,
         avg(abs(prediction_gap_days)) as mean_abs_prediction_gap_days,
-        cast(count_if(is_open and late_risk is not null) as bigint) as scored_open_orders,
-        cast(count_if(is_open and is_high_risk) as bigint) as high_risk_open_orders,
-        count_if(is_open and is_high_risk)
-        / nullif(count_if(is_open and late_risk is not null), 0) as high_risk_share,
+        count(*) filter (where is_open and late_risk is not null) as scored_open_orders,
+        count(*) filter (where is_open and is_high_risk) as high_risk_open_orders,
+        count(*) filter (where is_open and is_high_risk)
+        / nullif(count(*) filter (where is_open and late_risk is not null), 0) as high_risk_share,
         avg(late_risk) as mean_late_risk,
 
     from scored

@@ -15,8 +15,8 @@ aggregated as (
         count(*) as orders,
         sum(net_value) as revenue,
         count(delivered_at) as delivered_orders,
-        cast(count_if(not is_late) as bigint) as on_time_orders,
-        count_if(not is_late) / nullif(count(delivered_at), 0) as on_time_rate,
+        count(*) filter (where not is_late) as on_time_orders,
+        count(*) filter (where not is_late) / nullif(count(delivered_at), 0) as on_time_rate,
 
     from deliveries
     group by all

@@ -27,7 +27,7 @@ by_order as (
         count(*) as orders,
         sum(net_value) as revenue,
         count(delivered_at) as delivered_orders,
-        cast(count_if(is_late) as bigint) as late_orders,
+        count(*) filter (where is_late) as late_orders,
         avg(delay_days) as avg_delay_days,
     from deliveries
     group by customer_segment
