@@ -63,12 +63,15 @@ def read_clean(clean_dir: Path, name: str, columns: list[str] | None = None) -> 
     """
     link = clean_dir / name
     if not link.exists():
-        raise FileNotFoundError(f"{link} does not exist: materialize the Spark asset {name!r} first")
+        raise FileNotFoundError(
+            f"{link} does not exist: materialize the Spark asset {name!r} first"
+        )
     version_dir = link.resolve()
     files = sorted(str(p) for p in version_dir.rglob("*.parquet") if not p.name.startswith("."))
     if files:
-        dataset = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(
-            version_dir))
+        dataset = ds.dataset(
+            files, format="parquet", partitioning="hive", partition_base_dir=str(version_dir)
+        )
         table = dataset.to_table(columns=columns)
     else:
         schema = _schema(version_dir) or pa.schema([])

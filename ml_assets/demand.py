@@ -22,11 +22,23 @@ TOP_CATEGORIES = 12
 HORIZON_DAYS = 7
 LAGS = (7, 14, 21, 28)
 DEMAND_FEATURES: tuple[str, ...] = (
-    "category_code", "weekday", "month", "day_of_month",
-    *(f"lag_{lag}" for lag in LAGS), "mean_7_13", "mean_7_34",
+    "category_code",
+    "weekday",
+    "month",
+    "day_of_month",
+    *(f"lag_{lag}" for lag in LAGS),
+    "mean_7_13",
+    "mean_7_34",
 )
-GB_PARAMS = {"loss": "poisson", "learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 15,
-             "min_samples_leaf": 20, "early_stopping": False, "random_state": 0}
+GB_PARAMS = {
+    "loss": "poisson",
+    "learning_rate": 0.05,
+    "max_iter": 300,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 20,
+    "early_stopping": False,
+    "random_state": 0,
+}
 
 
 def wape(actual: np.ndarray, forecast: np.ndarray) -> float:
@@ -45,8 +57,9 @@ def daily_category_orders(items: pd.DataFrame) -> pd.DataFrame:
     lines["category"] = lines["category"].where(lines["category"].isin(top), "Other")
     counts = lines.groupby(["category", "day"])["order_id"].nunique().rename("orders")
     days = pd.date_range(lines["day"].min(), lines["day"].max(), freq="D")
-    full = pd.MultiIndex.from_product([sorted(lines["category"].unique()), days],
-                                      names=["category", "day"])
+    full = pd.MultiIndex.from_product(
+        [sorted(lines["category"].unique()), days], names=["category", "day"]
+    )
     return counts.reindex(full, fill_value=0).reset_index()
 
 
@@ -54,8 +67,11 @@ def demand_features(daily: pd.DataFrame, horizon: int = HORIZON_DAYS) -> pd.Data
     """Calendar and lag features per (category, day), extended ``horizon`` days into the future."""
     last = daily["day"].max()
     future = pd.DataFrame(
-        [(c, last + pd.Timedelta(days=d)) for c in daily["category"].unique()
-         for d in range(1, horizon + 1)],
+        [
+            (c, last + pd.Timedelta(days=d))
+            for c in daily["category"].unique()
+            for d in range(1, horizon + 1)
+        ],
         columns=["category", "day"],
     )
     frame = pd.concat([daily, future.assign(orders=np.nan)], ignore_index=True)
@@ -110,10 +126,16 @@ def fit_demand(daily: pd.DataFrame, test_share: float = 0.2) -> DemandResult:
     final = HistGradientBoostingRegressor(**GB_PARAMS).fit(known[x], known["orders"])
     rows = frame.loc[frame["lag_28"].notna() | frame["is_future"]].copy()
     history = ~rows["is_future"]
-    rows["forecast_orders"] = np.where(
-        history, model.predict(rows[x]), final.predict(rows[x])
-    )
+    rows["forecast_orders"] = np.where(history, model.predict(rows[x]), final.predict(rows[x]))
     rows["baseline_orders"] = rows["lag_7"]
     rows["actual_orders"] = rows["orders"].where(history)
-    return DemandResult(final, result_wape, naive_wape, test_start, rows, len(train), len(test),
-                        sorted(frame["category"].unique()))
+    return DemandResult(
+        final,
+        result_wape,
+        naive_wape,
+        test_start,
+        rows,
+        len(train),
+        len(test),
+        sorted(frame["category"].unique()),
+    )

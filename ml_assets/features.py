@@ -6,7 +6,8 @@ that training, scoring and the asset checks all call:
 1. **Only certified features.** A model input must be one of :data:`spark.features.FEATURE_COLUMNS`
    (built point-in-time correct by Spark) and never a known outcome column (:data:`FORBIDDEN`).
 2. **Labels known in time.** A training row's label must be known no earlier than its order
-   (``label_known_at >= order_time``; equal for same-day deliveries on day-granular data) and, for a training cut-off, before that cut-off.
+   (``label_known_at >= order_time``; equal for same-day deliveries on day-granular data) and,
+   for a training cut-off, before that cut-off.
 3. **Nothing too good to be true.** A single input that alone (almost) reproduces the label is a
    leak, whatever its name: an order-time fact does not determine the delivery outcome.
 
@@ -83,7 +84,9 @@ MISSING_CATEGORY = "(missing)"
 LEAK_SIGNAL_LIMIT = 0.97
 
 
-def model_inputs(frame: pd.DataFrame, features: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+def model_inputs(
+    frame: pd.DataFrame, features: list[str] | tuple[str, ...]
+) -> dict[str, np.ndarray]:
     """Column arrays a model takes: strings for categories, float32 (NaN = missing) for numbers."""
     inputs: dict[str, np.ndarray] = {}
     for name in features:
@@ -94,8 +97,10 @@ def model_inputs(frame: pd.DataFrame, features: list[str] | tuple[str, ...]) -> 
                 [MISSING_CATEGORY if v is None else str(v) for v in text], dtype=object
             )
         else:
-            inputs[name] = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy(
-                dtype=np.float32, na_value=np.nan
+            inputs[name] = (
+                pd.to_numeric(column, errors="coerce")
+                .astype("float64")
+                .to_numpy(dtype=np.float32, na_value=np.nan)
             )
     return inputs
 

@@ -1,6 +1,8 @@
-"""Servable models behind one interface: the TF networks, the gradient-boosting challengers and
-the baselines all answer ``predict(frame)`` and save/load themselves, so training, scoring and the
-benchmark treat them alike and the registry can point at any of them.
+"""Servable models behind one interface.
+
+The TF networks, the gradient-boosting challengers and the baselines all answer
+``predict(frame)`` and save/load themselves, so training, scoring and the benchmark treat them
+alike and the registry can point at any of them.
 """
 
 from __future__ import annotations
@@ -68,9 +70,7 @@ def _frame_for_sklearn(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame
     return pd.DataFrame(model_inputs(frame, features), index=frame.index)
 
 
-def gradient_boosting_pipeline(
-    features: list[str], task: str, params: dict[str, Any]
-) -> Pipeline:
+def gradient_boosting_pipeline(features: list[str], task: str, params: dict[str, Any]) -> Pipeline:
     """Ordinal-encoded categories + native-NaN numbers into histogram gradient boosting."""
     categorical = [f for f in features if f in CATEGORICAL]
     numeric = [f for f in features if f not in CATEGORICAL]
@@ -156,8 +156,12 @@ class BaselineModel:
     def save(self, folder: Path) -> Path:  # noqa: D102
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "baseline.json"
-        path.write_text(json.dumps({"kind": self.kind, "params": self.params,
-                                    "features": self.features}, sort_keys=True))
+        path.write_text(
+            json.dumps(
+                {"kind": self.kind, "params": self.params, "features": self.features},
+                sort_keys=True,
+            )
+        )
         return path
 
 
@@ -182,6 +186,6 @@ def load_model(artifact_path: str | Path) -> Servable:
         return NetworkModel.load(path)
     if path.suffix == ".pkl":
         with path.open("rb") as handle:
-            return pickle.load(handle)  # noqa: S301 - our own artifact, hash-checked by the registry
+            return pickle.load(handle)
     spec = json.loads(path.read_text())
     return BaselineModel(spec["kind"], spec["params"], spec["features"])

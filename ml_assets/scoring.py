@@ -28,13 +28,34 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "route": ("distance_km", "market", "region"),
     "incidents": ("open_incidents_at_order", "open_carrier_incidents_at_order"),
     "origin_load": ("origin_orders_24h", "origin_orders_7d", "load_basis"),
-    "customer_history": ("prior_orders", "prior_spend", "days_since_prior_order",
-                         "prior_delivered_orders", "prior_late_rate", "customer_segment"),
-    "basket": ("item_count", "units", "net_value", "freight", "total_weight_g", "main_category",
-               "main_department", "distinct_categories", "max_unit_price", "payment_type",
-               "channel"),
-    "timing": ("order_weekday", "order_hour", "order_month_of_year", "is_weekend",
-               "is_peak_season"),
+    "customer_history": (
+        "prior_orders",
+        "prior_spend",
+        "days_since_prior_order",
+        "prior_delivered_orders",
+        "prior_late_rate",
+        "customer_segment",
+    ),
+    "basket": (
+        "item_count",
+        "units",
+        "net_value",
+        "freight",
+        "total_weight_g",
+        "main_category",
+        "main_department",
+        "distinct_categories",
+        "max_unit_price",
+        "payment_type",
+        "channel",
+    ),
+    "timing": (
+        "order_weekday",
+        "order_hour",
+        "order_month_of_year",
+        "is_weekend",
+        "is_peak_season",
+    ),
 }
 #: A group is a reason only when occluding it lowers the risk by at least this much.
 MIN_REASON_EFFECT = 0.01
@@ -42,8 +63,15 @@ MAX_REASONS = 3
 #: PSI above this between training scores and current scores fails the drift check
 #: (the usual reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift).
 PSI_THRESHOLD = 0.25
-_WEEKDAYS = {"1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday", "5": "Friday",
-             "6": "Saturday", "7": "Sunday"}
+_WEEKDAYS = {
+    "1": "Monday",
+    "2": "Tuesday",
+    "3": "Wednesday",
+    "4": "Thursday",
+    "5": "Friday",
+    "6": "Saturday",
+    "7": "Sunday",
+}
 
 
 def load_serving(entry: dict[str, Any]) -> Servable:
@@ -148,8 +176,11 @@ def _model_columns(entry: dict[str, Any], n: int, scored_at: datetime) -> dict[s
 
 
 def score_delivery_time(
-    frame: pd.DataFrame, is_open: np.ndarray, entry: dict[str, Any],
-    scored_at: datetime | None = None, model: Servable | None = None,
+    frame: pd.DataFrame,
+    is_open: np.ndarray,
+    entry: dict[str, Any],
+    scored_at: datetime | None = None,
+    model: Servable | None = None,
 ) -> pa.Table:
     """``delivery_time_predictions`` for every order of ``frame``."""
     scored_at = scored_at or datetime.now(UTC)
@@ -167,8 +198,12 @@ def score_delivery_time(
 
 
 def score_late_risk(
-    frame: pd.DataFrame, is_open: np.ndarray, entry: dict[str, Any],
-    scored_at: datetime | None = None, model: Servable | None = None, explain: bool = True,
+    frame: pd.DataFrame,
+    is_open: np.ndarray,
+    entry: dict[str, Any],
+    scored_at: datetime | None = None,
+    model: Servable | None = None,
+    explain: bool = True,
 ) -> pa.Table:
     """``late_risk_scores`` for every order of ``frame``, with bands and top reasons."""
     scored_at = scored_at or datetime.now(UTC)

@@ -135,7 +135,8 @@ def _profiles(features: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
 def fit_segments(features: pd.DataFrame, seed: int = 0) -> SegmentModel:
     """Choose k by silhouette (module docstring), fit, name and profile the segments."""
     fill = {
-        "late_share": float(features["late_share"].mean()) if features["late_share"].notna().any()
+        "late_share": float(features["late_share"].mean())
+        if features["late_share"].notna().any()
         else 0.0,
         "mean_delay_days": 0.0,
         "recency_days": 0.0,
@@ -168,8 +169,10 @@ def fit_segments(features: pd.DataFrame, seed: int = 0) -> SegmentModel:
     profile = _profiles(features, kmeans.labels_)
     # Two segments with the same trait: tell them apart by value.
     for name in set(names.values()):
-        same = sorted((i for i, n in names.items() if n == name),
-                      key=lambda i: -profile.loc[i, "mean_monetary"])
+        same = sorted(
+            (i for i, n in names.items() if n == name),
+            key=lambda i: -profile.loc[i, "mean_monetary"],
+        )
         if len(same) > 1:
             for rank, i in enumerate(same):
                 names[i] = f"{name} - value tier {rank + 1}"

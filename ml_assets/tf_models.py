@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
 
-from ml_assets.features import CATEGORICAL, LOG_SCALED, MISSING_CATEGORY, model_inputs  # noqa: E402
+from ml_assets.features import CATEGORICAL, LOG_SCALED, MISSING_CATEGORY, model_inputs
 
 #: Two trainings on the same data and machine give test metrics within this of each other.
 DETERMINISM_TOLERANCE = 1e-6
@@ -162,7 +162,9 @@ def build_network(
     else:
         p = min(max(base_rate, 1e-3), 1 - 1e-3)
         bias = keras.initializers.Constant(math.log(p / (1 - p)))
-        out = keras.layers.Dense(1, activation="sigmoid", bias_initializer=bias, name="late_risk")(x)
+        out = keras.layers.Dense(1, activation="sigmoid", bias_initializer=bias, name="late_risk")(
+            x
+        )
         loss = "binary_crossentropy"
     model = keras.Model(inputs=inputs, outputs=out, name=f"scpro_{task}")
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)

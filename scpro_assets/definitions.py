@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ml_assets.assets import ml_assets
+from ml_assets.automation import ml_jobs, ml_schedules, ml_sensors
 from scpro_assets.clean.assets import clean_assets, spark_resource
 from scpro_assets.ingest.assets import kafka_topic_specs, land_jobs, raw_assets
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import Settings
+from scpro_assets.warehouse.assets import warehouse_assets
+from scpro_assets.warehouse.project import dbt_resource
 from sensors.kafka_sensors import kafka_sensors
 from sensors.lineage_sensor import openlineage_sensor
 
@@ -16,13 +20,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """All assets, jobs, sensors and resources, configured from ``settings`` (or the env)."""
     settings = settings or Settings.from_env()
     return dg.Definitions(
-        assets=[*kafka_topic_specs, *raw_assets, *clean_assets],
-        jobs=land_jobs,
-        sensors=[*kafka_sensors, openlineage_sensor],
+        assets=[*kafka_topic_specs, *raw_assets, *clean_assets, *ml_assets, *warehouse_assets],
+        jobs=[*land_jobs, *ml_jobs],
+        schedules=ml_schedules,
+        sensors=[*kafka_sensors, openlineage_sensor, *ml_sensors],
         resources={
             "kafka": KafkaResource.from_settings(settings.kafka),
             "lake": LakeResource.from_settings(settings),
             "pyspark": spark_resource(settings),
+            "dbt": dbt_resource(),
         },
     )
 
