@@ -79,7 +79,10 @@ def app_url(warehouse: PanelWarehouse, tmp_path_factory: pytest.TempPathFactory)
     finally:
         server.terminate()
         server.wait(timeout=20)
-    assert "Traceback" not in log.read_text(), log.read_text()
+    served = log.read_text()
+    # Tornado logs closed websockets when browser contexts close; only the app's errors count.
+    assert "Error running application handler" not in served, served
+    assert "panel_app/" not in served, served
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +230,8 @@ def test_demand_page_follows_the_category_filter(
 def test_health_page_shows_layers_and_models(page: Page, app_url: str, shots: list[Path]) -> None:
     open_page(page, app_url, "health", ".models-table .tabulator-row")
     expect(page.locator(".health-table .tabulator-row")).to_have_count(5)
-    serving = page.locator(".models-table .tabulator-row", has_text="risk-v2")
-    expect(serving).to_contain_text("in service")
-    expect(page.locator(".models-table .tabulator-row", has_text="risk-v1")).to_contain_text(
-        "retired"
-    )
+    expect(
+        page.get_by_role("row", name=re.compile(r"late_risk risk-v2 in service"))
+    ).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile(r"late_risk risk-v1 retired"))).to_be_visible()
     screenshot(page, shots, "data-health")

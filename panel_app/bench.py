@@ -1,0 +1,108 @@
+"""Dashboard benchmark: time to first render of the overview and time for a filter change.
+
+Server-side figures time what a session does in Python (build the page objects, run the
+overview's queries, re-run them after a filter change) on a fresh cache, so they measure the
+queries and not Panel's memo. ``report.add(section, **figures)`` is ``scpro_assets.bench.Report``.
+Without a real snapshot, :func:`synthetic_snapshot` publishes a big generated one.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import panel as pn
+
+from panel_app.sample_snapshot import SampleSpec, publish
+from panel_app.store import DataStore, FilterState
+from panel_app.views import overview
+
+
+class Report(Protocol):
+    """What the benchmark needs from ``scpro_assets.bench.Report``."""
+
+    def add(self, section: str, **figures: Any) -> None:
+        """Record figures under a section."""
+
+
+def synthetic_snapshot(home: Path, orders: int = 200_000, seed: int = 11) -> Path:
+    """Publish a generated snapshot with ``orders`` orders under ``home``; return ``current``."""
+    publish(home, SampleSpec(orders=orders, days=730, seed=seed, version=f"synthetic-{orders}"))
+    return home / "serving" / "current"
+
+
+def _render_overview(store: DataStore) -> None:
+    """What the first render of the overview costs on the server: every part's queries."""
+    state = store.state
+    overview.kpi_cards(store, state)
+    overview.action_line(store, state)
+    overview.trends(store, state)
+
+
+def _timed(action: Any) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _filter_change(store: DataStore, filters: Any, region: str) -> float:
+    """Set one filter and recompute the overview's parts, as a session does."""
+    started = time.perf_counter()
+    filters.param.update(region=region)
+    _render_overview(store)
+    return time.perf_counter() - started
+
+
+def bench_dashboard(snapshot_home: Path, report: Report, label: str, repeats: int = 5) -> None:
+    """Time first render and filter changes on the snapshot under ``snapshot_home``."""
+    from panel_app.filters import Filters
+
+    current = snapshot_home / "serving" / "current"
+    section = f"dashboard: {label}"
+    first_renders, filter_changes = [], []
+    regions: list[str] = []
+    for _ in range(repeats):
+        pn.state.clear_caches()
+        started = time.perf_counter()
+        store = DataStore(serving_current=current)
+        filters = Filters(store)
+        page = overview.build(store)
+        _render_overview(store)
+        first_renders.append(time.perf_counter() - started)
+        regions = store.options()["region"]
+        filter_changes.extend(_filter_change(store, filters, r) for r in regions[:3])
+        del page
+    orders = int(
+        DataStore(serving_current=current, state=FilterState(period="All time"))
+        .kpis()
+        .at["orders", "current"]
+    )
+    report.add(
+        section,
+        orders=orders,
+        first_render_overview_s_median=statistics.median(first_renders),
+        first_render_overview_s_max=max(first_renders),
+        filter_change_s_median=statistics.median(filter_changes),
+        filter_change_s_max=max(filter_changes),
+        goal_first_render_under_2s=max(first_renders) < 2.0,
+        goal_filter_change_under_300ms=statistics.median(filter_changes) < 0.3,
+    )
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    class _Print:
+        def add(self, section: str, **figures: Any) -> None:
+            for name, value in figures.items():
+                print(f"{section} | {name}: {value}")
+
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        synthetic_snapshot(Path(folder), orders=size)
+        print(f"built {size:,} orders in {time.perf_counter() - started:.1f} s")
+        bench_dashboard(Path(folder), _Print(), f"synthetic, {size:,} orders")
