@@ -12,8 +12,8 @@ paths unsafe to hand to dbt as they are:
   writes a typed, empty placeholder file from that schema, so the models build and are empty.
 
 The choices reach dbt as the ``scpro_inputs`` var (``{source table: read_parquet path}``). The
-pre-step also writes ``lake_inventory.parquet`` (rows, quarantined rows and last update of every
-raw, quarantine, clean and ML dataset, from Parquet footers), which ``data_health`` reports.
+``lake_inventory`` asset writes ``lake_inventory.parquet`` (rows, quarantined rows and last update
+of every raw, quarantine, clean and ML dataset, from Parquet footers) for ``data_health``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ class WarehouseInputs:
     versions: dict[str, str] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
     ml_placeholders_written: list[str] = field(default_factory=list)
-    inventory_rows: int = 0
 
     def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
         """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
@@ -138,7 +137,7 @@ def _clean_quarantine_counts(settings: Settings) -> dict[str, int]:
     return counts
 
 
-def _inventory(settings: Settings, inputs: WarehouseInputs, now: datetime) -> pa.Table:
+def _inventory(settings: Settings, now: datetime) -> pa.Table:
     rows: list[dict[str, object]] = []
 
     def add(layer: str, dataset: str, files: list[Path], quarantined: int, detail: str) -> None:
@@ -164,10 +163,16 @@ def _inventory(settings: Settings, inputs: WarehouseInputs, now: datetime) -> pa
     rule_files = _parquet_files(rules.resolve()) if rules.exists() else []
     add("quarantine", "clean_rules", rule_files, 0, "rows the clean layer's rules refused")
     for name in CLEAN_DATASETS:
-        version = Path(inputs.versions[name])
-        add("clean", name, _parquet_files(version), quarantined.get(name, 0), version.name)
+        link = settings.clean_dir / name
+        version = link.resolve()
+        files = _parquet_files(version) if link.exists() else []
+        detail = version.name if link.exists() else "never published"
+        add("clean", name, files, quarantined.get(name, 0), detail)
     for name in ML_OUTPUTS:
         path = output_path(settings.ml_dir, name)
+        if not path.exists():
+            add("ml", name, [], 0, "no model output yet")
+            continue
         table = pq.read_table(path, columns=["model_version"])
         versions = sorted({v for v in table.column("model_version").to_pylist() if v})
         add("ml", name, [path], 0, ", ".join(versions) if versions else "no model output yet")
@@ -196,12 +201,20 @@ def prepare_inputs(settings: Settings) -> WarehouseInputs:
         _pin_clean(settings, name, placeholders, inputs)
     for name in ML_OUTPUTS:
         inputs.paths[name] = str(output_path(settings.ml_dir, name))
-    now = datetime.now(UTC).replace(tzinfo=None)
-    inventory = _inventory(settings, inputs, now)
     inventory_path = work / "lake_inventory.parquet"
-    tmp = inventory_path.with_suffix(".tmp")
-    pq.write_table(inventory, tmp)
-    tmp.replace(inventory_path)
+    if not inventory_path.exists():  # a build without the lake_inventory asset upstream
+        write_lake_inventory(settings)
     inputs.paths["lake_inventory"] = str(inventory_path)
-    inputs.inventory_rows = inventory.num_rows
     return inputs
+
+
+def write_lake_inventory(settings: Settings) -> tuple[Path, int]:
+    """Write ``lake_inventory.parquet`` atomically; return its path and row count."""
+    work = inputs_dir(settings)
+    work.mkdir(parents=True, exist_ok=True)
+    inventory = _inventory(settings, datetime.now(UTC).replace(tzinfo=None))
+    path = work / "lake_inventory.parquet"
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(inventory, tmp)
+    tmp.replace(path)
+    return path, inventory.num_rows

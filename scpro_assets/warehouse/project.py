@@ -32,7 +32,7 @@ def dbt_project() -> DbtProject:
 
 
 def dbt_executable() -> str:
-    """dbt from this interpreter's environment (the venv need not be activated), else PATH."""
+    """The dbt of this interpreter's venv (which need not be activated), else the PATH's."""
     local = Path(sys.executable).parent / "dbt"
     return os.fspath(local) if local.exists() else shutil.which("dbt") or "dbt"
 

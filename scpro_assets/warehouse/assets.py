@@ -1,0 +1,140 @@
+"""Dagster assets of the warehouse: the lake inventory, every dbt model, and the serving snapshot.
+
+One ``@dbt_assets`` definition covers the whole dbt project (group ``warehouse``, kinds ``dbt`` and
+``duckdb``). Its translator maps the dbt sources onto the assets that write them: ``clean.<name>``
+to the Spark asset ``<name>``, ``ml.<name>`` to the ML asset ``<name>``, ``lake.lake_inventory``
+to :func:`lake_inventory`. dbt tests are asset checks. The manifest is prepared ahead of time
+(``python -m scpro_assets.warehouse.prepare``), never parsed at import.
+
+A build first pins its inputs (:mod:`scpro_assets.warehouse.inputs`) and passes them to dbt as
+vars; after a successful build, :func:`serving_snapshot` publishes a read-only copy.
+"""
+
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from ml_assets.outputs import ML_OUTPUTS
+from scpro_assets.resources import LakeResource
+from scpro_assets.settings import TOPICS, KafkaSettings, Settings
+from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs, write_lake_inventory
+from scpro_assets.warehouse.project import dbt_project, manifest_path
+from scpro_assets.warehouse.serving import publish_snapshot
+
+OWNER = "team:analytics-engineering"
+
+#: dbt source name -> how its tables are named in the Dagster graph.
+_SOURCE_KEYS = {"clean": "table", "ml": "table", "lake": "lake_inventory"}
+
+
+def lake_settings(lake: LakeResource) -> Settings:
+    """The :class:`Settings` of the lake resource's home (Kafka plays no part here)."""
+    return Settings(home=Path(lake.home), kafka=KafkaSettings())
+
+
+class SCProDbtTranslator(DagsterDbtTranslator):
+    """dbt sources become the upstream Spark/ML assets; models join the ``warehouse`` group."""
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        """The default spec, re-keyed for sources and grouped/owned for models."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] == "source":
+            mapping = _SOURCE_KEYS.get(props["source_name"])
+            if mapping is None:
+                return spec
+            name = props["name"] if mapping == "table" else mapping
+            return spec.replace_attributes(key=dg.AssetKey(name))
+        return spec.replace_attributes(group_name="warehouse", owners=[OWNER])
+
+
+TRANSLATOR = SCProDbtTranslator(
+    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_source_metadata=False)
+)
+
+
+@dg.asset(
+    group_name="warehouse",
+    kinds={"python", "parquet"},
+    owners=[OWNER],
+    deps=[
+        *(dg.AssetKey(f"raw_{t}") for t in TOPICS),
+        *(dg.AssetKey(name) for name in (*CLEAN_DATASETS, *ML_OUTPUTS)),
+    ],
+    description=(
+        "What the lake holds, from Parquet footers: rows, quarantined rows and last update of "
+        "every raw, quarantine, clean and ML dataset "
+        "(SCPRO_HOME/warehouse_inputs/lake_inventory.parquet). dbt's data_health model reads it."
+    ),
+)
+def lake_inventory(lake: LakeResource) -> dg.MaterializeResult:
+    """Inventory the lake for ``data_health``."""
+    path, rows = write_lake_inventory(lake_settings(lake))
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": rows, "path": dg.MetadataValue.path(str(path))}
+    )
+
+
+@dbt_assets(
+    manifest=manifest_path(),
+    project=dbt_project(),
+    dagster_dbt_translator=TRANSLATOR,
+    name="warehouse_dbt",
+)
+def warehouse_dbt(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource
+) -> Iterator[Any]:
+    """``dbt build`` of the selected models (and their tests) over pinned lake inputs."""
+    settings = lake_settings(lake)
+    inputs = prepare_inputs(settings)
+    context.log.info(
+        f"pinned {len(inputs.versions)} clean datasets; empty placeholders for "
+        f"{inputs.placeholders or 'none'}; ML outputs created empty: "
+        f"{inputs.ml_placeholders_written or 'none'}"
+    )
+    dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
+    invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
+    yield from invocation.stream()
+
+
+@dg.asset(
+    group_name="serving",
+    kinds={"duckdb", "parquet"},
+    owners=[OWNER],
+    deps=list(warehouse_dbt.keys),
+    description=(
+        "Read-only copy of the warehouse for the dashboard and Evidence, published after a "
+        "successful dbt build: SCPRO_HOME/serving/current -> versions/<version>/ with "
+        "warehouse.duckdb, parquet/<model>.parquet and published.json; the link is swapped "
+        "atomically so readers never see a half-built state."
+    ),
+)
+def serving_snapshot(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Publish the warehouse's marts as a new snapshot version and switch readers to it."""
+    publication = publish_snapshot(lake_settings(lake))
+    context.log.info(f"published {publication.version} ({len(publication.tables)} tables)")
+    return dg.MaterializeResult(
+        metadata={
+            "version": publication.version,
+            "path": dg.MetadataValue.path(str(publication.path)),
+            "tables": dg.MetadataValue.json(publication.tables),
+            "seconds": round(publication.seconds, 2),
+            "pruned_versions": len(publication.pruned),
+        }
+    )
+
+
+warehouse_assets = [lake_inventory, warehouse_dbt, serving_snapshot]
