@@ -56,6 +56,7 @@ def profiles(store: DataStore) -> pn.viewable.Viewable:
     shown = frame[
         [
             "customer_segment",
+            "description",
             "customers",
             "share_of_revenue",
             "avg_monetary",
@@ -63,7 +64,6 @@ def profiles(store: DataStore) -> pn.viewable.Viewable:
             "avg_recency_days",
             "on_time_rate",
             "avg_delay_days",
-            "description",
         ]
     ].rename(
         columns={
