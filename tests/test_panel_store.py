@@ -116,7 +116,9 @@ def test_delay_distribution_counts_delivered_orders(
     assert on_time == (delivered["delay_days"] == 0).sum()
 
 
-def test_at_risk_orders_are_filtered_and_ranked(store: DataStore, warehouse: PanelWarehouse) -> None:
+def test_at_risk_orders_are_filtered_and_ranked(
+    store: DataStore, warehouse: PanelWarehouse
+) -> None:
     state = FilterState(carrier_mode="Standard Class", period="Last 7 days")
     frame = store.at_risk(state)
     expected = warehouse.at_risk[warehouse.at_risk["carrier_mode"] == "Standard Class"]
