@@ -93,3 +93,35 @@ def test_node_api_reads_a_warehouse_file_written_by_python(tmp_path):
             "note": "é ü",
         },
     ]
+
+
+def test_node_api_reads_the_published_serving_snapshot(tmp_path_factory):
+    """Evidence's driver opens SCPro's published snapshot and answers a dashboard KPI query."""
+    import dagster as dg
+
+    from scpro_assets.warehouse.fixtures import ensure_synthetic_lake, materialize_warehouse
+
+    settings = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
+    if not settings.serving_current.exists():  # run alone: build and publish once
+        with dg.instance_for_test() as instance:
+            assert materialize_warehouse(settings, instance).success
+    snapshot = settings.serving_current.resolve() / "warehouse.duckdb"
+    sql = (
+        "select region, sum(orders) as orders, sum(late_orders) as late_orders, "
+        "round(sum(revenue), 2) as revenue, min(period_start) as first_week "
+        "from main.kpi_delivery_weekly group by region order by region"
+    )
+    answer = _read_with_node(snapshot, sql)
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        expected = con.execute(sql).fetchall()
+    assert len(answer["rows"]) == len(expected) > 1
+    for row, (region, orders, late, revenue, first_week) in zip(
+        answer["rows"], expected, strict=True
+    ):
+        assert row == {
+            "region": region,
+            "orders": str(orders),
+            "late_orders": str(late),
+            "revenue": revenue,
+            "first_week": first_week.isoformat(),
+        }

@@ -10,7 +10,6 @@ A build first pins its inputs (:mod:`scpro_assets.warehouse.inputs`) and passes 
 vars; after a successful build, :func:`serving_snapshot` publishes a read-only copy.
 """
 
-
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -58,7 +57,10 @@ class SCProDbtTranslator(DagsterDbtTranslator):
                 return spec
             name = props["name"] if mapping == "table" else mapping
             return spec.replace_attributes(key=dg.AssetKey(name))
-        return spec.replace_attributes(group_name="warehouse", owners=[OWNER])
+        # Models are keyed by name alone (fct_deliveries, not main/fct_deliveries).
+        return spec.replace_attributes(
+            key=dg.AssetKey(props["name"]), group_name="warehouse", owners=[OWNER]
+        )
 
 
 TRANSLATOR = SCProDbtTranslator(

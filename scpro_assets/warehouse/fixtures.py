@@ -1,0 +1,174 @@
+"""Ready-made lakes and warehouse runs for tests and benchmarks (no Kafka, no trained model).
+
+:func:`ensure_synthetic_lake` builds a clean lake once per folder (Spark, via
+:func:`scpro_assets.clean.offline.build_clean_lake`); :func:`materialize_warehouse` runs the
+warehouse assets exactly as Dagster does; :func:`write_example_ml_outputs` writes small, known ML
+outputs (through the ML contract's own writer) so the prediction KPIs can be checked.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+
+from ml_assets.outputs import SCHEMAS, write_output
+from scpro_assets.resources import LakeResource
+from scpro_assets.settings import KafkaSettings, Settings
+
+_BUILT_MARKER = ".scpro-test-lake-built"
+
+
+def settings_for(home: Path) -> Settings:
+    """Settings for a home folder (Kafka unused)."""
+    return Settings(home=home, kafka=KafkaSettings())
+
+
+def ensure_synthetic_lake(home: Path, orders: int = 1500, seed: int = 3) -> Settings:
+    """Build the clean lake of ``orders`` synthetic orders under ``home`` unless already built."""
+    from scpro_assets.clean.offline import build_clean_lake
+    from scpro_assets.sources.synthetic import SyntheticConfig, generate
+
+    settings = settings_for(home)
+    marker = home / _BUILT_MARKER
+    if not marker.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        build_clean_lake(generate(SyntheticConfig(orders=orders, seed=seed)), settings)
+        marker.write_text(f"{orders} orders, seed {seed}\n")
+    return settings
+
+
+def copy_lake(source: Settings, home: Path) -> Settings:
+    """A private copy of ``source``'s lake (links kept) under ``home``, without its warehouse."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source.lake_dir, home / "lake", symlinks=True)
+    return settings_for(home)
+
+
+def warehouse_resources(settings: Settings) -> dict[str, object]:
+    """The resources the warehouse assets need, as the code location configures them."""
+    from scpro_assets.warehouse.project import dbt_resource
+
+    return {"lake": LakeResource.from_settings(settings), "dbt": dbt_resource()}
+
+
+def materialize_warehouse(
+    settings: Settings, instance: dg.DagsterInstance, raise_on_error: bool = True
+) -> dg.ExecuteInProcessResult:
+    """Materialize lake_inventory, every dbt model (with its tests) and the serving snapshot."""
+    from scpro_assets.warehouse.assets import warehouse_assets
+
+    return dg.materialize(
+        warehouse_assets,
+        instance=instance,
+        resources=warehouse_resources(settings),
+        raise_on_error=raise_on_error,
+    )
+
+
+def write_example_ml_outputs(settings: Settings, open_scored: int | None = None) -> dict[str, int]:
+    """Write known ML outputs for the lake's orders; return how many rows of each were written.
+
+    Delivered orders get a predicted delivery time of actual + 0.5 days (gap 0.5); the first
+    ``open_scored`` open orders (all when None) get a late risk, every third one 'high'; customers
+    are split into two segments; the registry holds one serving model; demand has one category.
+    """
+    clean = settings.clean_dir
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    deliveries = con.execute(
+        f"select order_id, delivery_days, status from read_parquet('{clean.resolve()}/"
+        "cleaned_deliveries/**/*.parquet') order by order_id"
+    ).fetchall()
+    customers = con.execute(
+        f"select distinct customer_id from read_parquet('{clean.resolve()}/"
+        "cleaned_orders/**/*.parquet', hive_partitioning = true) order by 1"
+    ).fetchall()
+    scored_at = datetime(2024, 6, 1, tzinfo=UTC)
+    model = {"model_name": "example", "model_version": "v1", "scored_at": scored_at}
+    delivered = [(o, d) for o, d, s in deliveries if s == "delivered"]
+    still_open = [o for o, _, s in deliveries if s not in ("delivered", "canceled")]
+    still_open = still_open if open_scored is None else still_open[:open_scored]
+    predictions = [
+        {
+            "order_id": o,
+            "predicted_delivery_days": d + 0.5,
+            "predicted_delivery_time": None,
+            "is_open": False,
+            **model,
+        }
+        for o, d in delivered
+    ]
+    risks = [
+        {
+            "order_id": o,
+            "late_risk": 0.9 if i % 3 == 0 else 0.1 + i / (10 * len(still_open)),
+            "risk_band": "high" if i % 3 == 0 else "low",
+            "top_reasons": "carrier; distance",
+            "is_open": True,
+            **model,
+        }
+        for i, o in enumerate(still_open)
+    ]
+    segments = [
+        {
+            "customer_id": c,
+            "segment_id": i % 2,
+            "segment_name": ("Loyal", "Occasional")[i % 2],
+            "recency_days": 10.0 + i % 2,
+            "frequency": 2 - i % 2,
+            "monetary": 100.0 - 50 * (i % 2),
+            "late_share": 0.2,
+            "mean_delay_days": 0.5,
+            **model,
+        }
+        for i, (c,) in enumerate(customers)
+    ]
+    monday = datetime(2024, 1, 1).date()
+    demand = [
+        {
+            "category": "Electronics",
+            "period_start": monday + timedelta(weeks=w),
+            "period_grain": "week",
+            "forecast_orders": 10.0 + w,
+            "baseline_orders": 9.0,
+            "actual_orders": None if w >= 2 else 11.0,
+            "is_future": w >= 2,
+            **model,
+        }
+        for w in range(4)
+    ]
+    registry = [
+        {
+            "model_name": "example",
+            "model_version": "v1",
+            "task": "late_risk",
+            "framework": "baseline",
+            "algorithm": "constant",
+            "trained_at": scored_at,
+            "train_rows": len(delivered),
+            "test_rows": 0,
+            "metrics": "{}",
+            "primary_metric": "auc",
+            "primary_metric_value": 0.5,
+            "is_serving": True,
+            "serving_reason": "only model",
+        }
+    ]
+    written = {
+        "delivery_time_predictions": predictions,
+        "late_risk_scores": risks,
+        "customer_segments": segments,
+        "demand_forecast": demand,
+        "model_registry": registry,
+    }
+
+    for name, rows in written.items():
+        schema = SCHEMAS[name]
+        full = [{f: row.get(f) for f in schema.names} for row in rows]
+        write_output(settings.ml_dir, name, pa.Table.from_pylist(full, schema=schema))
+    return {name: len(rows) for name, rows in written.items()}

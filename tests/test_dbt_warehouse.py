@@ -1,0 +1,265 @@
+"""The dbt warehouse as Dagster assets: a green `dbt build` on a synthetic clean lake, marts that
+agree with the clean Parquet, KPIs empty-but-valid before the models score and filled after, dbt
+tests as asset checks, and the published snapshot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from scpro_assets.settings import REPO_ROOT, Settings
+from scpro_assets.warehouse.fixtures import (
+    ensure_synthetic_lake,
+    materialize_warehouse,
+    write_example_ml_outputs,
+)
+from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs
+from scpro_assets.warehouse.serving import open_snapshot
+
+CONTRACT_TABLES = (
+    "fct_deliveries",
+    "fct_orders",
+    "fct_order_items",
+    "fct_payments",
+    "fct_incidents",
+    "at_risk_orders",
+    "customer_segment_profiles",
+    "fct_demand",
+    "dim_models",
+    "data_health",
+    "kpi_delivery_daily",
+    "kpi_delivery_weekly",
+    "kpi_incidents_daily",
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """One synthetic clean lake (shared by the session) and one warehouse build over it."""
+    settings = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
+    with dg.instance_for_test() as instance:
+        result = materialize_warehouse(settings, instance)
+        yield settings, result
+
+
+def _clean(settings: Settings, name: str) -> pa.Table:
+    version = (settings.clean_dir / name).resolve()
+    files = sorted(version.rglob("*.parquet"))
+    return pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+
+
+def _query(settings: Settings, sql: str) -> list[tuple]:
+    _, con = open_snapshot(settings)
+    with con:
+        return con.execute(sql).fetchall()
+
+
+def test_dbt_build_is_green_and_dbt_tests_are_asset_checks(built):
+    _, result = built
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) > 150
+    assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
+    checked = {(e.asset_key, e.check_name) for e in evaluations}
+    assert (dg.AssetKey("fct_deliveries"), "not_null_fct_deliveries_order_id") in checked
+    assert (dg.AssetKey("fct_deliveries"), "unique_fct_deliveries_order_id") in checked
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert {dg.AssetKey(t) for t in CONTRACT_TABLES} <= materialized
+    assert dg.AssetKey("serving_snapshot") in materialized
+    # unit tests ran in the same `dbt build` (a failing one fails the run)
+    run_results = list(
+        (REPO_ROOT / "dbt_project" / "target").glob(
+            f"warehouse_dbt-{result.run_id[:7]}-*/run_results.json"
+        )
+    )
+    assert len(run_results) == 1
+    units = [
+        r
+        for r in json.loads(run_results[0].read_text())["results"]
+        if r["unique_id"].startswith("unit_test.")
+    ]
+    assert len(units) >= 6 and {r["status"] for r in units} == {"pass"}
+
+
+def test_marts_agree_with_the_clean_parquet(built):
+    settings, _ = built
+    orders = _clean(settings, "cleaned_orders").to_pandas()
+    deliveries = _clean(settings, "cleaned_deliveries").to_pandas()
+    items = _clean(settings, "cleaned_order_items")
+    payments = _clean(settings, "cleaned_payments")
+
+    assert _query(settings, "select count(*) from fct_orders") == [(len(orders),)]
+    assert _query(settings, "select count(*) from fct_deliveries") == [(len(orders),)]
+    assert _query(settings, "select count(*) from fct_order_items") == [(items.num_rows,)]
+    assert _query(settings, "select count(*) from fct_payments") == [(payments.num_rows,)]
+
+    delivered = deliveries[deliveries["delivered_at"].notna()]
+    late = int(delivered["is_late"].sum())
+    assert late > 0
+    assert _query(
+        settings, "select count(delivered_at), count(*) filter (where is_late) from fct_deliveries"
+    ) == [(len(delivered), late)]
+    assert _query(
+        settings, "select sum(delivered_orders), sum(late_orders) from kpi_delivery_weekly"
+    ) == [(len(delivered), late)]
+
+    expected = (
+        orders.assign(region=orders["region"].fillna("unknown"))
+        .groupby("region")["net_value"]
+        .sum()
+        .round(2)
+        .to_dict()
+    )
+    got = dict(
+        _query(
+            settings,
+            "select region, round(sum(revenue), 2) from kpi_delivery_daily group by region",
+        )
+    )
+    assert got == pytest.approx(expected, abs=0.005)
+    assert len(expected) > 1
+
+    modes = orders["carrier"].fillna(orders["shipping_mode"]).fillna("unknown")
+    assert dict(_query(settings, "select carrier_mode, count(*) from fct_orders group by 1")) == (
+        modes.value_counts().to_dict()
+    )
+    # p90 delay per week, from the clean deliveries, equals the KPI mart's
+    delivered = delivered.assign(week=delivered["order_time"].dt.to_period("W-SUN").dt.start_time)
+    p90 = delivered.groupby("week")["delay_days"].quantile(0.9)
+    got = dict(
+        _query(
+            settings,
+            "select order_week, quantile_cont(delay_days, 0.9) from "
+            "fct_deliveries where delivered_at is not null group by 1",
+        )
+    )
+    assert {str(k.date()): v for k, v in p90.items()} == pytest.approx(
+        {str(k): v for k, v in got.items()}
+    )
+
+
+def test_kpis_are_empty_but_valid_before_any_model_scored(built):
+    settings, _ = built
+    for table in ("kpi_predictions_daily", "at_risk_orders", "dim_models", "fct_demand"):
+        assert _query(settings, f"select count(*) from {table}") == [(0,)], table
+    customers = _query(settings, "select count(distinct customer_id) from fct_orders")[0][0]
+    assert _query(
+        settings, "select customer_segment, customers from customer_segment_profiles"
+    ) == [("Unsegmented", customers)]
+    assert _query(settings, "select distinct risk_band, is_high_risk from fct_deliveries") == [
+        ("unscored", False)
+    ]
+    assert _query(
+        settings,
+        "select sum(high_risk_open_orders), sum(scored_delivered_orders), "
+        "sum(sum_abs_prediction_gap_days) from kpi_delivery_daily",
+    ) == [(0, 0, 0.0)]
+    # dim_customers keeps the source's own segment next to the (missing) ML one
+    assert _query(
+        settings,
+        "select count(*) from dim_customers where source_segment is null "
+        "or customer_segment <> 'Unsegmented'",
+    ) == [(0,)]
+
+
+def test_snapshot_holds_every_contract_table_as_duckdb_and_parquet(built):
+    settings, _ = built
+    version = settings.serving_current.resolve()
+    published = json.loads((version / "published.json").read_text())
+    assert published["version"] == version.name
+    assert set(CONTRACT_TABLES) <= set(published["tables"])
+    for table, rows in published["tables"].items():
+        assert _query(settings, f"select count(*) from main.{table}") == [(rows,)]
+        assert pq.read_metadata(version / "parquet" / f"{table}.parquet").num_rows == rows
+    layers = {row[0] for row in _query(settings, "select distinct layer from data_health")}
+    assert layers == {"ingest", "quarantine", "clean", "warehouse", "ml"}
+    health = dict(
+        _query(
+            settings,
+            "select dataset, row_count from data_health where layer in ('clean', 'warehouse')",
+        )
+    )
+    assert health["fct_orders"] == health["cleaned_orders"] == published["tables"]["fct_orders"]
+    # staging views read lake paths: they stay in the writer's file, not in the snapshot
+    assert _query(
+        settings, "select count(*) from information_schema.tables where table_schema <> 'main'"
+    ) == [(0,)]
+    _, con = open_snapshot(settings)
+    with con, pytest.raises(duckdb.Error):
+        con.execute("create table main.scribble (x int)")
+
+
+def test_an_empty_partitioned_dataset_gets_a_typed_placeholder(built, tmp_path):
+    """A published dataset without a Parquet file (only _schema.json) still builds, empty."""
+    settings, _ = built
+    home = tmp_path / "home"
+    clean = home / "lake" / "clean"
+    clean.mkdir(parents=True)
+    for name in CLEAN_DATASETS:
+        source = (settings.clean_dir / name).resolve()
+        version = clean / ".versions" / name / "v1"
+        version.mkdir(parents=True)
+        (version / "_schema.json").write_text((source / "_schema.json").read_text())
+        (clean / name).symlink_to(Path(".versions") / name / "v1")
+    empty = Settings(home=home, kafka=settings.kafka)
+    inputs = prepare_inputs(empty)
+    assert sorted(inputs.placeholders) == sorted(CLEAN_DATASETS)
+    con = duckdb.connect()
+    types = dict(
+        con.execute(
+            f"select column_name, column_type from (describe select * from "
+            f"read_parquet('{inputs.paths['cleaned_deliveries']}'))"
+        ).fetchall()
+    )
+    assert types["delivered_at"] == "TIMESTAMP"
+    assert types["is_late"] == "BOOLEAN"
+    assert types["exception_count"] == "BIGINT"
+    assert con.execute(
+        f"select count(*) from read_parquet('{inputs.paths['cleaned_orders']}')"
+    ).fetchall() == [(0,)]
+
+
+def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
+    """Runs last in this module: it writes ML outputs into the shared lake and rebuilds."""
+    settings, _ = built
+    written = write_example_ml_outputs(settings)
+    result = materialize_warehouse(settings, dagster_instance)
+    assert result.success
+
+    open_orders = _query(settings, "select count(*) from fct_deliveries where is_open")[0][0]
+    assert open_orders == written["late_risk_scores"] > 0
+    high = len(range(0, open_orders, 3))
+    assert _query(
+        settings,
+        "select count(*), min(risk_rank), max(risk_rank), "
+        "count(*) filter (where risk_band = 'high') from at_risk_orders",
+    ) == [(open_orders, 1, open_orders, high)]
+    assert _query(settings, "select late_risk from at_risk_orders where risk_rank = 1") == [(0.9,)]
+    (scored, gap, high_open, opened) = _query(
+        settings,
+        "select sum(scored_delivered_orders), sum(sum_abs_prediction_gap_days) / "
+        "sum(scored_delivered_orders), sum(high_risk_open_orders), sum(open_orders) "
+        "from kpi_delivery_weekly",
+    )[0]
+    assert scored == written["delivery_time_predictions"]
+    assert gap == pytest.approx(0.5)
+    assert (high_open, opened) == (high, open_orders)
+    daily = _query(
+        settings,
+        "select sum(scored_delivered_orders), sum(high_risk_open_orders), "
+        "sum(scored_open_orders) from kpi_predictions_daily",
+    )
+    assert daily == [(scored, high, open_orders)]
+    segments = dict(
+        _query(settings, "select customer_segment, customers from customer_segment_profiles")
+    )
+    customers = _query(settings, "select count(*) from dim_customers")[0][0]
+    assert set(segments) == {"Loyal", "Occasional"} and sum(segments.values()) == customers
+    assert _query(settings, "select count(*) from dim_models where is_serving") == [(1,)]
+    assert _query(settings, "select count(*), count(actual_orders) from fct_demand") == [(4, 2)]

@@ -1,0 +1,105 @@
+"""The serving snapshot is swapped atomically: a reader querying it in a loop while the pipeline
+rebuilds and republishes sees no error and never a half-built state."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import dagster as dg
+import pytest
+
+from scpro_assets.warehouse.fixtures import (
+    copy_lake,
+    ensure_synthetic_lake,
+    materialize_warehouse,
+    write_example_ml_outputs,
+)
+from scpro_assets.warehouse.serving import KEEP_VERSIONS, publish_snapshot
+
+#: Runs in its own process: resolve `current` once per batch, open it read-only, count the rows of
+#: three tables and compare them with that version's published.json.
+READER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import duckdb
+
+    current, log, stop = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    tables = ("fct_orders", "at_risk_orders", "kpi_delivery_daily")
+    final = None
+    with log.open("w") as out:
+        while True:
+            if stop.exists() and final is None:
+                final = stop.read_text().strip()
+            record = {}
+            try:
+                version = current.resolve()
+                record["version"] = version.name
+                published = json.loads((version / "published.json").read_text())
+                with duckdb.connect(str(version / "warehouse.duckdb"), read_only=True) as con:
+                    counts = {t: con.execute(f"select count(*) from main.{t}").fetchone()[0]
+                              for t in tables}
+                record["counts"] = counts
+                record["consistent"] = all(published["tables"][t] == counts[t] for t in tables)
+            except Exception as error:
+                record["error"] = f"{type(error).__name__}: {error}"
+            out.write(json.dumps(record) + "\\n")
+            out.flush()
+            if final is not None and record.get("version") == final:
+                break
+            time.sleep(0.02)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def serving_home(tmp_path_factory: pytest.TempPathFactory):
+    """A private copy of the session's synthetic lake, built and published once."""
+    shared = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
+    settings = copy_lake(shared, tmp_path_factory.mktemp("serving") / "home")
+    with dg.instance_for_test() as instance:
+        assert materialize_warehouse(settings, instance).success
+        yield settings, instance
+
+
+def test_reader_sees_only_complete_versions_while_the_pipeline_rebuilds(serving_home, tmp_path):
+    settings, instance = serving_home
+    first = settings.serving_current.resolve().name
+    log, stop = tmp_path / "reads.jsonl", tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(settings.serving_current), str(log), str(stop)]
+    )
+    try:
+        expected_at_risk = {first: 0}
+        for scored in (7, 19):  # each cycle: new model outputs, dbt build, publish
+            write_example_ml_outputs(settings, open_scored=scored)
+            result = materialize_warehouse(settings, instance)
+            assert result.success
+            expected_at_risk[settings.serving_current.resolve().name] = scored
+        last = settings.serving_current.resolve().name
+        stop.write_text(last)
+        assert reader.wait(timeout=120) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    reads = [json.loads(line) for line in log.read_text().splitlines()]
+    errors = [r["error"] for r in reads if "error" in r]
+    assert errors == []
+    assert all(r["consistent"] for r in reads)
+    seen = {r["version"] for r in reads}
+    assert {first, last} <= seen and seen <= set(expected_at_risk)
+    for r in reads:
+        assert r["counts"]["at_risk_orders"] == expected_at_risk[r["version"]]
+    assert len(reads) > 20
+
+
+def test_publishing_keeps_the_newest_versions_and_points_current_at_the_last(serving_home):
+    settings, _ = serving_home
+    publications = [publish_snapshot(settings) for _ in range(KEEP_VERSIONS + 2)]
+    versions = sorted(p.name for p in (settings.serving_dir / "versions").iterdir())
+    assert versions == [p.version for p in publications][-KEEP_VERSIONS:]
+    assert settings.serving_current.resolve() == publications[-1].path
+    assert not list((settings.serving_dir).glob(".current.*"))
