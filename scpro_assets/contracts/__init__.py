@@ -20,6 +20,7 @@ from scpro_assets.contracts.events import (
     topic_for_event_type,
     validate_batch,
     validate_event,
+    validate_events,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "topic_for_event_type",
     "validate_batch",
     "validate_event",
+    "validate_events",
 ]

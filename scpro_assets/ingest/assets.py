@@ -65,10 +65,9 @@ def build_raw_asset(topic: str) -> dg.AssetsDefinition:
         result = land_range(
             kafka.settings(), rng, lake.raw_dir, lake.quarantine_dir, config.timeout_seconds
         )
-        try:
-            end = kafka.end_offsets(topic).get(config.partition, (0, rng.stop))[1]
-        except Exception:  # lag is informative only; the broker may be gone by now
-            end = rng.stop
+        # The end offset comes from landing's own consumer: a second client per run would cost a
+        # bootstrap and a metadata round trip for a figure that is informative only.
+        end = result.end_offset if result.end_offset is not None else rng.stop
         context.log.info(
             f"{rng.run_key}: landed {result.landed}, quarantined {result.quarantined}, "
             f"expired {result.expired}, already landed {result.already_landed}, "

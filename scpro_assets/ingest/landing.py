@@ -26,12 +26,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from scpro_assets.contracts.events import validate_batch
+from scpro_assets.contracts.events import validate_events
 from scpro_assets.perf import paused_gc
 from scpro_assets.settings import KafkaSettings
 
@@ -126,6 +128,7 @@ class LandingResult:
     reasons: Counter[str] = field(default_factory=Counter)
     event_time_min: datetime | None = None
     event_time_max: datetime | None = None
+    end_offset: int | None = None
     seconds: float = 0.0
 
     @property
@@ -209,11 +212,16 @@ def _write_atomic(table: pa.Table, target: Path) -> int:
     return size
 
 
-def read_range(kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0) -> tuple[list, int]:
-    """Read exactly the records of ``rng``; returns them and how many offsets had expired.
+def read_range(
+    kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0
+) -> tuple[list, int, int | None]:
+    """Read exactly the records of ``rng``: the records, the expired count, the end offset.
 
+    The end offset is the partition's after reading (for the lag metadata; ``None`` if the broker
+    did not say).
     Offsets below the partition's beginning (deleted by retention) are reported as expired.
     Raises :class:`RangeUnavailableError` if the broker does not deliver up to ``stop`` in time.
+    The end offset is asked of this consumer, so a run does not bootstrap a second client for it.
     """
     from kafka import TopicPartition
     from kafka.errors import KafkaError
@@ -229,7 +237,7 @@ def read_range(kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0) 
         start = max(rng.start, beginning)
         expired = start - rng.start
         if start >= rng.stop:
-            return records, rng.size
+            return records, rng.size, _end_offset(client, tp)
         client.seek(tp, start)
         deadline = time.monotonic() + timeout_s
         position = start
@@ -257,9 +265,17 @@ def read_range(kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0) 
                 if current is not None and current > position:
                     expired += min(current, rng.stop) - position
                     position = min(current, rng.stop)
-        return records, expired
+        return records, expired, _end_offset(client, tp)
     finally:
         client.close()
+
+
+def _end_offset(client: object, tp: object) -> int | None:
+    """The partition's end offset, or ``None``: the lag it feeds is informative only."""
+    try:
+        return int(client.end_offsets([tp])[tp])  # type: ignore[attr-defined]
+    except Exception:  # the broker may be going away; landing itself has succeeded
+        return None
 
 
 def land_range(
@@ -285,12 +301,59 @@ def land_range(
         total.reasons.update(part.reasons)
         total.raw_file = total.raw_file or part.raw_file
         total.quarantine_file = total.quarantine_file or part.quarantine_file
+        if part.end_offset is not None:
+            total.end_offset = max(total.end_offset or 0, part.end_offset)
         for attr, pick in (("event_time_min", min), ("event_time_max", max)):
             values = [v for v in (getattr(total, attr), getattr(part, attr)) if v is not None]
             setattr(total, attr, pick(values) if values else None)
     total.already_landed = rng.size - sum(p.size for p in total.pieces)
     total.seconds = time.perf_counter() - started
     return total
+
+
+def _text_column(values: list[bytes | None]) -> pa.Array:
+    """UTF-8 bytes as an Arrow string column, checked in C; invalid bytes become U+FFFD."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(
+            [v.decode("utf-8", "replace") if v is not None else None for v in values], pa.string()
+        )
+
+
+_ENVELOPE = attrgetter("event_id", "event_type", "event_time", "schema_version", "source")
+
+
+def _raw_table(rng: OffsetRange, records: list, events: list, now: datetime) -> pa.Table:
+    """The raw rows of valid events, in :data:`RAW_SCHEMA`, built column by column.
+
+    Per-event Python work is what landing costs next to a bare consumer (see `make bench`), so
+    each column is one C-level pass (``map``/``attrgetter``, typed by Arrow) and ``payload`` is the
+    event's own pydantic-core serializer output (exactly ``model_dump_json()``, without the Python
+    wrapper or a str round-trip): ``spark/raw.py`` parses it with the contract's schema.
+    """
+    n = len(events)
+    if n:
+        envelope = list(zip(*map(_ENVELOPE, events), strict=True))
+        event_id, event_type, event_time, schema_version, source = envelope
+    else:
+        event_id = event_type = event_time = schema_version = source = ()
+    columns = [
+        pa.repeat(pa.scalar(rng.topic, pa.string()), n),
+        pa.repeat(pa.scalar(rng.partition, pa.int32()), n),
+        pa.array([r.offset for r in records], pa.int64()),
+        pa.array([r.timestamp for r in records], pa.timestamp("ms", tz="UTC")),
+        _text_column([r.key or None for r in records]),
+        pa.array(event_id, pa.string()),
+        pa.array(event_type, pa.string()),
+        pa.array(event_time, pa.timestamp("us", tz="UTC")),
+        pa.array(schema_version, pa.int16()),
+        pa.array(source, pa.string()),
+        pa.array([getattr(e, "order_id", None) for e in events], pa.string()),
+        pa.array([e.__pydantic_serializer__.to_json(e) for e in events], pa.string()),
+        pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), n),
+    ]
+    return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
 
 
 def _land_piece(
@@ -300,37 +363,25 @@ def _land_piece(
     quarantine_base: Path,
     timeout_s: float,
 ) -> LandingResult:
-    records, expired = read_range(kafka, rng, timeout_s)
-    result = LandingResult(range=rng, expired=expired)
-    now = datetime.now(UTC)
-
+    # The collector stays paused from the fetch to the tables: the fetch alone allocates a few
+    # objects per record, all acyclic (see `paused_gc`).
     with paused_gc():
-        checks = validate_batch(rng.topic, [r.value for r in records])
-        good = [(r, c.event) for r, c in zip(records, checks, strict=True) if c.event is not None]
-        bad = [(r, c.reason) for r, c in zip(records, checks, strict=True) if c.event is None]
-        result.bytes_read = sum(len(r.value) for r in records if r.value is not None)
-        ids = [e.event_id for _r, e in good]
-        result.duplicates = len(ids) - len(set(ids))
-        # Columns are built with comprehensions and typed by Arrow in C: per-event Python work
-        # is the main cost of landing next to a bare consumer (see `make bench`).
-        good_table = pa.table(
-            {
-                "topic": [rng.topic] * len(good),
-                "partition": [rng.partition] * len(good),
-                "offset": [r.offset for r, _e in good],
-                "kafka_timestamp": [r.timestamp for r, _e in good],
-                "key": [r.key.decode("utf-8", "replace") if r.key else None for r, _e in good],
-                "event_id": ids,
-                "event_type": [e.event_type for _r, e in good],
-                "event_time": [e.event_time for _r, e in good],
-                "schema_version": [e.schema_version for _r, e in good],
-                "source": [e.source for _r, e in good],
-                "order_id": [getattr(e, "order_id", None) for _r, e in good],
-                "payload": [e.model_dump_json() for _r, e in good],
-                "landed_at": [now] * len(good),
-            },
-            schema=RAW_SCHEMA,
-        )
+        records, expired, end = read_range(kafka, rng, timeout_s)
+        result = LandingResult(range=rng, expired=expired, end_offset=end)
+        now = datetime.now(UTC)
+        values = [r.value for r in records]
+        events, reasons = validate_events(rng.topic, values)
+        if reasons:
+            good_records = [r for r, e in zip(records, events, strict=True) if e is not None]
+            good_events = [e for e in events if e is not None]
+            bad = [(records[i], why) for i, why in sorted(reasons.items())]
+        else:
+            good_records, good_events, bad = records, events, []
+        result.bytes_read = sum(len(v) for v in values if v is not None)
+        good_table = _raw_table(rng, good_records, good_events, now)
+        if good_events:
+            distinct = pc.count_distinct(good_table.column("event_id")).as_py()
+            result.duplicates = len(good_events) - distinct
         bad_table = pa.table(
             {
                 "topic": [rng.topic] * len(bad),
@@ -347,11 +398,12 @@ def _land_piece(
         )
         for _r, why in bad:
             result.reasons[(why or "").split(":")[0]] += 1
-        if good:
-            times = [e.event_time for _r, e in good]
-            result.event_time_min, result.event_time_max = min(times), max(times)
+        if good_events:
+            times = pc.min_max(good_table.column("event_time"))
+            result.event_time_min = times["min"].as_py()
+            result.event_time_max = times["max"].as_py()
 
-    result.landed = len(good)
+    result.landed = len(good_events)
     result.quarantined = len(bad)
     if result.accounted != rng.size:
         raise RangeUnavailableError(

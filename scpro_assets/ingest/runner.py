@@ -10,6 +10,7 @@ is written back to the sensor's state in the instance, so the daemon continues w
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -99,7 +100,10 @@ _WORKER: dict[str, object] = {}
 
 
 def _worker_init(settings: Settings, instance_ref: InstanceRef) -> None:
-    """Build the definitions and open the instance once per worker process."""
+    """Build the definitions and open the instance once per worker process.
+
+    The instance is always reopened from its ref (its own storage connections), never inherited.
+    """
     from scpro_assets.definitions import build_definitions
 
     _WORKER["defs"] = build_definitions(settings)
@@ -110,22 +114,47 @@ def _worker_execute(topic: str, run_config: dict, tags: dict[str, str]) -> bool:
     return _execute(_WORKER["defs"], _WORKER["instance"], topic, run_config, tags)  # type: ignore[arg-type]
 
 
+def _worker_ready() -> bool:
+    """A no-op task: submitting one per worker starts them all before the first range."""
+    return "defs" in _WORKER
+
+
+def _start_method() -> str:
+    """``fork`` where the platform has it, else ``spawn``.
+
+    A spawned worker re-imports Dagster and every asset module before its first range: measured
+    17 s of a 63 s, 200k-event ingest on the 2-core bench box (no bytecode cache there), against
+    milliseconds for a forked one, which inherits the imported modules. Forking is safe here
+    because the parent forks before a tick's ranges run, with no Kafka client open and no
+    storage connection handed down: each worker opens its own instance from the ref.
+    ``SCPRO_INGEST_START_METHOD`` overrides the choice (e.g. ``spawn`` on macOS-like setups).
+    """
+    wanted = os.environ.get("SCPRO_INGEST_START_METHOD")
+    if wanted:
+        return wanted
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def range_executor(
     settings: Settings, instance: dg.DagsterInstance, workers: int
 ) -> ProcessPoolExecutor | None:
     """Worker processes that land ranges concurrently, like the daemon's concurrent runs.
 
     ``None`` (land in this process, one range at a time) for one worker or an instance without
-    shared storage.
+    shared storage. All workers are started (and their definitions built) right away, so their
+    start-up overlaps the first sensor evaluation instead of delaying the first ranges.
     """
     if workers <= 1 or instance.is_ephemeral:
         return None
-    return ProcessPoolExecutor(
+    executor = ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=multiprocessing.get_context(_start_method()),
         initializer=_worker_init,
         initargs=(settings, instance.get_ref()),
     )
+    for _ in range(workers):
+        executor.submit(_worker_ready)
+    return executor
 
 
 def retry_failed_ranges(
