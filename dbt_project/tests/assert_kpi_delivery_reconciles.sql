@@ -1,3 +1,5 @@
+{{ config(meta={'dagster': {'ref': {'name': 'kpi_delivery_daily'}}}) }}
+
 -- The additive KPI marts add up to fct_deliveries exactly (orders, late orders, revenue).
 with
 

@@ -9,6 +9,7 @@ outputs (through the ML contract's own writer) so the prediction KPIs can be che
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 from ml_assets.outputs import SCHEMAS, write_output
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
+from scpro_assets.sources.common import SourceEvent
 
 _BUILT_MARKER = ".scpro-test-lake-built"
 
@@ -28,8 +30,23 @@ def settings_for(home: Path) -> Settings:
     return Settings(home=home, kafka=KafkaSettings())
 
 
+def live_stream(events: Iterable[SourceEvent], orders_placed: int) -> Iterator[SourceEvent]:
+    """The events seen up to the moment order number ``orders_placed + 1`` is placed.
+
+    A generated history ends with every order delivered or canceled; cut like this, the latest
+    orders are still open, as on a live stream (at-risk lists need open orders).
+    """
+    placed = 0
+    for event in events:
+        if event.topic == "orders":
+            placed += 1
+            if placed > orders_placed:
+                return
+        yield event
+
+
 def ensure_synthetic_lake(home: Path, orders: int = 1500, seed: int = 3) -> Settings:
-    """Build the clean lake of ``orders`` synthetic orders under ``home`` unless already built."""
+    """Build a clean lake of ``orders`` synthetic orders, cut live (the last 10% still open)."""
     from scpro_assets.clean.offline import build_clean_lake
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
@@ -37,7 +54,8 @@ def ensure_synthetic_lake(home: Path, orders: int = 1500, seed: int = 3) -> Sett
     marker = home / _BUILT_MARKER
     if not marker.exists():
         home.mkdir(parents=True, exist_ok=True)
-        build_clean_lake(generate(SyntheticConfig(orders=orders, seed=seed)), settings)
+        events = generate(SyntheticConfig(orders=orders, seed=seed))
+        build_clean_lake(live_stream(events, orders * 9 // 10), settings)
         marker.write_text(f"{orders} orders, seed {seed}\n")
     return settings
 
