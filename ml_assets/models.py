@@ -167,7 +167,7 @@ class BaselineModel:
 
 def group_rate_baseline(fit: pd.DataFrame, min_orders: int = 5) -> BaselineModel:
     """Late rate per shipping mode (then carrier) learned on the training period."""
-    by = [c for c in ("shipping_mode", "carrier") if fit[c].notna().any()]
+    by = [c for c in ("shipping_mode", "carrier") if c in fit and fit[c].notna().any()]
     rates: dict[str, dict[str, float]] = {}
     late = fit["is_late"].astype(float)
     for column in by:

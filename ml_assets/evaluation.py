@@ -1,0 +1,124 @@
+"""The EVALUATION.md protocols on the real data: our models beside the baselines, same run.
+
+:func:`bench_models` builds the clean lake of each real sample with the real Spark clean layer
+(:func:`scpro_assets.clean.offline.build_clean_lake`, no broker), cuts train/test at the
+protocol's date exactly, trains the TensorFlow network, the gradient-boosting challenger and the
+baselines (:func:`ml_assets.training.train_task`), and reports the table of ``EVALUATION.md`` with
+training time and scoring throughput. ``make bench`` calls it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml_assets.data import read_clean
+from ml_assets.training import TaskResult, train_task
+
+#: Protocol cut dates (test = orders placed on or after).
+PROTOCOLS: dict[str, str] = {"dataco": "2017-06-01", "olist": "2018-05-01"}
+
+
+def _shared_data() -> Path:
+    import os
+
+    from scpro_assets.settings import REPO_ROOT
+
+    return Path(os.environ.get("SCPRO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def protocol_features(name: str, settings: Any, data_dir: Path | None = None) -> pd.DataFrame:
+    """Order features of real sample ``name`` (dataco or olist), built under ``settings``."""
+    from scpro_assets.clean.offline import build_clean_lake
+    from scpro_assets.sources import dataco, olist
+
+    home = settings.home / "bench" / f"ml-{name}"
+    run = replace(settings, home=home)
+    if not (run.clean_dir / "order_features").exists():
+        source = {"dataco": dataco, "olist": olist}[name]
+        events, _ = source.load(data_dir or _shared_data() / name)
+        build_clean_lake(events, run)
+    return read_clean(run.clean_dir, "order_features").frame
+
+
+def _throughput(result: TaskResult, frame: pd.DataFrame) -> float:
+    """Orders per second scored by the serving model (batched predict, all orders)."""
+    model = result.candidates[result.serving].model
+    model.predict(frame.head(256))  # warm-up (graph tracing) is not throughput
+    started = time.perf_counter()
+    model.predict(frame)
+    return len(frame) / max(time.perf_counter() - started, 1e-9)
+
+
+def evaluate_protocol(frame: pd.DataFrame, name: str) -> dict[str, Any]:
+    """Train and judge both tasks of one protocol; return the figures."""
+    cutoff = pd.Timestamp(PROTOCOLS[name], tz="UTC")
+    figures: dict[str, Any] = {}
+    for task in ("delivery_time", "late_risk"):
+        result = train_task(frame, task, cutoff=cutoff)
+        c = result.candidates
+        figures[f"{task}: train / test orders"] = (
+            f"{len(result.split.fit)} / {len(result.split.test)}"
+        )
+        if task == "delivery_time":
+            for model in ("promise", "median", "tf", "gb"):
+                figures[f"days MAE {model}"] = c[f"delivery_time_{model}"].metrics["mae"]
+        else:
+            for model in ("mode_rate", "tf", "gb"):
+                m = c[f"late_risk_{model}"].metrics
+                figures[f"late ROC-AUC {model}"] = m["roc_auc"]
+                figures[f"late accuracy {model}"] = m["accuracy"]
+        figures[f"{task}: TF train seconds"] = c[f"{task}_tf"].train_seconds
+        figures[f"{task}: GB train seconds"] = c[f"{task}_gb"].train_seconds
+        figures[f"{task}: TF early-stopped epoch"] = c[f"{task}_tf"].extra["early_stopping"][
+            "best_epoch"
+        ]
+        figures[f"{task}: serving"] = result.serving
+        figures[f"{task}: serving orders/s"] = _throughput(result, frame)
+        tf_model = c[f"{task}_tf"].model
+        tf_model.predict(frame.head(256))
+        started = time.perf_counter()
+        tf_model.predict(frame)
+        figures[f"{task}: TF orders/s"] = len(frame) / max(time.perf_counter() - started, 1e-9)
+        if task == "late_risk":
+            figures["late_risk: scoring with reasons orders/s"] = _reasons_throughput(result, frame)
+    return figures
+
+
+def _reasons_throughput(result: TaskResult, frame: pd.DataFrame) -> float:
+    """Orders per second for full late-risk scoring (risk, band and occlusion reasons)."""
+    from ml_assets.scoring import score_late_risk
+    from ml_assets.training import RISK_BAND_QUANTILES, _reference_values
+
+    served = result.candidates[result.serving]
+    entry = {
+        "model_name": served.model_name,
+        "model_version": "bench",
+        "hyperparameters": {
+            "risk_band_thresholds": {
+                b: float(np.quantile(served.fit_scores, q)) for b, q in RISK_BAND_QUANTILES.items()
+            }
+        },
+        "reference_values": _reference_values(result.split.fit, result.features),
+        "mode_late_rates": result.candidates["late_risk_mode_rate"].model.params,  # type: ignore[attr-defined]
+    }
+    sample = frame.head(2000)
+    started = time.perf_counter()
+    score_late_risk(sample, np.ones(len(sample), dtype=bool), entry, model=served.model)
+    return len(sample) / max(time.perf_counter() - started, 1e-9)
+
+
+def bench_models(settings: Any, report: Any) -> None:
+    """Issue 6: the EVALUATION.md table with our TF models, GB challengers and baselines."""
+    for name in PROTOCOLS:
+        section = f"models: {name} protocol (test from {PROTOCOLS[name]})"
+        print(f"\n{section}", flush=True)
+        started = time.perf_counter()
+        frame = protocol_features(name, settings)
+        report.add(section, **{"clean lake build seconds": time.perf_counter() - started})
+        report.add(section, **evaluate_protocol(frame, name))
