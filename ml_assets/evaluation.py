@@ -122,3 +122,28 @@ def bench_models(settings: Any, report: Any) -> None:
         frame = protocol_features(name, settings)
         report.add(section, **{"clean lake build seconds": time.perf_counter() - started})
         report.add(section, **evaluate_protocol(frame, name))
+        report.add(section, **segments_and_demand(settings.home / "bench" / f"ml-{name}"))
+
+
+def segments_and_demand(home: Path) -> dict[str, Any]:
+    """Segments (silhouette vs monetary quartiles, sizes) and demand WAPE vs seasonal naive."""
+    from ml_assets.demand import daily_category_orders, fit_demand
+    from ml_assets.segments import customer_features, fit_segments
+
+    clean = home / "lake" / "clean"
+    orders = read_clean(
+        clean, "cleaned_orders", ["order_id", "customer_id", "order_time", "net_value"]
+    ).frame
+    deliveries = read_clean(clean, "cleaned_deliveries", ["order_id", "is_late", "delay_days"])
+    segments = fit_segments(customer_features(orders, deliveries.frame))
+    sizes = ", ".join(f"{p['segment_name']}: {p['customers']}" for p in segments.profiles)
+    items = read_clean(clean, "cleaned_order_items", ["order_id", "category", "order_time"]).frame
+    demand = fit_demand(daily_category_orders(items))
+    return {
+        "segments: k (max silhouette)": segments.k,
+        "segments: silhouette k-means": segments.silhouettes[segments.k],
+        "segments: silhouette monetary quartiles": segments.baseline_silhouette,
+        "segments: sizes": sizes,
+        "demand: daily WAPE gradient boosting": demand.wape_model,
+        "demand: daily WAPE seasonal naive": demand.wape_naive,
+    }

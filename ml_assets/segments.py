@@ -7,8 +7,9 @@ standardised so no unit dominates the distances.
 
 **k is chosen by silhouette**: the highest mean silhouette (on up to 5,000 customers, seeded)
 among k = 3..8, skipping any k that leaves a segment with under 2 % of customers (too small to
-act on). k = 2 is not considered: a two-way split is not a segmentation marketing can use. The
-baseline of ``EVALUATION.md`` (monetary quartiles) is scored by silhouette in the same space.
+act on; if every k does, outliers are to blame and the size rule is dropped). k = 2 is not
+considered: a two-way split is not a segmentation marketing can use. The baseline of
+``EVALUATION.md`` (monetary quartiles) is scored by silhouette in the same space.
 """
 
 from __future__ import annotations
@@ -149,18 +150,21 @@ def fit_segments(features: pd.DataFrame, seed: int = 0) -> SegmentModel:
     idx = _sample(len(x), seed)
     silhouettes: dict[int, float] = {}
     fitted: dict[int, KMeans] = {}
+    large_enough: set[int] = set()
     for k in K_RANGE:
         if k >= len(x):
             break
         km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
         sizes = np.bincount(km.labels_, minlength=k) / len(x)
-        if sizes.min() < MIN_SEGMENT_SHARE:
-            continue
+        if sizes.min() >= MIN_SEGMENT_SHARE:
+            large_enough.add(k)
         silhouettes[k] = _silhouette(x, km.labels_, idx)
         fitted[k] = km
     if not fitted:
-        raise ValueError("no k in 3..8 gives segments of at least 2 % of customers")
-    best_k = max(silhouettes, key=lambda k: silhouettes[k])
+        raise ValueError("too few customers to segment")
+    # Outliers (a handful of huge spenders) can give every k a tiny segment: then size is ignored.
+    eligible = large_enough or set(fitted)
+    best_k = max(eligible, key=lambda k: silhouettes[k])
     kmeans = fitted[best_k]
     quartiles = pd.qcut(features["monetary"].rank(method="first"), 4, labels=False).to_numpy()
     baseline = _silhouette(x, quartiles, idx)
