@@ -57,23 +57,29 @@ READER = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def serving_home(tmp_path_factory: pytest.TempPathFactory):
-    """A private copy of the session's synthetic lake, built and published once."""
+    """A private copy of the session's synthetic lake and warehouse, published once."""
     shared = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
-    settings = copy_lake(shared, tmp_path_factory.mktemp("serving") / "home")
+    home = tmp_path_factory.mktemp("serving") / "home"
+    settings = copy_lake(shared, home, with_warehouse=True)
     with dg.instance_for_test() as instance:
-        assert materialize_warehouse(settings, instance).success
+        if settings.warehouse_path.exists():  # built by test_dbt_warehouse: publish that
+            publish_snapshot(settings)
+        else:
+            assert materialize_warehouse(settings, instance).success
         yield settings, instance
 
 
 def test_reader_sees_only_complete_versions_while_the_pipeline_rebuilds(serving_home, tmp_path):
     settings, instance = serving_home
-    first = settings.serving_current.resolve().name
+    first = settings.serving_current.resolve()
+    published = json.loads((first / "published.json").read_text())
+    first = first.name
     log, stop = tmp_path / "reads.jsonl", tmp_path / "stop"
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(settings.serving_current), str(log), str(stop)]
     )
     try:
-        expected_at_risk = {first: 0}
+        expected_at_risk = {first: published["tables"]["at_risk_orders"]}
         for scored in (7, 19):  # each cycle: new model outputs, dbt build, publish
             write_example_ml_outputs(settings, open_scored=scored)
             result = materialize_warehouse(settings, instance)

@@ -60,10 +60,17 @@ def ensure_synthetic_lake(home: Path, orders: int = 1500, seed: int = 3) -> Sett
     return settings
 
 
-def copy_lake(source: Settings, home: Path) -> Settings:
-    """A private copy of ``source``'s lake (links kept) under ``home``, without its warehouse."""
+def copy_lake(source: Settings, home: Path, with_warehouse: bool = False) -> Settings:
+    """A private copy of ``source``'s raw and clean lake (links kept) under ``home``.
+
+    ML outputs are left behind (the copy starts unscored); the warehouse file is copied too when
+    ``with_warehouse`` and it exists.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source.lake_dir, home / "lake", symlinks=True)
+    ignore = shutil.ignore_patterns("ml")
+    shutil.copytree(source.lake_dir, home / "lake", symlinks=True, ignore=ignore)
+    if with_warehouse and source.warehouse_path.exists():
+        shutil.copy2(source.warehouse_path, home / source.warehouse_path.name)
     return settings_for(home)
 
 
