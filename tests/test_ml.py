@@ -231,7 +231,7 @@ def test_segments_choose_k_by_silhouette_and_get_business_names():
 
 def test_demand_is_scored_by_wape_against_seasonal_naive():
     rng = np.random.default_rng(4)
-    days = pd.date_range("2024-01-01", periods=140, freq="D", tz="UTC")
+    days = pd.date_range("2024-01-01", periods=365, freq="D", tz="UTC")
     weekly = {0: 30, 1: 26, 2: 24, 3: 22, 4: 28, 5: 10, 6: 6}
     lines = []
     for day in days:
