@@ -263,3 +263,38 @@ def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
     assert set(segments) == {"Loyal", "Occasional"} and sum(segments.values()) == customers
     assert _query(settings, "select count(*) from dim_models where is_serving") == [(1,)]
     assert _query(settings, "select count(*), count(actual_orders) from fct_demand") == [(4, 2)]
+
+
+def test_dbt_sources_map_to_the_spark_and_ml_assets():
+    from scpro_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("stg_clean__orders") == {"cleaned_orders"}
+    assert parents("stg_clean__deliveries") == {"cleaned_deliveries"}
+    assert parents("stg_ml__late_risk_scores") == {"late_risk_scores"}
+    assert parents("stg_ml__customer_segments") == {"customer_segments"}
+    assert parents("stg_lake__inventory") == {"lake_inventory"}
+    assert {"int_orders_segmented", "int_deliveries_scored"} <= parents("fct_deliveries")
+    assert "fct_deliveries" in parents("serving_snapshot")
+    for name in ("fct_deliveries", "kpi_delivery_daily", "stg_clean__orders"):
+        node = graph.get(dg.AssetKey(name))
+        assert node.group_name == "warehouse"
+        assert {"dbt", "duckdb"} <= set(node.kinds)
+    assert graph.get(dg.AssetKey("serving_snapshot")).group_name == "serving"
+    checks = {
+        key.name for key in graph.asset_check_keys if key.asset_key.path == ["fct_deliveries"]
+    }
+    assert {"unique_fct_deliveries_order_id", "assert_late_flag_matches_delay"} <= checks
+    kpi = {
+        key.name for key in graph.asset_check_keys if key.asset_key.path == ["kpi_delivery_daily"]
+    }
+    assert "assert_kpi_delivery_reconciles" in kpi
+    from scpro_assets.warehouse.assets import warehouse_dbt
+
+    spec = next(s for s in warehouse_dbt.specs if s.key == dg.AssetKey("fct_deliveries"))
+    columns = {c.name: c.type for c in spec.metadata["dagster/column_schema"].columns}
+    assert columns["late_risk"] == "double" and columns["order_week"] == "date"

@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt.dbt_project import using_dagster_dev
 
 from scpro_assets.settings import REPO_ROOT, Settings
 
@@ -25,10 +26,8 @@ log = logging.getLogger(__name__)
 
 @cache
 def dbt_project() -> DbtProject:
-    """The project; ``prepare_if_dev`` re-parses under ``dagster dev`` so SQL edits show up."""
-    project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-    project.prepare_if_dev()
-    return project
+    """The dbt project (its manifest is prepared ahead, see :func:`manifest_path`)."""
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
 def dbt_executable() -> str:
@@ -56,9 +55,16 @@ def prepare_manifest(settings: Settings | None = None) -> Path:
 
 
 def manifest_path() -> Path:
-    """The prepared manifest, prepared now (once) when the set-up step has not run yet."""
+    """The prepared manifest; re-parsed under ``dagster dev`` so SQL edits show up there.
+
+    This is ``DbtProject.prepare_if_dev`` with this venv's dbt (``prepare_if_dev`` calls the dbt
+    on PATH, absent when the venv is not activated). A clean clone that skipped the set-up step
+    gets its manifest prepared once, with a warning.
+    """
     path = dbt_project().manifest_path
-    if not path.exists():
+    if using_dagster_dev():
+        prepare_manifest()
+    elif not path.exists():
         log.warning("%s is missing: running `dbt parse` once (make setup does it ahead)", path)
         prepare_manifest()
     return path
