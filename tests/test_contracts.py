@@ -94,3 +94,28 @@ def test_every_event_type_belongs_to_one_topic():
     assert topic_for_event_type("incident_resolved") == "ops_logs"
     with pytest.raises(KeyError):
         topic_for_event_type("order_shipped")
+
+
+def test_bad_events_deep_in_a_large_batch_are_found_chunk_by_chunk(monkeypatch):
+    """One poison message among thousands: same verdicts as one by one, good events kept."""
+    from scpro_assets.contracts import events, validate_events
+
+    monkeypatch.setattr(events, "_CHUNK", 16)
+    values = [_with(event_id=f"order-event-{i:05d}") for i in range(100)]
+    values[37] = _with(order_id="")
+    values[80] = b'{"event_id": '
+    values[81] = None
+    found, reasons = validate_events("orders", values)
+    single = [validate_event("orders", v) for v in values]
+    assert reasons == {i: r.reason for i, r in enumerate(single) if not r.ok}
+    assert sorted(reasons) == [37, 80, 81]
+    assert [e is not None for e in found] == [r.ok for r in single]
+    assert found[0] == single[0].event
+
+
+def test_batch_drops_unknown_fields_like_single_validation():
+    from scpro_assets.contracts import validate_events
+
+    (event,), reasons = validate_events("orders", [_with(customer_email="someone@example.com")])
+    assert not reasons
+    assert "customer_email" not in event.model_dump_json()

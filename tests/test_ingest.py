@@ -330,3 +330,34 @@ def test_sensor_holds_back_while_runs_are_in_flight(scpro_settings, dagster_inst
     dagster_instance.report_run_canceled(queued)
     ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
     assert _accounted(scpro_settings, "payments") == {0: [0, 1, 2, 3]}
+
+
+def test_raw_payload_is_the_validated_event_and_personal_data_is_dropped(
+    scpro_settings, dagster_instance
+):
+    """Landing's columnar fast path writes what `spark/raw.py` expects: model_dump_json()."""
+    from scpro_assets.contracts import validate_event
+
+    leaky = json.loads(_payment(1))
+    leaky["customer_email"] = "someone@example.com"
+    values = [json.dumps(leaky).encode(), _payment(2)]
+    sender = producer(scpro_settings.kafka)
+    sender.send(
+        scpro_settings.kafka.topic_name("payments"), key=b"k-1", value=values[0], partition=0
+    )
+    sender.send(
+        scpro_settings.kafka.topic_name("payments"), key=b"\xff\xfe", value=values[1], partition=0
+    )
+    sender.flush()
+    sender.close()
+    defs = build_definitions(scpro_settings)
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    rows = _rows(scpro_settings, "raw", "payments")
+    assert [r["payload"] for r in rows] == [
+        validate_event("payments", v).event.model_dump_json() for v in values
+    ]
+    assert "someone@example.com" not in rows[0]["payload"]
+    assert [r["key"] for r in rows] == ["k-1", "\ufffd\ufffd"]
+    assert rows[1]["event_time"] == T0 + timedelta(minutes=2)
+    (meta,) = _materializations(dagster_instance, "payments")
+    assert meta["lag_at_landing"] == 0 and meta["landed"] == 2
