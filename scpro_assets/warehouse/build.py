@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 
 from scpro_assets.settings import Settings
 from scpro_assets.warehouse.inputs import prepare_inputs
@@ -30,8 +32,18 @@ def run_dbt(settings: Settings, args: list[str] | None = None) -> int:
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
     ]
-    env = {**os.environ, "SCPRO_HOME": str(settings.home)}
-    return subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, check=False).returncode
+    # Own target folder per run, so parallel runs never share a manifest or partial-parse file.
+    target = DBT_PROJECT_DIR / "target" / f"cli-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "SCPRO_HOME": str(settings.home),
+        "DBT_TARGET_PATH": str(target),
+        "DBT_LOG_PATH": str(target),
+    }
+    try:
+        return subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, check=False).returncode
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 if __name__ == "__main__":
