@@ -9,6 +9,8 @@ STAMP_PY := $(VENV)/.installed
 STAMP_KAFKA := $(KAFKA_LIBS)/.resolved
 STAMP_NODE := tests/node/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
+STAMP_DBT := dbt_project/target/manifest.json
 
 .PHONY: setup prereqs test demo bench lint format clean
 
@@ -37,6 +39,10 @@ $(STAMP_NODE): tests/node/package.json tests/node/package-lock.json
 	npm install --prefix tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
+# dbt's manifest is prepared here, so Dagster never parses dbt at import time.
+$(STAMP_DBT): $(STAMP_PY) $(DBT_SOURCES)
+	$(BIN)/python -m scpro_assets.warehouse.prepare
+
 # Browser tests drive Debian's Chromium (never a browser build downloaded by a test tool).
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then \
@@ -44,7 +50,7 @@ $(CHROMIUM):
 	  || { echo "SCPro could not install Debian's chromium for the browser tests"; exit 1; }; \
 	else echo "SCPro's browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi
 
-setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_NODE) $(CHROMIUM)
+setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_NODE) $(CHROMIUM) $(STAMP_DBT)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -6,8 +6,9 @@ automation, so new events reach the dashboard without anyone clicking:
 - **Follow the data** (``eager``): the Spark clean layer, the dbt models, the scores and the
   serving snapshot run as soon as an upstream asset was updated and nothing upstream is still in
   progress. A burst of raw ranges therefore coalesces into one clean run, not one per range.
-- **Models** retrain when they are missing, on a weekly schedule (Monday 03:00 UTC), and when the
-  drift sensor in ``ml_assets`` asks for it; training on every new range would chase noise.
+- **Models** train when they are missing; after that they retrain on the weekly schedule and when
+  the drift sensor asks for it (both in ``ml_assets.automation``), not on every new range, which
+  would chase noise.
 
 The policy is applied here, by asset key and group, rather than in each asset module, so one page
 says how the whole graph moves and the asset modules stay free of scheduling concerns.
@@ -23,24 +24,39 @@ import dagster as dg
 #: Groups whose assets follow their upstream data.
 FOLLOW_GROUPS: frozenset[str] = frozenset({"clean", "warehouse", "ml", "serving"})
 
-#: Assets that train models: missing, weekly, or on drift (see module docstring).
+#: Assets that train models: automation only fills them in when missing (see module docstring).
 TRAINING_ASSETS: frozenset[str] = frozenset({"delivery_time_model", "late_risk_model"})
 
-#: When models retrain by schedule.
-RETRAIN_CRON = "0 3 * * 1"
+#: The dashboard's main marts carry a freshness policy: warn after 1 hour without an update,
+#: fail after 2 (while events flow they refresh every few minutes).
+MART_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)
+)
 
-#: How stale the marts the dashboard reads may get while events flow, before a check warns.
-MART_FRESHNESS = timedelta(hours=2)
+#: The marts with :data:`MART_FRESHNESS` (the dashboard's main tables and the snapshot).
+FRESHNESS_CHECKED: frozenset[str] = frozenset(
+    {"fct_deliveries", "fct_orders", "kpi_delivery_daily", "serving_snapshot"}
+)
 
-#: The marts whose freshness is checked (the dashboard's main tables).
-FRESHNESS_CHECKED: tuple[str, ...] = ("fct_deliveries", "fct_orders", "kpi_delivery_daily")
+
+#: Train a model that does not exist yet once its features do. Unlike ``on_missing`` (which only
+#: fires when an asset *becomes* missing, so never for one missing since the first tick), this
+#: holds while the model is missing; a failed training is not retried in a loop (the schedule,
+#: the drift sensor or a person retries it).
+TRAIN_WHEN_MISSING = (
+    dg.AutomationCondition.missing()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & ~dg.AutomationCondition.execution_failed()
+).with_label("train_when_missing")
 
 
 def condition_for(spec: dg.AssetSpec) -> dg.AutomationCondition | None:
     """The automation condition SCPro gives ``spec`` (None: left to sensors or people)."""
     name = spec.key.path[-1]
     if name in TRAINING_ASSETS:
-        return dg.AutomationCondition.on_missing() | dg.AutomationCondition.on_cron(RETRAIN_CRON)
+        return TRAIN_WHEN_MISSING
     if spec.group_name in FOLLOW_GROUPS:
         return dg.AutomationCondition.eager()
     return None
@@ -48,9 +64,11 @@ def condition_for(spec: dg.AssetSpec) -> dg.AutomationCondition | None:
 
 def _with_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
     condition = condition_for(spec)
-    if condition is None or spec.automation_condition is not None:
-        return spec
-    return spec.replace_attributes(automation_condition=condition)
+    if condition is not None and spec.automation_condition is None:
+        spec = spec.replace_attributes(automation_condition=condition)
+    if spec.key.path[-1] in FRESHNESS_CHECKED and spec.freshness_policy is None:
+        spec = spec.replace_attributes(freshness_policy=MART_FRESHNESS)
+    return spec
 
 
 def apply_automation(
@@ -71,35 +89,12 @@ def apply_automation(
     return result
 
 
-def freshness_checks(asset_keys: set[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
-    """Last-update freshness checks on the dashboard's marts that exist in this graph."""
-    keys = [dg.AssetKey(name) for name in FRESHNESS_CHECKED if dg.AssetKey(name) in asset_keys]
-    if not keys:
-        return []
-    return list(
-        dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=MART_FRESHNESS)
+def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    """The sensor that evaluates the conditions above (running by default)."""
+    return dg.AutomationConditionSensorDefinition(
+        "scpro_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=15,
+        description="Keeps clean, warehouse, ML and serving assets following new raw data.",
     )
-
-
-def automation_sensors(
-    checks: Sequence[dg.AssetChecksDefinition],
-) -> list[dg.SensorDefinition]:
-    """The sensor that evaluates the conditions above, and one that runs the freshness checks."""
-    sensors: list[dg.SensorDefinition] = [
-        dg.AutomationConditionSensorDefinition(
-            "scpro_automation",
-            target=dg.AssetSelection.all(),
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=15,
-            description="Keeps clean, warehouse, ML and serving assets following new raw data.",
-        )
-    ]
-    if checks:
-        sensors.append(
-            dg.build_sensor_for_freshness_checks(
-                freshness_checks=checks,
-                name="mart_freshness_sensor",
-                default_status=dg.DefaultSensorStatus.RUNNING,
-            )
-        )
-    return sensors

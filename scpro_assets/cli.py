@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -218,19 +221,53 @@ def _is_embedded(settings: Settings) -> bool:
 
 
 @main.command()
+@click.option("--port", default=5006, show_default=True, envvar="SCPRO_PANEL_PORT")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--show/--no-show", default=False, help="Open a browser tab.")
+def dashboard(port: int, address: str, show: bool) -> None:
+    """Serve the Panel decision cockpit on the published serving snapshot."""
+    from panel_app.server import serve
+
+    click.echo(f"SCPro dashboard: http://{address}:{port}/app")
+    serve(Settings.from_env(), port=port, show=show, address=address)
+
+
+def _stop_process_group(process: subprocess.Popen, name: str) -> None:
+    """SIGTERM a child's whole process group (its runs and JVMs too), SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        click.echo(f"{name} did not stop in 30 s: killing it")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@main.command()
 @click.option(
     "--dataset",
     envvar="DATASET",
-    default="synthetic",
+    default="dataco",
     show_default=True,
-    type=click.Choice(["synthetic", "dataco", "olist"]),
+    type=click.Choice(["dataco", "olist", "synthetic"]),
 )
-@click.option("--speed", default=6.0, show_default=True, help="Business hours per second.")
+@click.option(
+    "--speed",
+    default=24.0,
+    show_default=True,
+    envvar="SCPRO_DEMO_SPEED",
+    help="Business hours replayed per second (24: one business day a second).",
+)
 @click.option("--port", default=3000, show_default=True, envvar="SCPRO_DAGSTER_PORT")
-def demo(dataset: str, speed: float, port: int) -> None:
-    """Start Kafka, stream a dataset into it and open Dagster; Ctrl-C stops everything."""
-    import signal
-    import subprocess
+@click.option("--dashboard-port", default=5006, show_default=True, envvar="SCPRO_PANEL_PORT")
+def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
+    """Start Kafka, Dagster and the dashboard, and stream a dataset; Ctrl-C stops everything.
+
+    With Dagster running, the Kafka sensors land the stream and declarative automation carries
+    it through Spark, the models, dbt and the serving snapshot to the dashboard by itself.
+    """
     import threading
 
     from scpro_assets.instance import prepare_dagster_home
@@ -241,6 +278,15 @@ def demo(dataset: str, speed: float, port: int) -> None:
     from scpro_assets.settings import REPO_ROOT
 
     settings = Settings.from_env()
+    try:
+        events, report, _total = load_source(dataset, orders=10_000_000)
+    except FileNotFoundError as error:
+        raise click.ClickException(
+            f"{dataset} data not found ({error.filename}): it is read from ../shared/data; "
+            "run `make demo DATASET=synthetic` to stream generated events instead"
+        ) from error
+    if report is not None:
+        click.echo(report.summary())
     broker = EmbeddedKafka(settings)
     try:
         click.echo(broker.start().describe())
@@ -248,9 +294,6 @@ def demo(dataset: str, speed: float, port: int) -> None:
         raise click.ClickException(str(error)) from error
     ensure_topics(settings.kafka)
     home = prepare_dagster_home(settings)
-    events, report, _total = load_source(dataset, orders=10_000_000)
-    if report is not None:
-        click.echo(report.summary())
     stop = threading.Event()
 
     def stream() -> None:
@@ -264,46 +307,59 @@ def demo(dataset: str, speed: float, port: int) -> None:
         except KeyboardInterrupt:
             pass
 
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SCPRO_HOME": str(settings.home)}
+    dagster_cmd = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
+    dagster_cmd += ["-h", "127.0.0.1", "-p", str(port)]
+    dashboard_cmd = [sys.executable, "-m", "scpro_assets.cli", "dashboard"]
+    dashboard_cmd += ["--port", str(dashboard_port)]
+    children: list[tuple[str, subprocess.Popen]] = []
     streamer = threading.Thread(target=stream, name="replay", daemon=True)
-    streamer.start()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    dagster = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "dev",
-            "-w",
-            str(REPO_ROOT / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    click.echo(
-        f"\nSCPro is running:\n  Dagster UI   http://127.0.0.1:{port}\n"
-        f"  Kafka        {broker.bootstrap}\n  streaming    {dataset} at {speed} business "
-        "hours/s\nPress Ctrl-C to stop everything.\n"
-    )
     try:
-        dagster.wait()
+        children.append(
+            (
+                "Dagster",
+                subprocess.Popen(
+                    dagster_cmd,
+                    cwd=REPO_ROOT,
+                    env=env,
+                    start_new_session=True,
+                ),
+            )
+        )
+        children.append(
+            (
+                "dashboard",
+                subprocess.Popen(
+                    dashboard_cmd,
+                    cwd=REPO_ROOT,
+                    env=env,
+                    start_new_session=True,
+                ),
+            )
+        )
+        streamer.start()
+        click.echo(
+            f"\nSCPro is running:\n  Dagster UI   http://127.0.0.1:{port}\n"
+            f"  Dashboard    http://127.0.0.1:{dashboard_port}/app\n"
+            f"  Kafka        {broker.bootstrap}\n  streaming    {dataset} at {speed:g} business "
+            "hours/s\nThe first orders reach the dashboard after the first Spark, model and dbt "
+            "runs (a few minutes on 2 cores).\nPress Ctrl-C to stop everything.\n"
+        )
+        while all(process.poll() is None for _, process in children):
+            time.sleep(1)
+        for name, process in children:
+            if process.poll() is not None:
+                click.echo(f"{name} exited with code {process.returncode}")
     except KeyboardInterrupt:
         click.echo("\nstopping...")
     finally:
         stop.set()
-        if dagster.poll() is None:
-            os.killpg(dagster.pid, signal.SIGTERM)
-            try:
-                dagster.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(dagster.pid, signal.SIGKILL)
-        streamer.join(timeout=10)
+        for name, process in children:
+            _stop_process_group(process, name)
+        if streamer.is_alive():
+            streamer.join(timeout=10)
         broker.stop()
-        click.echo("stopped: Dagster, the replay and Kafka")
+        click.echo("stopped: the dashboard, Dagster, the replay and Kafka")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import dagster as dg
 
 from ml_assets.assets import ml_assets
 from ml_assets.automation import ml_jobs, ml_schedules, ml_sensors
+from scpro_assets.automation import apply_automation, automation_sensor
 from scpro_assets.clean.assets import clean_assets, spark_resource
 from scpro_assets.ingest.assets import kafka_topic_specs, land_jobs, raw_assets
 from scpro_assets.resources import KafkaResource, LakeResource
@@ -19,11 +20,14 @@ from sensors.lineage_sensor import openlineage_sensor
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """All assets, jobs, sensors and resources, configured from ``settings`` (or the env)."""
     settings = settings or Settings.from_env()
+    assets = apply_automation(
+        [*kafka_topic_specs, *raw_assets, *clean_assets, *ml_assets, *warehouse_assets]
+    )
     return dg.Definitions(
-        assets=[*kafka_topic_specs, *raw_assets, *clean_assets, *ml_assets, *warehouse_assets],
+        assets=assets,
         jobs=[*land_jobs, *ml_jobs],
         schedules=ml_schedules,
-        sensors=[*kafka_sensors, openlineage_sensor, *ml_sensors],
+        sensors=[*kafka_sensors, openlineage_sensor, *ml_sensors, automation_sensor()],
         resources={
             "kafka": KafkaResource.from_settings(settings.kafka),
             "lake": LakeResource.from_settings(settings),

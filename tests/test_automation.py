@@ -1,0 +1,81 @@
+"""The platform runs itself: new raw data pulls the clean, ML, dbt and serving assets after it.
+
+These tests evaluate SCPro's declarative automation conditions the way the daemon does, against a
+real (temporary) Dagster instance, with materializations reported as the runs would record them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from scpro_assets.definitions import build_definitions
+from scpro_assets.settings import TOPICS, KafkaSettings, Settings
+
+RAW = [f"raw_{t}" for t in TOPICS]
+
+
+@pytest.fixture
+def defs(tmp_path: Path) -> dg.Definitions:
+    return build_definitions(Settings(home=tmp_path / "scpro", kafka=KafkaSettings()))
+
+
+def _materialized(instance: dg.DagsterInstance, *names: str) -> None:
+    for name in names:
+        instance.report_runless_asset_event(dg.AssetMaterialization(name))
+
+
+def _requested(defs, instance, cursor=None) -> tuple[set[str], object]:
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    keys = {
+        key.to_user_string()
+        for key in defs.resolve_asset_graph().get_all_asset_keys()
+        if result.get_num_requested(key)
+    }
+    return keys, result.cursor
+
+
+def test_new_raw_ranges_pull_the_clean_layer_and_nothing_runs_without_data(defs):
+    with dg.instance_for_test() as instance:
+        requested, cursor = _requested(defs, instance)
+        assert requested == set(), "nothing may run before any event has landed"
+
+        _materialized(instance, *RAW)
+        requested, cursor = _requested(defs, instance, cursor)
+        # The first data pulls the whole chain in one tick: clean layer, first training of the
+        # models, scores, marts and the snapshot; the raw layer belongs to the sensors.
+        assert {"cleaned_orders", "cleaned_deliveries", "order_features"} <= requested
+        assert {"late_risk_model", "delivery_time_model", "customer_segments"} <= requested
+        assert {"late_risk_scores", "fct_deliveries", "serving_snapshot"} <= requested
+        assert not {f"raw_{t}" for t in TOPICS} & requested
+
+        # Once handled, the same raw data asks for nothing more.
+        requested, _ = _requested(defs, instance, cursor)
+        assert requested == set()
+
+
+def test_an_update_flows_to_the_snapshot_in_one_tick_without_retraining(defs):
+    graph = defs.resolve_asset_graph()
+    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
+    with dg.instance_for_test() as instance:
+        _materialized(instance, *everything)
+        requested, cursor = _requested(defs, instance)
+        assert requested == set()
+
+        # New features arrive: scores, marts and the snapshot follow; the models do not retrain.
+        _materialized(instance, "order_features")
+        requested, cursor = _requested(defs, instance, cursor)
+        assert {"late_risk_scores", "delivery_time_predictions"} <= requested
+        assert {"fct_deliveries", "at_risk_orders", "serving_snapshot"} <= requested
+        assert not {"late_risk_model", "delivery_time_model"} & requested
+        assert not {"cleaned_orders", "raw_orders"} & requested
+
+
+def test_the_dashboard_marts_carry_a_freshness_policy_and_the_automation_sensor_runs(defs):
+    graph = defs.resolve_asset_graph()
+    for name in ("fct_deliveries", "kpi_delivery_daily", "serving_snapshot"):
+        assert graph.get(dg.AssetKey(name)).freshness_policy is not None, name
+    sensor = defs.get_sensor_def("scpro_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
