@@ -39,7 +39,7 @@ select
     avg(abs(prediction_gap_days)) as mean_abs_gap_days
 from main.fct_deliveries
 where delivered_at is not null
-    and carrier_mode <> 'unknown'
+    and carrier_mode in (select carrier_mode from main.dim_carriers where orders > 0)
     and customer_segment in (select customer_segment from main.customer_segment_profiles)
     and order_date >= (select min(order_date) + 7 from main.fct_deliveries)
 group by order_week, region
