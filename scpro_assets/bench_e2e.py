@@ -1,0 +1,167 @@
+"""Event-to-dashboard latency under a steady stream, with the platform running itself.
+
+This is the figure a business user feels: how long after an order is produced on Kafka does it
+show up in the snapshot the dashboard reads? The benchmark starts ``dagster dev`` on its own
+SCPRO_HOME and topic prefix (the daemon runs the Kafka sensors and the automation sensor; nobody
+clicks), streams synthetic orders at a steady business pace, and polls the published snapshot.
+Each order's latency is (first snapshot version that holds it, as seen by the poller) - (the
+moment the replay handed its ``order_placed`` event to the producer).
+
+Two figures are kept apart: the first publication (which includes the first Spark run and the
+first training of every model) and the steady state (orders produced after the first snapshot was
+published), which is the one the platform is judged by.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from scpro_assets.bench import Report, _bench_settings
+from scpro_assets.settings import REPO_ROOT, Settings
+
+SECTION = "event to dashboard: produce on Kafka -> visible in the serving snapshot"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _snapshot_orders(current: Path) -> tuple[str, set[str]] | None:
+    """(version, order ids) of the published snapshot, or None before the first publication."""
+    import duckdb
+
+    if not current.exists():
+        return None
+    version_dir = current.resolve()
+    try:
+        with duckdb.connect(str(version_dir / "warehouse.duckdb"), read_only=True) as con:
+            ids = {row[0] for row in con.execute("select order_id from fct_orders").fetchall()}
+    except (duckdb.Error, OSError):
+        return None  # an older version removed under us: the next poll sees the new one
+    return version_dir.name, ids
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_event_to_dashboard(
+    settings: Settings,
+    report: Report,
+    steady_seconds: float = 480.0,
+    speed: float = 1.0,
+    warmup_timeout: float = 1200.0,
+) -> None:
+    """Stream orders at ``speed`` business hours/s; measure produce-to-snapshot latency."""
+    from scpro_assets.instance import prepare_dagster_home
+    from scpro_assets.kafka.clients import ensure_topics
+    from scpro_assets.replay import replay
+    from scpro_assets.sources.synthetic import SyntheticConfig, generate
+
+    print(f"\n{SECTION}", flush=True)
+    run = _bench_settings(settings)
+    ensure_topics(run.kafka)
+    dagster_home = prepare_dagster_home(run)
+    env = {
+        **os.environ,
+        "SCPRO_HOME": str(run.home),
+        "DAGSTER_HOME": str(dagster_home),
+        "SCPRO_TOPIC_PREFIX": run.kafka.topic_prefix,
+        "SCPRO_KAFKA_BOOTSTRAP": run.kafka.bootstrap_servers,
+    }
+    log = (run.home / "dagster-dev.log").open("w")
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
+    command += ["-h", "127.0.0.1", "-p", str(_free_port())]
+    dagster = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    produced: dict[str, float] = {}
+    stop = threading.Event()
+
+    def on_event(event) -> None:  # type: ignore[no-untyped-def]
+        if stop.is_set():
+            raise KeyboardInterrupt
+        if event.topic == "orders":
+            produced[event.payload["order_id"]] = time.time()
+
+    def stream() -> None:
+        config = SyntheticConfig(orders=1_000_000, seed=29, orders_per_day=200.0)
+        try:
+            replay(generate(config), run.kafka, speed=speed, on_event=on_event)
+        except KeyboardInterrupt:
+            pass
+
+    streamer = threading.Thread(target=stream, name="bench-stream", daemon=True)
+    seen: dict[str, float] = {}
+    versions: set[str] = set()
+    first_published: float | None = None
+    started = time.time()
+    try:
+        streamer.start()
+        deadline = started + warmup_timeout
+        while time.time() < deadline:
+            if dagster.poll() is not None:
+                raise RuntimeError(f"dagster dev exited; see {log.name}")
+            snapshot = _snapshot_orders(run.serving_current)
+            now = time.time()
+            if snapshot is not None:
+                version, ids = snapshot
+                versions.add(version)
+                new = ids - seen.keys()
+                for order_id in new:
+                    seen[order_id] = now
+                if first_published is None:
+                    first_published = now
+                    deadline = now + steady_seconds
+            time.sleep(1.0)
+    finally:
+        stop.set()
+        if dagster.poll() is None:
+            os.killpg(dagster.pid, signal.SIGTERM)
+            try:
+                dagster.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(dagster.pid, signal.SIGKILL)
+        streamer.join(timeout=10)
+        log.close()
+    if first_published is None:
+        report.add(SECTION, result=f"nothing was published within {warmup_timeout:.0f} s")
+        return
+    steady = [
+        seen[o] - produced[o] for o in seen if o in produced and produced[o] >= first_published
+    ]
+    report.add(
+        SECTION,
+        stream=f"synthetic orders at {speed:g} business hours/s (~{200 * speed / 24:.1f} "
+        "orders/s plus their payment, tracking and log events)",
+        first_publication_s=first_published - started,
+        snapshot_versions_seen=len(versions),
+        orders_produced=len(produced),
+        orders_visible=len(seen),
+    )
+    if steady:
+        report.add(
+            SECTION,
+            steady_orders_measured=len(steady),
+            steady_latency_p50_s=statistics.median(steady),
+            steady_latency_p90_s=_percentile(steady, 0.9),
+            steady_latency_max_s=max(steady),
+        )
+    else:
+        report.add(SECTION, steady_state="no order produced after the first publication was seen")
