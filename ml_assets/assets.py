@@ -6,7 +6,6 @@ Thin wrappers: the work is done by the plain functions of :mod:`ml_assets.traini
 :func:`ml_assets.outputs.write_output`, where dbt reads them as sources.
 """
 
-
 import time
 from datetime import UTC, datetime
 from pathlib import Path

@@ -6,7 +6,6 @@ not acted on yet (the cursor holds the run ids it has seen) requests one retrain
 that evaluation's run so a restart of the daemon never requests it twice.
 """
 
-
 import json
 
 import dagster as dg

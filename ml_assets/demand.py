@@ -13,10 +13,14 @@ series do not drown the model in zeros.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
+
+if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
 
 TOP_CATEGORIES = 12
 HORIZON_DAYS = 7
@@ -110,6 +114,8 @@ def fit_demand(daily: pd.DataFrame, test_share: float = 0.2) -> DemandResult:
     The published history carries the train-period model's forecasts (in-sample before the test
     start, out-of-sample after); the future rows come from a model refitted on all history.
     """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     frame = demand_features(daily)
     known = frame.loc[~frame["is_future"] & frame["lag_28"].notna()]
     days = np.sort(known["day"].unique())

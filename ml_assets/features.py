@@ -19,12 +19,16 @@ what training fitted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from spark.features import FEATURE_COLUMNS, KEY_COLUMNS, LABEL_COLUMNS
+
+if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
+    pass
+
 
 #: Categorical inputs (strings; integers that name a category are cast to strings).
 CATEGORICAL: tuple[str, ...] = (
@@ -163,6 +167,8 @@ def leakage_violations(
     ``label_known_at >= order_time`` (and ``<= cutoff`` when given) on every row, and each input's
     stand-alone signal on the labels (:data:`LEAK_SIGNAL_LIMIT`).
     """
+    from sklearn.metrics import roc_auc_score
+
     problems = [f"{f} is an outcome known only after the order" for f in features if f in FORBIDDEN]
     problems += [
         f"{f} is not a certified order-time feature (spark.features.FEATURE_COLUMNS)"

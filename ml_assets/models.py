@@ -11,16 +11,16 @@ import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
 
 from ml_assets.features import CATEGORICAL, model_inputs
+
+if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.pipeline import Pipeline
 
 
 class Servable(Protocol):
@@ -72,6 +72,10 @@ def _frame_for_sklearn(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame
 
 def gradient_boosting_pipeline(features: list[str], task: str, params: dict[str, Any]) -> Pipeline:
     """Ordinal-encoded categories + native-NaN numbers into histogram gradient boosting."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
     categorical = [f for f in features if f in CATEGORICAL]
     numeric = [f for f in features if f not in CATEGORICAL]
     encode = ColumnTransformer(

@@ -15,13 +15,15 @@ considered: a two-way split is not a segmentation marketing can use. The baselin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
 
 SEGMENT_FEATURES: tuple[str, ...] = (
     "recency_days",
@@ -92,6 +94,8 @@ def _sample(n: int, seed: int) -> np.ndarray:
 
 
 def _silhouette(x: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> float:
+    from sklearn.metrics import silhouette_score
+
     if len(np.unique(labels[idx])) < 2:
         return float("nan")
     return float(silhouette_score(x[idx], labels[idx]))
@@ -135,6 +139,9 @@ def _profiles(features: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
 
 def fit_segments(features: pd.DataFrame, seed: int = 0) -> SegmentModel:
     """Choose k by silhouette (module docstring), fit, name and profile the segments."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
     fill = {
         "late_share": float(features["late_share"].mean())
         if features["late_share"].notna().any()

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
 
 from ml_assets import registry
 from ml_assets.features import (
@@ -102,6 +101,8 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """ROC-AUC (primary), accuracy at 0.5, Brier score and log loss."""
+    from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+
     y = y.astype(int)
     both = 0 < y.sum() < len(y)
     clipped = np.clip(p, 1e-6, 1 - 1e-6)

@@ -13,9 +13,14 @@ run_retries:
   enabled: true
   max_retries: 3
   retry_on_asset_or_op_failure: true
-# Two cores: a handful of runs at a time keeps sensors' ticks fast.
+# Two cores: a handful of runs at a time keeps sensors' ticks fast. Landing runs (tagged with
+# their topic) take at most two of the slots, so a backlog never starves the automation runs
+# (Spark, models, dbt, snapshot) that carry the data on to the dashboard.
 run_queue:
   max_concurrent_runs: 4
+  tag_concurrency_limits:
+    - key: "scpro/topic"
+      limit: 2
 telemetry:
   enabled: false
 """
