@@ -18,6 +18,7 @@ COLUMNS: dict[str, str] = {
     "order_id": "Order",
     "late_risk": "Late risk",
     "risk_band": "Band",
+    "top_reasons": "Why (model's top reasons)",
     "promised_delivery_time": "Promised",
     "predicted_delivery_time": "Predicted",
     "days_past_promise": "Days over promise",
@@ -27,7 +28,6 @@ COLUMNS: dict[str, str] = {
     "main_category": "Category",
     "net_value": "Value",
     "status": "Status",
-    "top_reasons": "Why (model's top reasons)",
 }
 
 
@@ -63,12 +63,15 @@ def risk_table(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         page_size=15,
         sizing_mode="stretch_width",
         layout="fit_data_table",
+        # The reasons are what an agent acts on: kept next to the risk, wrapped, never cut off.
+        widths={"Why (model's top reasons)": 360},
         formatters={
             "Late risk": NumberFormatter(format="0.0%"),
             "Promised": stamp,
             "Predicted": stamp,
             "Days over promise": NumberFormatter(format="+0.0"),
             "Value": NumberFormatter(format="$0,0.00"),
+            "Why (model's top reasons)": {"type": "textarea"},
         },
         css_classes=["at-risk-table"],
     )
