@@ -79,7 +79,7 @@ def kafka_status() -> None:
 @click.option(
     "--mapping",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="csv only: the YAML mapping of your columns (docs/bring-your-own-data.md).",
+    help="csv only: the YAML mapping of your columns (see BRING_YOUR_OWN_DATA.md).",
 )
 @click.option(
     "--data",

@@ -2,7 +2,7 @@
 
 The app is served with ``panel serve`` on a free loopback port, over a warehouse built in the
 test; expected figures come from pandas on the same rows. Screenshots go to a temporary folder,
-and to docs/screenshots when SCPRO_SAVE_SCREENSHOTS=1.
+and to panel_app/screenshots when SCPRO_SAVE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def browser() -> Iterator[Browser]:
 def shots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folders = [tmp_path_factory.mktemp("panel-screenshots")]
     if os.environ.get("SCPRO_SAVE_SCREENSHOTS") == "1":
-        folders.append(REPO_ROOT / "docs" / "screenshots")
+        folders.append(REPO_ROOT / "panel_app" / "screenshots")
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     return folders

@@ -281,7 +281,7 @@ def test_cli_replays_a_csv_with_a_mapping(item_files, scpro_settings, monkeypatc
 def test_documented_example_mapping_is_valid():
     from scpro_assets.settings import REPO_ROOT
 
-    example = load_mapping(REPO_ROOT / "docs" / "mapping.example.yaml")
+    example = load_mapping(REPO_ROOT / "scpro_assets" / "sources" / "mapping.example.yaml")
     assert example.rows == "item" and example.source == "acme"
     assert example.canceled_values == {"CANCELLED", "RETURNED_BEFORE_SHIPPING"}
     assert example.items["weight"].unit == "kg"

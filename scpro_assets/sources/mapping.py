@@ -1,8 +1,8 @@
 """Bring your own data: a YAML mapping turns any orders CSV into SCPro's event contracts.
 
-A user describes which column holds what (``docs/bring-your-own-data.md`` explains every key,
-``docs/mapping.example.yaml`` is a commented example); this module validates the mapping up front
-(errors name the bad key, or the missing column) and maps rows into the same
+A user describes which column holds what (``BRING_YOUR_OWN_DATA.md`` beside this module explains
+every key, ``mapping.example.yaml`` is a commented example); this module validates the mapping up
+front (errors name the bad key, or the missing column) and maps rows into the same
 :class:`~scpro_assets.sources.common.SourceEvent` records the DataCo and Olist adapters produce:
 
 - ``orders/order_placed`` per order, from one row per order or one row per item grouped by the
