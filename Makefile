@@ -29,6 +29,9 @@ $(STAMP_PY): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	@# Bytecode once, here: with PYTHONDONTWRITEBYTECODE set, every Dagster run worker would
+	@# otherwise recompile Dagster, pandas and friends on each start.
+	-$(BIN)/python -m compileall -q -j 0 $(VENV)/lib scpro_assets sensors spark ml_assets panel_app >/dev/null 2>&1
 	touch $@
 
 $(STAMP_KAFKA): infra/kafka/pom.xml
