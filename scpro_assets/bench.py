@@ -336,6 +336,8 @@ def run_all(
     latency_samples: int,
     clean_sizes: tuple[int, ...] = (100_000, 1_000_000),
     out_dir: Path = REPO_ROOT,
+    warehouse_events: int = 1_000_000,
+    latency_seconds: float = 480.0,
 ) -> Report:
     """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
     report = Report()
@@ -345,6 +347,26 @@ def run_all(
         bench_ingest(settings, report, ingest_events, latency_samples)
     if "clean" in which:
         bench_clean(settings, report, clean_sizes)
+    if "models" in which:
+        from ml_assets.evaluation import bench_models
+
+        bench_models(settings, report)
+    if "warehouse" in which or "dashboard" in which:
+        from scpro_assets.warehouse.bench import bench_warehouse
+
+        def dashboard(run: Settings, label: str) -> None:
+            if "dashboard" in which:
+                from panel_app.bench import bench_dashboard
+
+                bench_dashboard(run.home, report, label)
+
+        bench_warehouse(
+            settings, report, synthetic_events=warehouse_events, after_publish=dashboard
+        )
+    if "latency" in which:
+        from scpro_assets.bench_e2e import bench_event_to_dashboard
+
+        bench_event_to_dashboard(settings, report, steady_seconds=latency_seconds)
     (out_dir / "bench-report.md").write_text(report.markdown())
     (out_dir / "bench-report.json").write_text(json.dumps(report.sections, indent=2, default=str))
     return report

@@ -13,6 +13,9 @@ import click
 
 from scpro_assets.settings import TOPICS, Settings
 
+#: Every benchmark ``scpro bench`` runs, in order (``--only`` picks some).
+BENCHMARKS = ("replay", "ingest", "clean", "models", "warehouse", "dashboard", "latency")
+
 
 @click.group()
 def main() -> None:
@@ -182,14 +185,27 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["replay", "ingest", "clean"]),
+    type=click.Choice(BENCHMARKS),
     help="Run only these benchmarks.",
 )
 @click.option("--replay-orders", type=int, default=50_000, show_default=True)
 @click.option("--ingest-events", type=int, default=1_000_000, show_default=True)
 @click.option("--latency-samples", type=int, default=8, show_default=True)
+@click.option("--warehouse-events", type=int, default=1_000_000, show_default=True)
+@click.option(
+    "--latency-seconds",
+    type=float,
+    default=480.0,
+    show_default=True,
+    help="Steady-state streaming time of the event-to-dashboard benchmark.",
+)
 def bench(
-    only: tuple[str, ...], replay_orders: int, ingest_events: int, latency_samples: int
+    only: tuple[str, ...],
+    replay_orders: int,
+    ingest_events: int,
+    latency_samples: int,
+    warehouse_events: int,
+    latency_seconds: float,
 ) -> None:
     """Run the benchmarks; write bench-report.md and bench-report.json."""
     from scpro_assets.bench import run_all
@@ -197,17 +213,19 @@ def bench(
 
     settings = Settings.from_env()
     broker = EmbeddedKafka(settings)
-    needs_kafka = not only or set(only) & {"replay", "ingest"}
+    needs_kafka = not only or set(only) & {"replay", "ingest", "latency"}
     started_here = needs_kafka and not broker.status().running and _is_embedded(settings)
     if started_here:
         broker.start()
     try:
         report = run_all(
             settings,
-            only or ("replay", "ingest", "clean"),
+            only or BENCHMARKS,
             replay_orders,
             ingest_events,
             latency_samples,
+            warehouse_events=warehouse_events,
+            latency_seconds=latency_seconds,
         )
     finally:
         if started_here:

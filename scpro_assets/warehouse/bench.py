@@ -14,7 +14,7 @@ import shutil
 import statistics
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from scpro_assets.bench import Report
@@ -60,9 +60,18 @@ def _query_latency(settings: Settings, runs: int) -> tuple[float, float, int]:
 
 
 def bench_dataset(
-    settings: Settings, report: Report, label: str, events: Iterable[SourceEvent], runs: int = 20
+    settings: Settings,
+    report: Report,
+    label: str,
+    events: Iterable[SourceEvent],
+    runs: int = 20,
+    after_publish: Callable[[Settings, str], None] | None = None,
 ) -> None:
-    """Build a clean lake from ``events``, then time dbt build, publish and the heaviest query."""
+    """Build a clean lake from ``events``, then time dbt build, publish and the heaviest query.
+
+    ``after_publish`` gets the run's settings while its snapshot still exists (the dashboard
+    benchmark measures itself on the same warehouse).
+    """
     from scpro_assets.clean.offline import build_clean_lake
 
     home = settings.home / "bench" / f"warehouse-{uuid.uuid4().hex[:8]}"
@@ -91,6 +100,8 @@ def bench_dataset(
             f"{label}: heaviest KPI query rows": rows,
         },
     )
+    if after_publish is not None:
+        after_publish(run, label)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -99,6 +110,7 @@ def bench_warehouse(
     report: Report,
     synthetic_events: int = 1_000_000,
     data_dir: Path | None = None,
+    after_publish: Callable[[Settings, str], None] | None = None,
 ) -> None:
     """Run the benchmark on DataCo and Olist (when ../shared/data has them) and synthetic events."""
     from scpro_assets.sources import dataco, olist
@@ -110,13 +122,14 @@ def bench_warehouse(
         folder = data_dir / name.lower()
         if folder.is_dir():
             events, _ = module.load(folder)
-            bench_dataset(settings, report, f"{name} replay", events)
+            bench_dataset(settings, report, f"{name} replay", events, after_publish=after_publish)
         else:
             report.add(SECTION, **{f"{name} replay": f"skipped: {folder} is missing"})
     events = itertools.islice(
         generate(SyntheticConfig(orders=synthetic_events, seed=3)), synthetic_events
     )
-    bench_dataset(settings, report, f"synthetic {synthetic_events:,} events", events)
+    label = f"synthetic {synthetic_events:,} events"
+    bench_dataset(settings, report, label, events, after_publish=after_publish)
 
 
 if __name__ == "__main__":
