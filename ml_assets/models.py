@@ -19,7 +19,6 @@ import pandas as pd
 from ml_assets.features import CATEGORICAL, model_inputs
 
 if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.pipeline import Pipeline
 
 
@@ -73,6 +72,7 @@ def _frame_for_sklearn(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame
 def gradient_boosting_pipeline(features: list[str], task: str, params: dict[str, Any]) -> Pipeline:
     """Ordinal-encoded categories + native-NaN numbers into histogram gradient boosting."""
     from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
