@@ -3,9 +3,10 @@
 Kafka sensors land raw ranges (``sensors/``); everything downstream follows by declarative
 automation, so new events reach the dashboard without anyone clicking:
 
-- **Follow the data** (``eager``): the Spark clean layer, the dbt models, the scores and the
-  serving snapshot run as soon as an upstream asset was updated and nothing upstream is still in
-  progress. A burst of raw ranges therefore coalesces into one clean run, not one per range.
+- **Follow the data**: the Spark clean layer, the dbt models, the scores and the serving
+  snapshot run as soon as an upstream asset was updated (``eager``; assets that read the raw
+  layer use :data:`FOLLOW_STREAM`, which does not wait for landing runs to pause). A burst of raw
+  ranges coalesces into one clean run, not one per range, since a run in progress is not doubled.
 - **Models** train when they are missing; after that they retrain on the weekly schedule and when
   the drift sensor asks for it (both in ``ml_assets.automation``), not on every new range, which
   would chase noise.
@@ -52,13 +53,30 @@ TRAIN_WHEN_MISSING = (
 ).with_label("train_when_missing")
 
 
+#: For assets that read the raw layer. ``eager`` waits until no upstream run is in progress, but
+#: while events flow some landing run almost always is, so the clean layer would never start.
+#: This follows every raw update once the asset's own previous run is done, and runs with
+#: whichever raw topics exist (a source without operational logs never lands ``raw_ops_logs``).
+FOLLOW_STREAM = (
+    dg.AutomationCondition.in_latest_time_window()
+    & (
+        dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()
+    ).since_last_handled()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("follow_stream")
+
+
+def _reads_raw(spec: dg.AssetSpec) -> bool:
+    return any(dep.asset_key.path[-1].startswith("raw_") for dep in spec.deps)
+
+
 def condition_for(spec: dg.AssetSpec) -> dg.AutomationCondition | None:
     """The automation condition SCPro gives ``spec`` (None: left to sensors or people)."""
     name = spec.key.path[-1]
     if name in TRAINING_ASSETS:
         return TRAIN_WHEN_MISSING
     if spec.group_name in FOLLOW_GROUPS:
-        return dg.AutomationCondition.eager()
+        return FOLLOW_STREAM if _reads_raw(spec) else dg.AutomationCondition.eager()
     return None
 
 
