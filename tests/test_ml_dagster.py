@@ -79,3 +79,27 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
         dg.AssetKey("late_risk_model")
     ).asset_materialization
     assert "test_roc_auc" in materialized.metadata and "serving_reason" in materialized.metadata
+
+
+def test_too_little_data_publishes_empty_outputs_instead_of_failing(tmp_path, dagster_instance):
+    """The first clean run of a stream may hold a handful of orders: the run must not fail."""
+    from ml_assets.assets import customer_segments, demand_forecast
+    from ml_assets.outputs import read_output
+    from scpro_assets.clean.offline import build_clean_lake
+    from scpro_assets.resources import LakeResource
+    from scpro_assets.settings import KafkaSettings, Settings
+    from scpro_assets.sources.synthetic import SyntheticConfig, generate
+
+    settings = Settings(home=tmp_path / "scpro", kafka=KafkaSettings())
+    build_clean_lake(generate(SyntheticConfig(orders=12, seed=1)), settings)
+    result = dg.materialize(
+        [customer_segments, demand_forecast],
+        resources={"lake": LakeResource.from_settings(settings)},
+        instance=dagster_instance,
+    )
+    assert result.success
+    for name in ("customer_segments", "demand_forecast"):
+        assert read_output(settings.ml_dir, name).num_rows == 0
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 2
+    assert all(not e.passed and "not judged" in e.description for e in evaluations)
