@@ -42,14 +42,14 @@ FRESHNESS_CHECKED: frozenset[str] = frozenset(
 
 #: Train a model that does not exist yet once its features do. Unlike ``on_missing`` (which only
 #: fires when an asset *becomes* missing, so never for one missing since the first tick), this
-#: holds while the model is missing; a failed training is not retried in a loop (the schedule,
-#: the drift sensor or a person retries it).
+#: holds while the model is missing. A failed training (say, no delivered order yet at the start
+#: of a stream) is retried when its features are next updated, not in a loop.
 TRAIN_WHEN_MISSING = (
     dg.AutomationCondition.missing()
     & ~dg.AutomationCondition.any_deps_missing()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-    & ~dg.AutomationCondition.execution_failed()
+    & (~dg.AutomationCondition.execution_failed() | dg.AutomationCondition.any_deps_updated())
 ).with_label("train_when_missing")
 
 
