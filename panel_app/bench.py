@@ -92,6 +92,7 @@ def bench_dashboard(snapshot_home: Path, report: Report, label: str, repeats: in
     bench_dashboard_in_browser(current, report, label)
 
 
+#: Headless Chromium on a machine without outside network (shared with the browser tests).
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

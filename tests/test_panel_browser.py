@@ -25,18 +25,10 @@ from panel_warehouse import PanelWarehouse, in_range, window
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from panel_app import ui
+from panel_app.bench import CHROMIUM_ARGS
 from scpro_assets.settings import REPO_ROOT
 
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 WAIT_MS = 30_000
 
 
