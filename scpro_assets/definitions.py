@@ -25,6 +25,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=assets,
+        # Two cores: at most two steps of a run at once (Spark, a TensorFlow training and dbt
+        # side by side starved each other in the daemon's runs).
+        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
         jobs=[*land_jobs, *ml_jobs],
         schedules=ml_schedules,
         sensors=[*kafka_sensors, openlineage_sensor, *ml_sensors, automation_sensor()],
