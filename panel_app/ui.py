@@ -10,6 +10,7 @@ import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import panel as pn
@@ -126,6 +127,20 @@ def page_header(title: str, subtitle: str) -> pn.pane.HTML:
         sizing_mode="stretch_width",
         margin=(4, 8, 8, 8),
     )
+
+
+def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
+    """A read-only table as every page shows one: no index, no editing, full width, fitted columns.
+
+    ``options`` (formatters, pagination, widths, css_classes, ...) add to or override these.
+    """
+    defaults: dict[str, Any] = {
+        "show_index": False,
+        "disabled": True,
+        "sizing_mode": "stretch_width",
+        "layout": "fit_data_table",
+    }
+    return pn.widgets.Tabulator(frame, **{**defaults, **options})
 
 
 def notice(message: str, kind: str = "info") -> pn.pane.Alert:

@@ -55,14 +55,10 @@ def risk_table(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         )
     shown = frame[list(COLUMNS)].rename(columns=COLUMNS)
     stamp = DateFormatter(format="%Y-%m-%d %H:%M")
-    return pn.widgets.Tabulator(
+    return ui.table(
         shown,
-        show_index=False,
-        disabled=True,
         pagination="local",
         page_size=15,
-        sizing_mode="stretch_width",
-        layout="fit_data_table",
         # The reasons are what an agent acts on: kept next to the risk, wrapped, never cut off.
         widths={"Why (model's top reasons)": 360},
         formatters={

@@ -22,7 +22,7 @@ def performance(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         "orders",
         higher_is_bad=False,
     )
-    table = pn.widgets.Tabulator(
+    table = ui.table(
         frame.rename(
             columns={
                 "customer_segment": "Segment",
@@ -34,10 +34,6 @@ def performance(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
                 "high_risk_open_value": "Value at high risk",
             }
         ),
-        show_index=False,
-        disabled=True,
-        sizing_mode="stretch_width",
-        layout="fit_data_table",
         formatters={
             "Revenue": NumberFormatter(format="$0,0"),
             "On-time rate": NumberFormatter(format="0.0%"),
@@ -78,12 +74,8 @@ def profiles(store: DataStore) -> pn.viewable.Viewable:
             "description": "What to do",
         }
     )
-    return pn.widgets.Tabulator(
+    return ui.table(
         shown,
-        show_index=False,
-        disabled=True,
-        sizing_mode="stretch_width",
-        layout="fit_data_table",
         formatters={
             "Share of revenue": NumberFormatter(format="0.0%"),
             "Avg spend": NumberFormatter(format="$0,0"),

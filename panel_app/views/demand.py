@@ -77,7 +77,7 @@ def category_table(store: DataStore, state: FilterState) -> pn.viewable.Viewable
     frame = store.demand_by_category(state)
     if frame.empty:
         return ui.notice("No demand forecast has been published yet.")
-    return pn.widgets.Tabulator(
+    return ui.table(
         frame.rename(
             columns={
                 "category": "Category",
@@ -87,10 +87,6 @@ def category_table(store: DataStore, state: FilterState) -> pn.viewable.Viewable
                 "next_forecast": "Next week forecast",
             }
         ),
-        show_index=False,
-        disabled=True,
-        sizing_mode="stretch_width",
-        layout="fit_data_table",
         formatters={
             "Actual orders (period)": NumberFormatter(format="0,0"),
             "Forecast (period)": NumberFormatter(format="0,0"),

@@ -54,12 +54,8 @@ def layers(store: DataStore) -> pn.viewable.Viewable:
             "detail": "Detail",
         }
     )
-    return pn.widgets.Tabulator(
+    return ui.table(
         shown,
-        show_index=False,
-        disabled=True,
-        sizing_mode="stretch_width",
-        layout="fit_data_table",
         formatters={
             "Rows": NumberFormatter(format="0,0"),
             "Quarantined": NumberFormatter(format="0,0"),
@@ -74,7 +70,7 @@ def models(store: DataStore) -> pn.viewable.Viewable:
     if frame.empty:
         return ui.notice("No model has been registered yet.")
     frame = frame.assign(is_serving=frame["is_serving"].map({True: "in service", False: "retired"}))
-    return pn.widgets.Tabulator(
+    return ui.table(
         frame.rename(
             columns={
                 "model_name": "Model",
@@ -102,10 +98,6 @@ def models(store: DataStore) -> pn.viewable.Viewable:
                 "Why",
             ]
         ],
-        show_index=False,
-        disabled=True,
-        sizing_mode="stretch_width",
-        layout="fit_data_table",
         formatters={
             "Value": NumberFormatter(format="0.000"),
             "Train rows": NumberFormatter(format="0,0"),
