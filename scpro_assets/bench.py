@@ -255,36 +255,9 @@ def bench_ingest(
     shutil.rmtree(run.home, ignore_errors=True)
 
 
-def _write_raw_lake(raw_dir: Path, events: int, seed: int, chunk: int = 50_000) -> int:
-    """Synthetic events as landed raw range files (no Kafka: this measures Spark only)."""
-    import itertools
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from scpro_assets.ingest.landing import RAW_SCHEMA
-    from scpro_assets.sources.synthetic import SyntheticConfig, generate
-    from spark.raw import raw_rows_from_events
-
-    stream = itertools.islice(generate(SyntheticConfig(orders=events, seed=seed)), events)
-    written = 0
-    for batch_no in itertools.count():
-        batch = list(itertools.islice(stream, chunk))
-        if not batch:
-            return written
-        rows = raw_rows_from_events(batch, partitions=1)
-        for topic in ("orders", "payments", "shipments", "ops_logs"):
-            mine = [r for r in rows if r["topic"] == topic]
-            if mine:
-                folder = raw_dir / topic / "partition-0"
-                folder.mkdir(parents=True, exist_ok=True)
-                name = f"{topic}-p0-{batch_no:012d}-{batch_no:012d}.parquet"
-                pq.write_table(pa.Table.from_pylist(mine, schema=RAW_SCHEMA), folder / name)
-        written += len(batch)
-
-
 def bench_clean(settings: Settings, report: Report, sizes: tuple[int, ...]) -> None:
     """Issue 4: Spark cleaning and feature-table throughput, and how time grows with volume."""
+    from scpro_assets.clean.offline import synthetic_events, write_raw_lake
     from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
     from spark.session import build_spark_session
 
@@ -294,7 +267,7 @@ def bench_clean(settings: Settings, report: Report, sizes: tuple[int, ...]) -> N
     times = {}
     for size in sizes:
         run = _bench_settings(settings)
-        written = _write_raw_lake(run.raw_dir, size, seed=3)
+        written, _ = write_raw_lake(synthetic_events(size, seed=3), run.raw_dir)
         _update, clean_s = _timed(
             lambda run=run: update_event_stores(spark, run.raw_dir, run.clean_dir)
         )

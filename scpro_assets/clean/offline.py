@@ -10,7 +10,7 @@ Spark get a realistic clean lake in seconds, while the tests of ingest itself go
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,13 @@ class OfflineBuild:
     raw_files: int
     rows: dict[str, int]
     feature_rows: int
+
+
+def synthetic_events(count: int, seed: int) -> Iterator[SourceEvent]:
+    """Exactly ``count`` synthetic events (benchmarks size by events, the generator by orders)."""
+    from scpro_assets.sources.synthetic import SyntheticConfig, generate
+
+    return itertools.islice(generate(SyntheticConfig(orders=count, seed=seed)), count)
 
 
 def write_raw_lake(

@@ -9,7 +9,6 @@ timed on it, read-only.
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import statistics
 import time
@@ -113,8 +112,8 @@ def bench_warehouse(
     after_publish: Callable[[Settings, str], None] | None = None,
 ) -> None:
     """Run the benchmark on DataCo and Olist (when ../shared/data has them) and synthetic events."""
+    from scpro_assets.clean.offline import synthetic_events as offline_synthetic_events
     from scpro_assets.sources import dataco, olist
-    from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
     print(f"\n{SECTION}", flush=True)
     data_dir = data_dir or REPO_ROOT.parent / "shared" / "data"
@@ -125,9 +124,7 @@ def bench_warehouse(
             bench_dataset(settings, report, f"{name} replay", events, after_publish=after_publish)
         else:
             report.add(SECTION, **{f"{name} replay": f"skipped: {folder} is missing"})
-    events = itertools.islice(
-        generate(SyntheticConfig(orders=synthetic_events, seed=3)), synthetic_events
-    )
+    events = offline_synthetic_events(synthetic_events, seed=3)
     label = f"synthetic {synthetic_events:,} events"
     bench_dataset(settings, report, label, events, after_publish=after_publish)
 
