@@ -7,6 +7,8 @@ Thin wrappers: the work is done by the plain functions of :mod:`ml_assets.traini
 """
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -232,6 +234,49 @@ def _drift_check(
     )
 
 
+@dataclass(frozen=True)
+class _ScoringRun:
+    """One scoring pass of a serving model over every order, as published."""
+
+    entry: dict[str, Any]
+    frame: pd.DataFrame
+    is_open: np.ndarray
+    table: pa.Table
+    seconds: float
+    path: Path
+
+    @property
+    def orders_per_second(self) -> float:
+        return round(self.table.num_rows / max(self.seconds, 1e-9), 1)
+
+    def metadata(self) -> dict[str, Any]:
+        """What every score asset reports: rows, open orders, the model and the file."""
+        return {
+            "dagster/row_count": self.table.num_rows,
+            "open_orders": int(self.is_open.sum()),
+            "model_version": self.entry["model_version"],
+            "model_name": self.entry["model_name"],
+            "path": dg.MetadataValue.path(str(self.path)),
+        }
+
+
+def _score_orders(
+    lake: LakeResource,
+    task: str,
+    output: str,
+    scorer: Callable[[pd.DataFrame, np.ndarray, dict[str, Any]], pa.Table],
+) -> _ScoringRun:
+    """Score every order with the serving model of ``task`` and publish ``output``."""
+    settings = _settings(lake)
+    entry = registry.serving_entry(settings.models_dir, task)
+    frame, is_open, _ = _orders_to_score(settings)
+    started = time.perf_counter()
+    table = scorer(frame, is_open, entry)
+    seconds = time.perf_counter() - started
+    path = write_output(settings.ml_dir, output, table)
+    return _ScoringRun(entry, frame, is_open, table, seconds, path)
+
+
 def _drift_spec(asset: str, score: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         "score_drift",
@@ -254,24 +299,13 @@ def _drift_spec(asset: str, score: str) -> dg.AssetCheckSpec:
 )
 def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
     """Score every order with the serving delivery-time model."""
-    settings = _settings(lake)
-    entry = registry.serving_entry(settings.models_dir, "delivery_time")
-    frame, is_open, _ = _orders_to_score(settings)
-    started = time.perf_counter()
-    table = score_delivery_time(frame, is_open, entry)
-    seconds = time.perf_counter() - started
-    path = write_output(settings.ml_dir, "delivery_time_predictions", table)
-    days = table.column("predicted_delivery_days").to_numpy()
+    run = _score_orders(lake, "delivery_time", "delivery_time_predictions", score_delivery_time)
+    days = run.table.column("predicted_delivery_days").to_numpy()
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": table.num_rows,
-            "open_orders": int(is_open.sum()),
-            "model_version": entry["model_version"],
-            "model_name": entry["model_name"],
-            "orders_per_second": round(table.num_rows / max(seconds, 1e-9), 1),
-            "path": dg.MetadataValue.path(str(path)),
-        },
-        check_results=[_drift_check(entry, days, frame, is_open, "predicted_delivery_days")],
+        metadata={**run.metadata(), "orders_per_second": run.orders_per_second},
+        check_results=[
+            _drift_check(run.entry, days, run.frame, run.is_open, "predicted_delivery_days")
+        ],
     )
 
 
@@ -287,27 +321,18 @@ def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
 )
 def late_risk_scores(lake: LakeResource) -> dg.MaterializeResult:
     """Score every order with the serving late-risk model and explain each score."""
-    settings = _settings(lake)
-    entry = registry.serving_entry(settings.models_dir, "late_risk")
-    frame, is_open, _ = _orders_to_score(settings)
-    started = time.perf_counter()
-    table = score_late_risk(frame, is_open, entry)
-    seconds = time.perf_counter() - started
-    path = write_output(settings.ml_dir, "late_risk_scores", table)
-    risk = table.column("late_risk").to_numpy()
-    bands = pd.Series(table.column("risk_band").to_pylist()).value_counts().to_dict()
+    run = _score_orders(lake, "late_risk", "late_risk_scores", score_late_risk)
+    risk = run.table.column("late_risk").to_numpy()
+    bands = pd.Series(run.table.column("risk_band").to_pylist()).value_counts().to_dict()
+    thresholds = run.entry["hyperparameters"]["risk_band_thresholds"]
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": table.num_rows,
-            "open_orders": int(is_open.sum()),
+            **run.metadata(),
             "risk_bands": dg.MetadataValue.json(bands),
-            "thresholds": dg.MetadataValue.json(entry["hyperparameters"]["risk_band_thresholds"]),
-            "model_version": entry["model_version"],
-            "model_name": entry["model_name"],
-            "orders_per_second_with_reasons": round(table.num_rows / max(seconds, 1e-9), 1),
-            "path": dg.MetadataValue.path(str(path)),
+            "thresholds": dg.MetadataValue.json(thresholds),
+            "orders_per_second_with_reasons": run.orders_per_second,
         },
-        check_results=[_drift_check(entry, risk, frame, is_open, "late_risk")],
+        check_results=[_drift_check(run.entry, risk, run.frame, run.is_open, "late_risk")],
     )
 
 
