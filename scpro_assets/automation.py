@@ -66,22 +66,29 @@ FOLLOW_STREAM = (
 ).with_label("follow_stream")
 
 
-def _reads_raw(spec: dg.AssetSpec) -> bool:
-    return any(dep.asset_key.path[-1].startswith("raw_") for dep in spec.deps)
+#: The group the Kafka sensors land into; assets reading it follow the stream.
+INGEST_GROUP = "ingest"
 
 
-def condition_for(spec: dg.AssetSpec) -> dg.AutomationCondition | None:
-    """The automation condition SCPro gives ``spec`` (None: left to sensors or people)."""
+def condition_for(
+    spec: dg.AssetSpec, ingest_keys: frozenset[dg.AssetKey] = frozenset()
+) -> dg.AutomationCondition | None:
+    """The automation condition SCPro gives ``spec`` (None: left to sensors or people).
+
+    ``ingest_keys`` are the assets of the ingest group: an asset reading one of them follows
+    the stream (:data:`FOLLOW_STREAM`) rather than waiting for landing runs to pause.
+    """
     name = spec.key.path[-1]
     if name in TRAINING_ASSETS:
         return TRAIN_WHEN_MISSING
     if spec.group_name in FOLLOW_GROUPS:
-        return FOLLOW_STREAM if _reads_raw(spec) else dg.AutomationCondition.eager()
+        reads_ingest = any(dep.asset_key in ingest_keys for dep in spec.deps)
+        return FOLLOW_STREAM if reads_ingest else dg.AutomationCondition.eager()
     return None
 
 
-def _with_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
-    condition = condition_for(spec)
+def _with_policy(spec: dg.AssetSpec, ingest_keys: frozenset[dg.AssetKey]) -> dg.AssetSpec:
+    condition = condition_for(spec, ingest_keys)
     if condition is not None and spec.automation_condition is None:
         spec = spec.replace_attributes(automation_condition=condition)
     if spec.key.path[-1] in FRESHNESS_CHECKED and spec.freshness_policy is None:
@@ -96,14 +103,20 @@ def apply_automation(
 
     External assets (the Kafka topics) are left alone: nothing materializes them.
     """
+    assets = list(assets)
+    ingest_keys = frozenset(
+        spec.key
+        for asset in assets
+        if isinstance(asset, dg.AssetsDefinition)
+        for spec in asset.specs
+        if spec.group_name == INGEST_GROUP
+    )
     result: list[dg.AssetsDefinition | dg.AssetSpec] = []
     for asset in assets:
-        if isinstance(asset, dg.AssetSpec):
-            result.append(asset)
-        elif not asset.is_materializable:
+        if isinstance(asset, dg.AssetSpec) or not asset.is_materializable:
             result.append(asset)
         else:
-            result.extend(dg.map_asset_specs(_with_policy, [asset]))
+            result.extend(dg.map_asset_specs(lambda spec: _with_policy(spec, ingest_keys), [asset]))
     return result
 
 
