@@ -25,6 +25,8 @@ AMBER = "#d97706"
 
 CARD_CSS = """
 :host { width: 100%; }
+.kpis { display: grid; grid-template-columns: repeat(var(--columns), minmax(0, 1fr)); gap: 8px; }
+@media (max-width: 900px) { .kpis { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
 .kpi { background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 12px 16px;
        box-shadow: 0 1px 2px rgba(0,0,0,.05); font-family: system-ui, sans-serif;
        min-height: 96px; }
@@ -106,16 +108,32 @@ def delta_text(kpi: Kpi, current: object, previous: object, period_label: str) -
     return f"{arrow} {amount} vs {period_label}", tone
 
 
-def kpi_card(kpi: Kpi, current: object, previous: object, period_label: str | None) -> pn.pane.HTML:
-    """One KPI as a card; ``data-kpi`` lets browser tests find it. No label, no comparison."""
+def _kpi_html(kpi: Kpi, current: object, previous: object, period_label: str | None) -> str:
+    """One KPI card's HTML; ``data-kpi`` lets browser tests find it. No label, no comparison."""
     text, tone = delta_text(kpi, current, previous, period_label) if period_label else ("", "")
     hint = f'<div class="hint">{html.escape(kpi.hint)}</div>' if kpi.hint else ""
-    body = (
+    return (
         f'<div class="kpi" data-kpi="{kpi.key}"><div class="label">{html.escape(kpi.label)}</div>'
         f'<div class="value">{html.escape(kpi.formatter(current))}</div>'
         f'<div class="delta {tone}">{html.escape(text)}</div>{hint}</div>'
     )
-    return pn.pane.HTML(body, stylesheets=[CARD_CSS], sizing_mode="stretch_width", margin=4)
+
+
+def kpi_grid(
+    cards: list[tuple[Kpi, object, object]], period_label: str | None, columns: int = 5
+) -> pn.pane.HTML:
+    """KPI cards ``(kpi, current, previous)`` in rows of ``columns``, as one HTML pane.
+
+    One pane, not one per card: every pane is a Bokeh model the server builds and the browser
+    lays out before the page shows anything, and these cards are what a user waits for.
+    """
+    body = "".join(_kpi_html(kpi, cur, prev, period_label) for kpi, cur, prev in cards)
+    return pn.pane.HTML(
+        f'<div class="kpis" style="--columns:{columns}">{body}</div>',
+        stylesheets=[CARD_CSS],
+        sizing_mode="stretch_width",
+        margin=4,
+    )
 
 
 def page_header(title: str, subtitle: str) -> pn.pane.HTML:
@@ -250,14 +268,20 @@ def _bar_width_ms(values: pd.Series) -> float:
     return step.total_seconds() * 1000 * 0.8
 
 
-def reactive(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
+def reactive(
+    store: object, render: Callable[..., pn.viewable.Viewable], first: bool = False
+) -> pn.param.ParamFunction:
     """A part of a page that re-renders when the store's filter state changes.
 
-    ``lazy`` keeps pages that are not on screen from querying at all.
+    ``lazy`` keeps pages that are not on screen from querying at all. Parts marked ``first`` (the
+    headline numbers) are in the page a browser receives; on the page a session opens with, the
+    others (charts, tables) are built right after it is shown, so the numbers are not held back
+    by them.
     """
     return pn.param.ParamFunction(
         pn.bind(render, store, store.param.state),  # type: ignore[attr-defined]
         lazy=True,
+        defer_load=not first,
         loading_indicator=True,
         sizing_mode="stretch_width",
     )
@@ -265,4 +289,6 @@ def reactive(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.p
 
 def static(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
     """A part of a page that does not depend on the filters, built when first shown."""
-    return pn.param.ParamFunction(pn.bind(render, store), lazy=True, sizing_mode="stretch_width")
+    return pn.param.ParamFunction(
+        pn.bind(render, store), lazy=True, defer_load=True, sizing_mode="stretch_width"
+    )

@@ -39,10 +39,7 @@ def summary_cards(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         ui.Kpi("high", "At high risk", ui.count, True),
         ui.Kpi("high_value", "Revenue at high risk", ui.money, True),
     ]
-    return pn.Row(
-        *[ui.kpi_card(k, summary[k.key], None, None) for k in cards],
-        sizing_mode="stretch_width",
-    )
+    return ui.kpi_grid([(k, summary[k.key], None) for k in cards], None, columns=3)
 
 
 def risk_table(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
@@ -97,7 +94,7 @@ def build(store: DataStore) -> pn.viewable.Viewable:
             "before the promise is broken. Region, carrier/mode, category and segment filters "
             "apply; the period does not (an open order stays here until it is delivered).",
         ),
-        ui.reactive(store, summary_cards),
+        ui.reactive(store, summary_cards, first=True),
         download,
         ui.reactive(store, risk_table),
         sizing_mode="stretch_width",

@@ -33,15 +33,8 @@ def kpi_cards(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
     """Two rows of KPI cards: delivery performance, then commercial figures."""
     figures = store.kpis(state)
     label = period_label(state)
-    cards = [
-        ui.kpi_card(kpi, figures.at[kpi.key, "current"], figures.at[kpi.key, "previous"], label)
-        for kpi in KPIS
-    ]
-    return pn.Column(
-        pn.Row(*cards[:5], sizing_mode="stretch_width"),
-        pn.Row(*cards[5:], sizing_mode="stretch_width"),
-        sizing_mode="stretch_width",
-    )
+    cards = [(kpi, figures.at[kpi.key, "current"], figures.at[kpi.key, "previous"]) for kpi in KPIS]
+    return ui.kpi_grid(cards, label)
 
 
 def action_line(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
@@ -78,7 +71,7 @@ def build(store: DataStore) -> pn.viewable.Viewable:
             "How deliveries and sales are doing in the selected period, "
             "and how that compares with the period before.",
         ),
-        ui.reactive(store, kpi_cards),
+        ui.reactive(store, kpi_cards, first=True),
         ui.reactive(store, action_line),
         ui.reactive(store, trends),
         sizing_mode="stretch_width",
