@@ -143,24 +143,27 @@ def test_backpressure_splits_backlog_and_ticks_catch_up(
 def test_run_dying_mid_range_is_retried_and_lands_the_range_once(
     scpro_settings, dagster_instance, monkeypatch
 ):
-    _publish(scpro_settings, "payments", [_payment(i) for i in range(30)] + [b"[]"])
-    real_write = landing.pq.write_table
-    calls = {"n": 0}
+    """The raw file dies after its first chunk (a row group) is written, the quarantine file
+    half-written too: neither appears, and the retry lands the whole range once."""
+    _publish(scpro_settings, "payments", [b"[]"] + [_payment(i) for i in range(30)])
+    monkeypatch.setattr(landing, "CHUNK_EVENTS", 8)
+    real_write = landing.pq.ParquetWriter.write_table
+    raw_writes = {"n": 0}
 
-    def dying_write(table, where, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # quarantine file written, then the raw file write dies half-way
-            with open(where, "wb") as handle:
-                handle.write(b"PAR1 half a file")
-            raise OSError("disk vanished mid-write")
-        return real_write(table, where, **kwargs)
+    def dying_write(self, table, *args, **kwargs):
+        if table.schema == landing.RAW_SCHEMA:
+            raw_writes["n"] += 1
+            if raw_writes["n"] == 2:
+                raise OSError("disk vanished mid-write")
+        return real_write(self, table, *args, **kwargs)
 
-    monkeypatch.setattr(landing.pq, "write_table", dying_write)
+    monkeypatch.setattr(landing.pq.ParquetWriter, "write_table", dying_write)
     defs = build_definitions(scpro_settings)
     first = ingest_once(defs, dagster_instance, topics=("payments",))[0]
     assert first.failed == ["payments-0-0-30"]
-    assert not list((scpro_settings.raw_dir / "payments").rglob("*.parquet"))
-    assert not list((scpro_settings.raw_dir / "payments").rglob("*.tmp"))  # no half file left
+    for base in (scpro_settings.raw_dir, scpro_settings.quarantine_dir):
+        assert not list((base / "payments").rglob("*.parquet"))
+        assert not list((base / "payments").rglob("*.tmp"))  # no half file left
 
     second = ingest_once(defs, dagster_instance, topics=("payments",))[0]
     assert second.retried == ["payments-0-0-30"]

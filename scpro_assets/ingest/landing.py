@@ -9,21 +9,27 @@ no consumer group), validates every event against its contract and writes two fi
   the reason.
 
 Files are written to a temporary name and renamed atomically, so a reader never sees half a file.
-The raw file is written last and always (even with no rows): it is the commit record of the range.
+The raw file is renamed last and always (even with no rows): it is the commit record of the range.
+A range is streamed in chunks of :data:`CHUNK_EVENTS` (one Parquet row group each), so a run's
+memory does not grow with the range: ranges can be large, and Dagster's fixed cost per run is paid
+by fewer runs.
 A run *ensures* its offsets are landed: re-landing the same range rewrites the same files, and a
 range that overlaps ranges landed with other boundaries (two ticks that disagreed) lands only the
 gaps, as files of their own. Whatever fails and is retried, every offset lands once.
 Accounting always holds: ``landed + quarantined + expired + already_landed == stop - start``,
-where ``expired`` counts offsets the broker no longer has (retention) and says so.
+where ``expired`` counts offsets that hold no record to land (deleted by retention or
+compaction, or transaction markers) and says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -68,6 +74,11 @@ QUARANTINE_SCHEMA = pa.schema(
         ("quarantined_at", pa.timestamp("us", tz="UTC")),
     ]
 )
+
+#: Events read, validated and written per step of a range (one Parquet row group each). Bounds a
+#: landing run's memory (a few hundred MB for 50k orders with their validated models), whatever
+#: the range's size; big enough that per-chunk costs (a validation call, a row group) are noise.
+CHUNK_EVENTS = 50_000
 
 _FILE_RE = re.compile(r"^(?P<topic>.+)-p(?P<p>\d+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
 
@@ -199,83 +210,150 @@ def pieces_to_land(rng: OffsetRange, landed: list[tuple[int, int]]) -> list[Offs
     return pieces
 
 
-def _write_atomic(table: pa.Table, target: Path) -> int:
-    """Write ``table`` to a temporary file beside ``target`` and rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        size = tmp.stat().st_size
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return size
+class _AtomicParquet:
+    """A Parquet file written chunk by chunk (one row group each) under a temporary name.
 
-
-def read_range(
-    kafka: KafkaSettings, rng: OffsetRange, timeout_s: float = 60.0
-) -> tuple[list, int, int | None]:
-    """Read exactly the records of ``rng``: the records, the expired count, the end offset.
-
-    The end offset is the partition's after reading (for the lag metadata; ``None`` if the broker
-    did not say).
-    Offsets below the partition's beginning (deleted by retention) are reported as expired.
-    Raises :class:`RangeUnavailableError` if the broker does not deliver up to ``stop`` in time.
-    The end offset is asked of this consumer, so a run does not bootstrap a second client for it.
+    Nothing appears at ``target`` until :meth:`commit` renames the finished file into place, so a
+    reader never sees a partial file; :meth:`discard` removes what an interrupted write left.
     """
-    from kafka import TopicPartition
-    from kafka.errors import KafkaError
 
-    from scpro_assets.kafka.clients import consumer
+    def __init__(self, target: Path, schema: pa.Schema) -> None:
+        self.target = target
+        self.schema = schema
+        self.tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
 
-    tp = TopicPartition(kafka.topic_name(rng.topic), rng.partition)
-    client = consumer(kafka)
-    records: list = []
-    try:
-        client.assign([tp])
-        beginning = client.beginning_offsets([tp])[tp]
-        start = max(rng.start, beginning)
-        expired = start - rng.start
-        if start >= rng.stop:
-            return records, rng.size, _end_offset(client, tp)
-        client.seek(tp, start)
-        deadline = time.monotonic() + timeout_s
-        position = start
+    def write(self, table: pa.Table) -> None:
+        """Append ``table`` as one row group (the file is created on the first write)."""
+        if self._writer is None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self.rows += table.num_rows
+
+    def commit(self) -> int:
+        """Rename the finished file into place; returns its size in bytes.
+
+        A file that received no rows still gets one empty row group, as ``pq.write_table`` writes
+        for an empty table, so readers see the same file whatever the write path.
+        """
+        if self._writer is None:
+            self.write(self.schema.empty_table())
+        self._writer.close()  # type: ignore[union-attr]
+        self._writer = None
+        size = self.tmp.stat().st_size
+        os.replace(self.tmp, self.target)
+        return size
+
+    def discard(self) -> None:
+        """Remove the temporary file, if any (a no-op after :meth:`commit`).
+
+        Best effort: it runs while another error propagates (perhaps the writer's own, such as a
+        full disk), which must not be masked by a failure to close.
+        """
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+
+class RangeReader:
+    """Read exactly the records of one range with librdkafka, in chunks of bounded size.
+
+    Use as a context manager and iterate: each item is a list of at most ``chunk_events``
+    confluent-kafka messages, in offset order. After iterating, :attr:`expired` counts the offsets
+    of the range that hold no record to land: below the partition's beginning (retention), or
+    skipped inside it (compaction gaps, transaction markers), each detected from the offsets the
+    broker does deliver and its end-of-partition events. :attr:`end_offset` is the partition's
+    high watermark as of the last fetch (for the lag metadata; ``None`` if unknown), taken from
+    librdkafka's fetch state rather than a second round trip.
+
+    Raises :class:`RangeUnavailableError` if the broker delivers nothing new for ``timeout_s``
+    (it may be down): the clock restarts with every record, so a long range is not failed for
+    the time landing spends between chunks.
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, rng: OffsetRange, timeout_s: float, chunk_events: int
+    ) -> None:
+        from confluent_kafka import TopicPartition
+
+        from scpro_assets.kafka.clients import range_consumer
+
+        self.rng = rng
+        self.timeout_s = timeout_s
+        self.chunk_events = chunk_events
+        self.expired = 0
+        self.end_offset: int | None = None
+        self._tp = TopicPartition(kafka.topic_name(rng.topic), rng.partition)
+        self._client = range_consumer(kafka)
+
+    def __enter__(self) -> RangeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+    def _unavailable(self, position: int, why: str) -> RangeUnavailableError:
+        rng = self.rng
+        return RangeUnavailableError(
+            f"{rng.run_key}: the broker delivered offsets up to {position} of "
+            f"{rng.start}..{rng.last}, then nothing for {self.timeout_s:.0f}s ({why})"
+        )
+
+    def __iter__(self) -> Iterator[list]:
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+        rng, tp = self.rng, self._tp
+        try:
+            beginning, end = self._client.get_watermark_offsets(
+                tp, timeout=min(self.timeout_s, 15.0), cached=False
+            )
+        except KafkaException as error:
+            raise RangeUnavailableError(f"{rng.run_key}: {error}") from error
+        self.end_offset = end
+        position = max(rng.start, beginning)
+        self.expired = position - rng.start
+        if position >= rng.stop:
+            return
+        self._client.assign([TopicPartition(tp.topic, tp.partition, position)])
+        chunk: list = []
+        last_error = "no error reported"
+        deadline = time.monotonic() + self.timeout_s
         while position < rng.stop:
             if time.monotonic() > deadline:
-                raise RangeUnavailableError(
-                    f"{rng.run_key}: the broker delivered offsets up to {position} of "
-                    f"{rng.start}..{rng.last} within {timeout_s:.0f}s"
-                )
-            try:
-                batch = client.poll(timeout_ms=1000, max_records=20_000)
-            except KafkaError as error:
-                raise RangeUnavailableError(f"{rng.run_key}: {error}") from error
-            for part in batch.values():
-                for record in part:
-                    if record.offset >= rng.stop:
-                        position = rng.stop
-                        break
-                    if record.offset >= position:
-                        records.append(record)
-                        position = record.offset + 1
-            if not batch:
-                # The consumer may skip offsets that hold no record (e.g. transaction markers).
-                current = client.position(tp)
-                if current is not None and current > position:
-                    expired += min(current, rng.stop) - position
-                    position = min(current, rng.stop)
-        return records, expired, _end_offset(client, tp)
-    finally:
-        client.close()
-
-
-def _end_offset(client: object, tp: object) -> int | None:
-    """The partition's end offset, or ``None``: the lag it feeds is informative only."""
-    try:
-        return int(client.end_offsets([tp])[tp])  # type: ignore[attr-defined]
-    except Exception:  # the broker may be going away; landing itself has succeeded
-        return None
+                raise self._unavailable(position, last_error)
+            # consume() waits for all `num_messages` (or the timeout), so never ask for more than
+            # the range can still deliver: a small range returns at once.
+            wanted = min(rng.stop - position, self.chunk_events - len(chunk))
+            for message in self._client.consume(num_messages=wanted, timeout=1.0):
+                error = message.error()
+                if error is None:
+                    offset = message.offset()
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    offset = message.offset()  # the end offset: all before it was delivered
+                else:
+                    if error.fatal():
+                        raise RangeUnavailableError(f"{rng.run_key}: {error}")
+                    last_error = str(error)  # transient (broker restarting): keep waiting
+                    continue
+                if offset > position:  # offsets without a record to land
+                    self.expired += min(offset, rng.stop) - position
+                    position = min(offset, rng.stop)
+                if error is None and offset == position < rng.stop:
+                    chunk.append(message)
+                    position = offset + 1
+                    deadline = time.monotonic() + self.timeout_s
+            if len(chunk) >= self.chunk_events:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+        _low, high = self._client.get_watermark_offsets(tp, cached=True)
+        if high is not None and high >= 0:
+            self.end_offset = high
 
 
 def land_range(
@@ -303,9 +381,7 @@ def land_range(
         total.quarantine_file = total.quarantine_file or part.quarantine_file
         if part.end_offset is not None:
             total.end_offset = max(total.end_offset or 0, part.end_offset)
-        for attr, pick in (("event_time_min", min), ("event_time_max", max)):
-            values = [v for v in (getattr(total, attr), getattr(part, attr)) if v is not None]
-            setattr(total, attr, pick(values) if values else None)
+        _widen_event_times(total, part.event_time_min, part.event_time_max)
     total.already_landed = rng.size - sum(p.size for p in total.pieces)
     total.seconds = time.perf_counter() - started
     return total
@@ -324,7 +400,7 @@ def _text_column(values: list[bytes | None]) -> pa.Array:
 _ENVELOPE = attrgetter("event_id", "event_type", "event_time", "schema_version", "source")
 
 
-def _raw_table(rng: OffsetRange, records: list, events: list, now: datetime) -> pa.Table:
+def _raw_table(rng: OffsetRange, messages: list, events: list, now: datetime) -> pa.Table:
     """The raw rows of valid events, in :data:`RAW_SCHEMA`, built column by column.
 
     Per-event Python work is what landing costs next to a bare consumer (see `make bench`), so
@@ -341,9 +417,9 @@ def _raw_table(rng: OffsetRange, records: list, events: list, now: datetime) -> 
     columns = [
         pa.repeat(pa.scalar(rng.topic, pa.string()), n),
         pa.repeat(pa.scalar(rng.partition, pa.int32()), n),
-        pa.array([r.offset for r in records], pa.int64()),
-        pa.array([r.timestamp for r in records], pa.timestamp("ms", tz="UTC")),
-        _text_column([r.key or None for r in records]),
+        pa.array([m.offset() for m in messages], pa.int64()),
+        pa.array(_timestamps(messages), pa.timestamp("ms", tz="UTC")),
+        _text_column([m.key() or None for m in messages]),
         pa.array(event_id, pa.string()),
         pa.array(event_type, pa.string()),
         pa.array(event_time, pa.timestamp("us", tz="UTC")),
@@ -356,6 +432,31 @@ def _raw_table(rng: OffsetRange, records: list, events: list, now: datetime) -> 
     return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
 
 
+def _timestamps(messages: list) -> list[int | None]:
+    """Kafka timestamps in ms; ``None`` where the record has none (type 0, value -1)."""
+    return [ts if kind else None for kind, ts in (m.timestamp() for m in messages)]
+
+
+def _quarantine_table(rng: OffsetRange, bad: list[tuple[object, str]], now: datetime) -> pa.Table:
+    """The quarantine rows for ``(message, reason)`` pairs, in :data:`QUARANTINE_SCHEMA`."""
+    messages = [m for m, _why in bad]
+    values = [m.value() for m in messages]  # type: ignore[attr-defined]
+    return pa.table(
+        {
+            "topic": [rng.topic] * len(bad),
+            "partition": [rng.partition] * len(bad),
+            "offset": [m.offset() for m in messages],  # type: ignore[attr-defined]
+            "kafka_timestamp": _timestamps(messages),
+            "key": [m.key() for m in messages],  # type: ignore[attr-defined]
+            "payload_raw": values,
+            "payload_bytes": [len(v) if v else 0 for v in values],
+            "reason": [why for _m, why in bad],
+            "quarantined_at": [now] * len(bad),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
 def _land_piece(
     kafka: KafkaSettings,
     rng: OffsetRange,
@@ -363,61 +464,74 @@ def _land_piece(
     quarantine_base: Path,
     timeout_s: float,
 ) -> LandingResult:
-    # The collector stays paused from the fetch to the tables: the fetch alone allocates a few
-    # objects per record, all acyclic (see `paused_gc`).
-    with paused_gc():
-        records, expired, end = read_range(kafka, rng, timeout_s)
-        result = LandingResult(range=rng, expired=expired, end_offset=end)
-        now = datetime.now(UTC)
-        values = [r.value for r in records]
-        events, reasons = validate_events(rng.topic, values)
-        if reasons:
-            good_records = [r for r, e in zip(records, events, strict=True) if e is not None]
-            good_events = [e for e in events if e is not None]
-            bad = [(records[i], why) for i, why in sorted(reasons.items())]
+    """Land one range that no landed file overlaps, streaming it chunk by chunk.
+
+    Memory is bounded by :data:`CHUNK_EVENTS`, whatever the range's size: each chunk is read,
+    validated, converted and appended to the temporary files as one row group, then dropped.
+    Only the event ids are kept for the whole range (about 40 bytes an event, in Arrow), because
+    duplicates must be counted across chunks. The quarantine file is renamed into place before
+    the raw file, which is the range's commit record.
+    """
+    result = LandingResult(range=rng)
+    raw = _AtomicParquet(
+        partition_dir(raw_base, rng.topic, rng.partition) / rng.file_name, RAW_SCHEMA
+    )
+    quarantine = _AtomicParquet(
+        partition_dir(quarantine_base, rng.topic, rng.partition) / rng.file_name,
+        QUARANTINE_SCHEMA,
+    )
+    event_ids: list[pa.Array] = []
+    now = datetime.now(UTC)
+    try:
+        # The collector stays paused from the fetch to the tables: each chunk allocates a few
+        # objects per record, all acyclic (see `paused_gc`); reference counting frees them.
+        with paused_gc(), RangeReader(kafka, rng, timeout_s, CHUNK_EVENTS) as reader:
+            for messages in reader:
+                values = [m.value() for m in messages]
+                result.bytes_read += sum(len(v) for v in values if v is not None)
+                events, reasons = validate_events(rng.topic, values)
+                if reasons:
+                    good = [i for i, e in enumerate(events) if e is not None]
+                    good_messages = [messages[i] for i in good]
+                    good_events = [events[i] for i in good]
+                    bad = [(messages[i], why) for i, why in sorted(reasons.items())]
+                    quarantine.write(_quarantine_table(rng, bad, now))
+                    result.reasons.update((why or "").split(":")[0] for _m, why in bad)
+                else:
+                    good_messages, good_events = messages, events
+                if good_events:
+                    table = _raw_table(rng, good_messages, good_events, now)
+                    raw.write(table)
+                    event_ids.append(table.column("event_id").combine_chunks())
+                    times = pc.min_max(table.column("event_time"))
+                    _widen_event_times(result, times["min"].as_py(), times["max"].as_py())
+            result.expired = reader.expired
+            result.end_offset = reader.end_offset
+        result.landed = raw.rows
+        result.quarantined = quarantine.rows
+        if result.accounted != rng.size:
+            raise RangeUnavailableError(
+                f"{rng.run_key}: accounted for {result.accounted} of {rng.size} offsets"
+            )
+        if event_ids:
+            distinct = pc.count_distinct(pa.chunked_array(event_ids)).as_py()
+            result.duplicates = result.landed - distinct
+        if quarantine.rows:
+            quarantine.commit()
+            result.quarantine_file = quarantine.target
         else:
-            good_records, good_events, bad = records, events, []
-        result.bytes_read = sum(len(v) for v in values if v is not None)
-        good_table = _raw_table(rng, good_records, good_events, now)
-        if good_events:
-            distinct = pc.count_distinct(good_table.column("event_id")).as_py()
-            result.duplicates = len(good_events) - distinct
-        bad_table = pa.table(
-            {
-                "topic": [rng.topic] * len(bad),
-                "partition": [rng.partition] * len(bad),
-                "offset": [r.offset for r, _why in bad],
-                "kafka_timestamp": [r.timestamp for r, _why in bad],
-                "key": [r.key for r, _why in bad],
-                "payload_raw": [r.value for r, _why in bad],
-                "payload_bytes": [len(r.value) if r.value else 0 for r, _why in bad],
-                "reason": [why for _r, why in bad],
-                "quarantined_at": [now] * len(bad),
-            },
-            schema=QUARANTINE_SCHEMA,
-        )
-        for _r, why in bad:
-            result.reasons[(why or "").split(":")[0]] += 1
-        if good_events:
-            times = pc.min_max(good_table.column("event_time"))
-            result.event_time_min = times["min"].as_py()
-            result.event_time_max = times["max"].as_py()
-
-    result.landed = len(good_events)
-    result.quarantined = len(bad)
-    if result.accounted != rng.size:
-        raise RangeUnavailableError(
-            f"{rng.run_key}: accounted for {result.accounted} of {rng.size} offsets"
-        )
-
-    raw_target = partition_dir(raw_base, rng.topic, rng.partition) / rng.file_name
-    quarantine_target = partition_dir(quarantine_base, rng.topic, rng.partition) / rng.file_name
-    if result.quarantined:
-        _write_atomic(bad_table, quarantine_target)
-        result.quarantine_file = quarantine_target
-    else:
-        quarantine_target.unlink(missing_ok=True)
-    # Written last, and even when empty: the raw file is the range's commit record.
-    result.raw_file_bytes = _write_atomic(good_table, raw_target)
-    result.raw_file = raw_target
+            quarantine.target.unlink(missing_ok=True)
+        # Renamed last, and even when empty: the raw file is the range's commit record.
+        result.raw_file_bytes = raw.commit()
+        result.raw_file = raw.target
+    finally:
+        quarantine.discard()
+        raw.discard()
     return result
+
+
+def _widen_event_times(result: LandingResult, low: datetime | None, high: datetime | None) -> None:
+    """Extend ``result``'s event-time span to cover ``[low, high]`` (``None`` is no bound)."""
+    for attr, value, pick in (("event_time_min", low, min), ("event_time_max", high, max)):
+        values = [v for v in (getattr(result, attr), value) if v is not None]
+        setattr(result, attr, pick(values) if values else None)

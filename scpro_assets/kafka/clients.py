@@ -1,18 +1,24 @@
 """Kafka clients configured from :class:`~scpro_assets.settings.KafkaSettings`.
 
 Everything that talks to Kafka goes through these factories, so SASL/TLS settings for an external
-cluster apply everywhere at once.
+cluster apply everywhere at once. Two client libraries are used: kafka-python for producing,
+administration and offsets, and librdkafka (confluent-kafka) for landing's reads, where decoding
+records in C instead of Python halves the cost of landing an event (see ``make bench``).
 """
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from scpro_assets.settings import TOPICS, KafkaSettings
+
+if TYPE_CHECKING:
+    import confluent_kafka
 
 
 def producer(settings: KafkaSettings, **overrides: object) -> KafkaProducer:
@@ -44,6 +50,64 @@ def consumer(settings: KafkaSettings, **overrides: object) -> KafkaConsumer:
     }
     options.update(overrides)
     return KafkaConsumer(**options)
+
+
+def rdkafka_config(settings: KafkaSettings) -> dict[str, str]:
+    """:meth:`KafkaSettings.client_options` (connection and security) in librdkafka's terms.
+
+    A librdkafka client thus reaches an external cluster exactly as the kafka-python ones do.
+    kafka-python's ``sasl_plain_username``/``password`` serve PLAIN and SCRAM alike, as librdkafka's
+    ``sasl.username``/``password`` do; both verify the broker's host name under TLS by default.
+    """
+    config = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        if settings.sasl_username is not None:
+            config["sasl.username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            config["sasl.password"] = settings.sasl_password
+    for ours, theirs in (
+        ("ssl_cafile", "ssl.ca.location"),
+        ("ssl_certfile", "ssl.certificate.location"),
+        ("ssl_keyfile", "ssl.key.location"),
+    ):
+        if getattr(settings, ours):
+            config[theirs] = getattr(settings, ours)
+    return config
+
+
+def range_consumer(settings: KafkaSettings) -> confluent_kafka.Consumer:
+    """A librdkafka consumer for reading assigned offset ranges, never committing anything.
+
+    librdkafka insists on a ``group.id``; with ``assign()`` (no subscribe) the group is never
+    joined, and with auto-commit and offset storing off nothing is ever committed to it.
+    ``read_uncommitted`` matches kafka-python's default and the sensors' end offsets (high
+    watermarks), so a range is read exactly as planned. The prefetch queue is capped (16 MiB) to
+    keep a landing run's memory bounded: landing, not the network, is the slower side.
+    """
+    from confluent_kafka import Consumer
+
+    fetch_max = 32 * 1024 * 1024
+    return Consumer(
+        {
+            **rdkafka_config(settings),
+            "group.id": "scpro-landing-never-committed",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_uncommitted",
+            "fetch.max.bytes": fetch_max,
+            "receive.message.max.bytes": fetch_max + 1024 * 1024,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "queued.max.messages.kbytes": 32 * 1024,
+            "fetch.queue.backoff.ms": 10,
+            "socket.timeout.ms": 15000,
+        }
+    )
 
 
 def admin(settings: KafkaSettings, **overrides: object) -> KafkaAdminClient:
