@@ -121,19 +121,29 @@ def _kpi_html(kpi: Kpi, current: object, previous: object, period_label: str | N
 
 def kpi_grid(
     cards: list[tuple[Kpi, object, object]], period_label: str | None, columns: int = 5
-) -> pn.pane.HTML:
-    """KPI cards ``(kpi, current, previous)`` in rows of ``columns``, as one HTML pane.
+) -> str:
+    """KPI cards ``(kpi, current, previous)`` in rows of ``columns``, as one HTML block.
 
-    One pane, not one per card: every pane is a Bokeh model the server builds and the browser
-    lays out before the page shows anything, and these cards are what a user waits for.
+    One block for all cards, shown by one pane (see :func:`live_cards`): every pane is a Bokeh
+    model the server builds and the browser lays out before the page shows anything, and these
+    cards are what a user waits for.
     """
     body = "".join(_kpi_html(kpi, cur, prev, period_label) for kpi, cur, prev in cards)
-    return pn.pane.HTML(
-        f'<div class="kpis" style="--columns:{columns}">{body}</div>',
-        stylesheets=[CARD_CSS],
-        sizing_mode="stretch_width",
-        margin=4,
+    return f'<div class="kpis" style="--columns:{columns}">{body}</div>'
+
+
+def live_cards(store: Any, render: Callable[[Any, Any], str]) -> pn.pane.HTML:
+    """KPI cards that follow the filters: ``render(store, state)`` gives their HTML.
+
+    The pane stays and only its text changes on a filter change, so the browser receives the
+    new numbers as one small patch instead of a new model to lay out. Cards are a page's
+    headline, so they are computed with the page, never deferred.
+    """
+    pane = pn.pane.HTML(
+        render(store, store.state), stylesheets=[CARD_CSS], sizing_mode="stretch_width", margin=4
     )
+    store.param.watch(lambda event: setattr(pane, "object", render(store, event.new)), "state")
+    return pane
 
 
 def page_header(title: str, subtitle: str) -> pn.pane.HTML:
@@ -233,11 +243,16 @@ def hbar_rate(
 
 
 def time_bars(frame: pd.DataFrame, x: str, y: str, title: str, money_axis: bool) -> pn.pane.Bokeh:
-    """Bars over time (orders or revenue per day/week)."""
-    source = ColumnDataSource({"x": pd.to_datetime(frame[x]), "y": frame[y].astype(float)})
+    """Bars over time (orders or revenue per day/week); :func:`show_over_time` refreshes them."""
     plot = _figure(title, 240, x_axis_type="datetime")
-    width = _bar_width_ms(frame[x])
-    plot.vbar(x="x", top="y", width=width, color=BLUE, alpha=0.85, source=source)
+    plot.vbar(
+        x="x",
+        top="y",
+        width=_bar_width_ms(frame[x]),
+        color=BLUE,
+        alpha=0.85,
+        source=_time_source(frame, x, y),
+    )
     plot.yaxis.formatter = NumeralTickFormatter(format="$0,0" if money_axis else "0,0")
     plot.y_range.start = 0
     plot.add_tools(
@@ -247,8 +262,8 @@ def time_bars(frame: pd.DataFrame, x: str, y: str, title: str, money_axis: bool)
 
 
 def time_rate_line(frame: pd.DataFrame, x: str, y: str, title: str) -> pn.pane.Bokeh:
-    """A rate over time as a line with points."""
-    source = ColumnDataSource({"x": pd.to_datetime(frame[x]), "y": frame[y].astype(float)})
+    """A rate over time as a line with points; :func:`show_over_time` refreshes it."""
+    source = _time_source(frame, x, y)
     plot = _figure(title, 240, x_axis_type="datetime")
     plot.line(x="x", y="y", color=RED, line_width=2.5, source=source)
     plot.scatter(x="x", y="y", color=RED, size=5, source=source)
@@ -260,6 +275,26 @@ def time_rate_line(frame: pd.DataFrame, x: str, y: str, title: str) -> pn.pane.B
     return bokeh(plot)
 
 
+def show_over_time(chart: pn.pane.Bokeh, frame: pd.DataFrame, x: str, y: str, title: str) -> None:
+    """Show new data in a chart made by :func:`time_bars` or :func:`time_rate_line`, in place.
+
+    Only the data (and the title and bar width) travel to the browser, which keeps the figure:
+    re-creating it on each filter change cost about 60 ms on the server and a new layout in
+    the browser.
+    """
+    plot = chart.object
+    plot.title.text = title
+    data = _time_source(frame, x, y).data
+    for renderer in plot.renderers:
+        renderer.data_source.data = dict(data)
+        if hasattr(renderer.glyph, "width"):
+            renderer.glyph.width = _bar_width_ms(frame[x])
+
+
+def _time_source(frame: pd.DataFrame, x: str, y: str) -> ColumnDataSource:
+    return ColumnDataSource({"x": pd.to_datetime(frame[x]), "y": frame[y].astype(float)})
+
+
 def _bar_width_ms(values: pd.Series) -> float:
     """Bar width for daily or weekly buckets, with a small gap."""
     stamps = pd.to_datetime(values).sort_values()
@@ -268,27 +303,28 @@ def _bar_width_ms(values: pd.Series) -> float:
     return step.total_seconds() * 1000 * 0.8
 
 
-def reactive(
-    store: object, render: Callable[..., pn.viewable.Viewable], first: bool = False
-) -> pn.param.ParamFunction:
+def reactive(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
     """A part of a page that re-renders when the store's filter state changes.
 
-    ``lazy`` keeps pages that are not on screen from querying at all. Parts marked ``first`` (the
-    headline numbers) are in the page a browser receives; on the page a session opens with, the
-    others (charts, tables) are built right after it is shown, so the numbers are not held back
-    by them.
+    ``lazy`` keeps pages that are not on screen from querying at all, and on the page a session
+    opens with, the part is built right after the page is shown (``defer_load``), so the
+    headline numbers (:func:`live_cards`) are not held back by charts and tables.
     """
     return pn.param.ParamFunction(
         pn.bind(render, store, store.param.state),  # type: ignore[attr-defined]
         lazy=True,
-        defer_load=not first,
+        defer_load=True,
         loading_indicator=True,
         sizing_mode="stretch_width",
     )
 
 
 def static(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
-    """A part of a page that does not depend on the filters, built when first shown."""
+    """A part of a page built once, when first shown, right after the page is.
+
+    It does not depend on the filters, or it follows them itself (like
+    :class:`~panel_app.views.overview.Trends`).
+    """
     return pn.param.ParamFunction(
         pn.bind(render, store), lazy=True, defer_load=True, sizing_mode="stretch_width"
     )

@@ -31,7 +31,7 @@ COLUMNS: dict[str, str] = {
 }
 
 
-def summary_cards(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+def summary_cards(store: DataStore, state: FilterState) -> str:
     """How many open orders are scored, how many at high risk, and the revenue at stake."""
     summary = store.at_risk_summary(state)
     cards = [
@@ -94,7 +94,7 @@ def build(store: DataStore) -> pn.viewable.Viewable:
             "before the promise is broken. Region, carrier/mode, category and segment filters "
             "apply; the period does not (an open order stays here until it is delivered).",
         ),
-        ui.reactive(store, summary_cards, first=True),
+        ui.live_cards(store, summary_cards),
         download,
         ui.reactive(store, risk_table),
         sizing_mode="stretch_width",

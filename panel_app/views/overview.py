@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import panel as pn
 
 from panel_app import ui
@@ -29,7 +30,7 @@ def period_label(state: FilterState) -> str:
     return "all time"
 
 
-def kpi_cards(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
+def kpi_cards(store: DataStore, state: FilterState) -> str:
     """Two rows of KPI cards: delivery performance, then commercial figures."""
     figures = store.kpis(state)
     label = period_label(state)
@@ -49,18 +50,40 @@ def action_line(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
     )
 
 
-def trends(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
-    """Volume and late rate over the period."""
-    frame = store.trend(state)
-    if frame.empty:
-        return ui.notice("No orders match these filters in this period.")
-    window_days = store.window(state).days
-    grain = "day" if window_days is not None and window_days <= 31 else "week"
-    return pn.Row(
-        ui.time_bars(frame, "period_start", "orders", f"Orders per {grain}", money_axis=False),
-        ui.time_rate_line(frame, "period_start", "late_rate", f"Late deliveries per {grain} (%)"),
-        sizing_mode="stretch_width",
-    )
+class Trends(pn.viewable.Viewer):
+    """Volume and late rate over the period, per day (up to a month) or week.
+
+    The two charts are built once per session and then only their data changes with the filters
+    (see :func:`ui.show_over_time`), so a filter change does not rebuild figures.
+    """
+
+    def __init__(self, store: DataStore) -> None:
+        super().__init__()
+        self._store = store
+        frame, grain = self._data(store.state)
+        self._orders = ui.time_bars(frame, "period_start", "orders", "", money_axis=False)
+        self._late = ui.time_rate_line(frame, "period_start", "late_rate", "")
+        self._charts = pn.Row(self._orders, self._late, sizing_mode="stretch_width")
+        self._empty = ui.notice("No orders match these filters in this period.")
+        self._show(frame, grain)
+        self._layout = pn.Column(self._empty, self._charts, sizing_mode="stretch_width")
+        store.param.watch(lambda event: self._show(*self._data(event.new)), "state")
+
+    def _data(self, state: FilterState) -> tuple[pd.DataFrame, str]:
+        window_days = self._store.window(state).days
+        grain = "day" if window_days is not None and window_days <= 31 else "week"
+        return self._store.trend(state), grain
+
+    def _show(self, frame: pd.DataFrame, grain: str) -> None:
+        self._empty.visible = frame.empty
+        self._charts.visible = not frame.empty
+        ui.show_over_time(self._orders, frame, "period_start", "orders", f"Orders per {grain}")
+        ui.show_over_time(
+            self._late, frame, "period_start", "late_rate", f"Late deliveries per {grain} (%)"
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
 
 
 def build(store: DataStore) -> pn.viewable.Viewable:
@@ -71,8 +94,8 @@ def build(store: DataStore) -> pn.viewable.Viewable:
             "How deliveries and sales are doing in the selected period, "
             "and how that compares with the period before.",
         ),
-        ui.reactive(store, kpi_cards, first=True),
+        ui.live_cards(store, kpi_cards),
         ui.reactive(store, action_line),
-        ui.reactive(store, trends),
+        ui.static(store, Trends),
         sizing_mode="stretch_width",
     )
