@@ -205,3 +205,29 @@ def test_app_builds_every_page_without_a_browser(warehouse: PanelWarehouse) -> N
     assert store.state.region == "South Asia"
     filters.reset()
     assert store.state == FilterState(region=ALL)
+
+
+def test_cards_and_trends_follow_the_filters_in_place(warehouse: PanelWarehouse) -> None:
+    """The overview's cards and charts keep their panes and figures; only their data changes."""
+    from panel_app.filters import Filters
+    from panel_app.views import overview
+
+    store = DataStore(serving_current=warehouse.serving_current)
+    filters = Filters(store)
+    page = overview.build(store)
+    cards = page.objects[1]
+    trends = overview.Trends(store)
+    orders_chart = trends._orders.object
+
+    def shown_orders() -> list[float]:
+        return list(orders_chart.renderers[0].data_source.data["y"])
+
+    everywhere = shown_orders()
+    assert everywhere == list(store.trend().orders.astype(float))
+    before = cards.object
+    filters.region = "South Asia"
+    assert page.objects[1] is cards and trends._orders.object is orders_chart
+    assert shown_orders() == list(store.trend().orders.astype(float))
+    assert sum(shown_orders()) < sum(everywhere)
+    assert cards.object != before
+    assert f">{store.kpis().at['orders', 'current']:,.0f}<" in cards.object
