@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scpro_assets.settings import REPO_ROOT, Settings
+from scpro_assets.settings import REPO_ROOT, TOPICS, KafkaSettings, Settings
 
 
 @dataclass
@@ -106,16 +106,78 @@ def bench_replay(settings: Settings, report: Report, orders: int) -> None:
     )
 
 
+def _bare_kafka_python_read(kafka: KafkaSettings) -> int:
+    """Issue 3's baseline: kafka-python reads every event of the four topics and does nothing."""
+    from kafka import TopicPartition
+
+    from scpro_assets.kafka.clients import consumer, end_offsets
+
+    reader = consumer(kafka)
+    count = 0
+    try:
+        for topic in TOPICS:
+            offsets = end_offsets(kafka, topic)
+            name = kafka.topic_name(topic)
+            tps = [TopicPartition(name, p) for p in offsets]
+            reader.assign(tps)
+            for tp in tps:
+                reader.seek(tp, 0)
+            want = sum(end for _b, end in offsets.values())
+            got = 0
+            while got < want:
+                for records in reader.poll(timeout_ms=1000, max_records=20_000).values():
+                    got += len(records)
+            count += got
+    finally:
+        reader.close()
+    return count
+
+
+def _bare_confluent_read(kafka: KafkaSettings) -> int:
+    """The client landing reads with (librdkafka, landing's own consumer settings), doing nothing.
+
+    Landing over this one is our overhead on the same client: validation, Arrow, Parquet and
+    Dagster's runs.
+    """
+    from confluent_kafka import TopicPartition
+
+    from scpro_assets.ingest.landing import CHUNK_EVENTS
+    from scpro_assets.kafka.clients import end_offsets, range_consumer
+
+    reader = range_consumer(kafka)
+    count = 0
+    try:
+        for topic in TOPICS:
+            offsets = end_offsets(kafka, topic)
+            name = kafka.topic_name(topic)
+            reader.assign([TopicPartition(name, p, 0) for p in offsets])
+            want = sum(end for _b, end in offsets.values())
+            got = 0
+            while got < want:
+                # consume() waits for all it is asked for: never ask past the end.
+                batch = reader.consume(num_messages=min(want - got, CHUNK_EVENTS), timeout=1.0)
+                got += sum(1 for m in batch if m.error() is None)
+            count += got
+    finally:
+        reader.close()
+    return count
+
+
 def bench_ingest(
     settings: Settings, report: Report, events: int, latency_samples: int, workers: int = 2
 ) -> None:
-    """Issue 3: landing 1M events as Parquet next to a bare consumer; produce-to-file latency."""
+    """Issue 3: landing 1M events as Parquet next to bare consumers; produce-to-file latency.
+
+    Two baselines read the same events and do nothing: kafka-python (the issue's ratio) and
+    librdkafka with landing's own settings (what our landing adds on the same client).
+    """
     import dagster as dg
-    from kafka import TopicPartition
+    import pyarrow.parquet as pq
 
     from scpro_assets.definitions import build_definitions
+    from scpro_assets.ingest.landing import CHUNK_EVENTS
     from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
-    from scpro_assets.kafka.clients import consumer, end_offsets, ensure_topics, producer
+    from scpro_assets.kafka.clients import ensure_topics, producer
     from scpro_assets.replay import replay
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
@@ -133,29 +195,10 @@ def bench_ingest(
     produced = replay(limited(), run.kafka)
     total = produced.total
 
-    def bare_read() -> int:
-        reader = consumer(run.kafka)
-        count = 0
-        try:
-            for topic in ("orders", "payments", "shipments", "ops_logs"):
-                offsets = end_offsets(run.kafka, topic)
-                name = run.kafka.topic_name(topic)
-                tps = [TopicPartition(name, p) for p in offsets]
-                reader.assign(tps)
-                for tp in tps:
-                    reader.seek(tp, 0)
-                want = sum(end for _b, end in offsets.values())
-                got = 0
-                while got < want:
-                    for records in reader.poll(timeout_ms=1000, max_records=20_000).values():
-                        got += len(records)
-                count += got
-        finally:
-            reader.close()
-        return count
-
-    read, bare_s = _timed(bare_read)
-    assert read == total, f"bare consumer read {read} of {total}"
+    read, kafka_python_s = _timed(lambda: _bare_kafka_python_read(run.kafka))
+    assert read == total, f"bare kafka-python consumer read {read} of {total}"
+    read, confluent_s = _timed(lambda: _bare_confluent_read(run.kafka))
+    assert read == total, f"bare confluent-kafka consumer read {read} of {total}"
     defs = build_definitions(run)
     run.dagster_home.mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test(temp_dir=str(run.dagster_home)) as instance:
@@ -164,8 +207,6 @@ def bench_ingest(
         )
         runs = sum(len(t.succeeded) for t in ticks)
         failed = sum(len(t.failed) for t in ticks)
-        import pyarrow.parquet as pq
-
         landed = sum(pq.ParquetFile(f).metadata.num_rows for f in run.raw_dir.rglob("*.parquet"))
         quarantined = sum(
             pq.ParquetFile(f).metadata.num_rows for f in run.quarantine_dir.rglob("*.parquet")
@@ -176,21 +217,25 @@ def bench_ingest(
         # a new event-log shard, ~14 stored events), which only bigger ranges amortise.
         landing_s = sum(
             float(r.asset_materialization.metadata["seconds"].value)
-            for topic in ("orders", "payments", "shipments", "ops_logs")
+            for topic in TOPICS
             for r in instance.fetch_materializations(
                 dg.AssetKey(f"raw_{topic}"), limit=10_000
             ).records
         )
+        ingest_rate = total / ingest_s
         report.add(
             section,
             events=total,
             ingest_worker_processes=workers,
-            consumer_settings="both sides: scpro_assets.kafka.clients.consumer() "
-            "(fetch_max_bytes 32 MiB, max_partition_fetch_bytes 8 MiB, fetch_min_bytes 1), "
-            "poll(max_records=20000)",
-            bare_consumer_events_per_s=total / bare_s,
-            ingest_events_per_s=total / ingest_s,
-            ratio_ingest_to_bare=(total / ingest_s) / (total / bare_s),
+            consumer_settings="kafka-python: scpro_assets.kafka.clients.consumer() "
+            "(fetch_max_bytes 32 MiB, max_partition_fetch_bytes 8 MiB), poll(max_records=20000); "
+            "confluent-kafka and landing: scpro_assets.kafka.clients.range_consumer(), "
+            f"consume(num_messages<={CHUNK_EVENTS})",
+            bare_kafka_python_events_per_s=total / kafka_python_s,
+            bare_confluent_kafka_events_per_s=total / confluent_s,
+            ingest_events_per_s=ingest_rate,
+            ratio_ingest_to_bare_kafka_python=ingest_rate / (total / kafka_python_s),
+            ratio_ingest_to_bare_confluent_kafka=ingest_rate / (total / confluent_s),
             ingest_runs=runs,
             failed_runs=failed,
             max_events_per_run=defs.resources["kafka"].max_events_per_run,  # type: ignore[union-attr]

@@ -9,6 +9,12 @@ import dagster as dg
 
 from scpro_assets.settings import KafkaSettings, Settings
 
+#: Events per landing run (``SCPRO_MAX_EVENTS_PER_RUN``). Each run costs Dagster about a second
+#: or two whatever its size (run record, event-log shard), so ranges are large; landing streams
+#: a range in chunks (``scpro_assets.ingest.landing.CHUNK_EVENTS``), so memory does not grow with
+#: it. At 250k a run lands in well under a minute on two cores, so a failed run retries little.
+DEFAULT_MAX_EVENTS_PER_RUN = 250_000
+
 
 class KafkaResource(dg.ConfigurableResource):
     """How assets and sensors reach Kafka; the SASL password is read from the environment only."""
@@ -19,7 +25,7 @@ class KafkaResource(dg.ConfigurableResource):
     sasl_username: str | None = None
     ssl_cafile: str | None = None
     topic_prefix: str = ""
-    max_events_per_run: int = 50_000
+    max_events_per_run: int = DEFAULT_MAX_EVENTS_PER_RUN
     max_runs_per_tick: int = 20
     max_runs_in_flight: int = 2
 
@@ -33,7 +39,9 @@ class KafkaResource(dg.ConfigurableResource):
             sasl_username=settings.sasl_username,
             ssl_cafile=settings.ssl_cafile,
             topic_prefix=settings.topic_prefix,
-            max_events_per_run=int(os.environ.get("SCPRO_MAX_EVENTS_PER_RUN", "50000")),
+            max_events_per_run=int(
+                os.environ.get("SCPRO_MAX_EVENTS_PER_RUN", DEFAULT_MAX_EVENTS_PER_RUN)
+            ),
             max_runs_per_tick=int(os.environ.get("SCPRO_MAX_RUNS_PER_TICK", "20")),
             max_runs_in_flight=int(os.environ.get("SCPRO_MAX_RUNS_IN_FLIGHT", "2")),
         )

@@ -364,3 +364,61 @@ def test_raw_payload_is_the_validated_event_and_personal_data_is_dropped(
     assert rows[1]["event_time"] == T0 + timedelta(minutes=2)
     (meta,) = _materializations(dagster_instance, "payments")
     assert meta["lag_at_landing"] == 0 and meta["landed"] == 2
+
+
+def test_range_larger_than_a_chunk_lands_as_row_groups_with_exact_accounting(
+    scpro_settings, dagster_instance, monkeypatch
+):
+    """A range streamed in chunks: one row group per chunk, counts over the whole range.
+
+    Poison messages sit in different chunks and one event is published again three chunks
+    later: the duplicate is still counted, because event ids are compared across chunks.
+    """
+    monkeypatch.setattr(landing, "CHUNK_EVENTS", 7)
+    values = [_payment(i) for i in range(30)]
+    values[3], values[17] = b"\xff not utf-8", b'{"event_id": '
+    values[25] = _payment(1)  # the same event as offset 1, in another chunk
+    _publish(scpro_settings, "payments", values)
+    defs = build_definitions(scpro_settings)
+    (tick,) = ingest_until_caught_up(defs, dagster_instance, topics=("payments",))[:1]
+    assert tick.succeeded == ["payments-0-0-29"]
+
+    raw_file = next((scpro_settings.raw_dir / "payments").rglob("*.parquet"))
+    assert pq.ParquetFile(raw_file).metadata.num_row_groups == 5  # offsets 0-6, 7-13, ..., 28-29
+    assert pq.ParquetFile(raw_file).metadata.row_group(0).num_rows == 6  # offset 3 quarantined
+    raw_offsets = [r["offset"] for r in _rows(scpro_settings, "raw", "payments")]
+    assert raw_offsets == [o for o in range(30) if o not in (3, 17)]
+    assert [r["offset"] for r in _rows(scpro_settings, "quarantine", "payments")] == [3, 17]
+    assert _accounted(scpro_settings, "payments") == {0: list(range(30))}
+    (meta,) = _materializations(dagster_instance, "payments")
+    assert (meta["landed"], meta["quarantined"], meta["expired_before_landing"]) == (28, 2, 0)
+    assert meta["duplicates_by_event_id"] == 1
+    assert meta["events_in_range"] == 30 and meta["lag_at_landing"] == 0
+    # The raw file holds exactly what one write of the whole range would hold.
+    assert pq.read_table(raw_file).schema == landing.RAW_SCHEMA
+    assert sorted(pq.read_table(raw_file).column("event_id").to_pylist()) == sorted(
+        json.loads(v)["event_id"] for o, v in enumerate(values) if o not in (3, 17)
+    )
+
+
+def test_transaction_markers_are_offsets_without_records(scpro_settings, dagster_instance):
+    """Commit markers take offsets but hold no event: accounted as such, inside and at the end."""
+    topic = scpro_settings.kafka.topic_name("payments")
+    transactional = producer(scpro_settings.kafka, transactional_id=f"{topic}-tx")
+    transactional.init_transactions()
+    transactional.begin_transaction()
+    for i in range(3):
+        transactional.send(topic, value=_payment(i), partition=0)  # offsets 0-2, marker at 3
+    transactional.commit_transaction()
+    _publish(scpro_settings, "payments", [_payment(3)])  # offset 4
+    transactional.begin_transaction()
+    for i in range(4, 6):
+        transactional.send(topic, value=_payment(i), partition=0)  # offsets 5-6, marker at 7
+    transactional.commit_transaction()
+    transactional.close()
+
+    defs = build_definitions(scpro_settings)
+    ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
+    assert _accounted(scpro_settings, "payments") == {0: [0, 1, 2, 4, 5, 6]}
+    (meta,) = _materializations(dagster_instance, "payments")
+    assert (meta["events_in_range"], meta["landed"], meta["expired_before_landing"]) == (8, 6, 2)

@@ -24,6 +24,7 @@ class RangeConfig(dg.Config):
     partition: int
     start: int
     stop: int
+    #: Fail the run (to be retried) when the broker delivers nothing new for this long.
     timeout_seconds: float = 60.0
 
 

@@ -9,16 +9,13 @@ records in C instead of Python halves the cost of landing an event (see ``make b
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
+import confluent_kafka
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from scpro_assets.settings import TOPICS, KafkaSettings
-
-if TYPE_CHECKING:
-    import confluent_kafka
 
 
 def producer(settings: KafkaSettings, **overrides: object) -> KafkaProducer:
@@ -88,10 +85,8 @@ def range_consumer(settings: KafkaSettings) -> confluent_kafka.Consumer:
     watermarks), so a range is read exactly as planned. The prefetch queue is capped (16 MiB) to
     keep a landing run's memory bounded: landing, not the network, is the slower side.
     """
-    from confluent_kafka import Consumer
-
     fetch_max = 32 * 1024 * 1024
-    return Consumer(
+    return confluent_kafka.Consumer(
         {
             **rdkafka_config(settings),
             "group.id": "scpro-landing-never-committed",
