@@ -32,7 +32,7 @@ from ml_assets.scoring import (
     score_late_risk,
 )
 from ml_assets.segments import K_RANGE, customer_features, fit_segments
-from ml_assets.training import TASKS, save_task, train_task
+from ml_assets.training import TASKS, NotEnoughDataError, save_task, train_task
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
 
@@ -112,7 +112,10 @@ def _train_model_asset(
     settings = _settings(lake)
     features = read_clean(settings.clean_dir, "order_features")
     started = time.perf_counter()
-    result = train_task(features.frame, task, network_config=_network_config(config))
+    try:
+        result = train_task(features.frame, task, network_config=_network_config(config))
+    except NotEnoughDataError as error:
+        return _not_trained_yet(context, str(error), len(features.frame))
     entries = save_task(result, settings.models_dir, {"order_features": features.lineage()})
     served = next(e for e in entries if e["is_serving"])
     metric = TASKS[task]["metric"]
@@ -149,6 +152,36 @@ def _train_model_asset(
                 },
             ),
             leakage_check_result(result.split.fit, result.features, result.split.cutoff),
+        ],
+    )
+
+
+def _not_trained_yet(
+    context: dg.AssetExecutionContext, reason: str, rows: int
+) -> dg.MaterializeResult:
+    """No model yet (a stream has just started): say so instead of failing the run.
+
+    A failed training would skip the scores, dbt and the snapshot in the same run, so nothing
+    would reach the dashboard until enough orders were delivered. Instead the registry stays as
+    it is, the scores publish empty until a model serves, and the failed ``beats_baseline`` check
+    makes the automation train again on the next features update
+    (``scpro_assets.automation.TRAIN_WHEN_NEEDED``).
+    """
+    context.log.warning(f"not trained yet: {reason}")
+    return dg.MaterializeResult(
+        metadata={"trained": False, "skipped": reason, "feature_rows": rows},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="beats_baseline",
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"not judged: {reason}",
+            ),
+            dg.AssetCheckResult(
+                check_name="no_leakage",
+                passed=True,
+                description="not judged: no model was trained",
+            ),
         ],
     )
 
@@ -260,6 +293,29 @@ class _ScoringRun:
         }
 
 
+def _no_model_in_service(settings: Settings, output: str, task: str) -> dg.MaterializeResult:
+    """Publish an empty ``output`` while ``task`` has no model yet (see :func:`_not_trained_yet`).
+
+    dbt and the dashboard then show the orders as unscored; the drift check passes vacuously
+    (no score to compare), so it does not ask for a retrain the automation already schedules.
+    """
+    from ml_assets.outputs import SCHEMAS
+
+    write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
+    reason = f"no {task} model in service yet"
+    return dg.MaterializeResult(
+        metadata={"skipped": reason, "dagster/row_count": 0},
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="score_drift",
+                passed=True,
+                description=f"not judged: {reason}",
+                metadata={"rows_compared": 0},
+            )
+        ],
+    )
+
+
 def _score_orders(
     lake: LakeResource,
     task: str,
@@ -299,6 +355,9 @@ def _drift_spec(asset: str, score: str) -> dg.AssetCheckSpec:
 )
 def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
     """Score every order with the serving delivery-time model."""
+    settings = _settings(lake)
+    if not registry.has_serving_model(settings.models_dir, "delivery_time"):
+        return _no_model_in_service(settings, "delivery_time_predictions", "delivery_time")
     run = _score_orders(lake, "delivery_time", "delivery_time_predictions", score_delivery_time)
     days = run.table.column("predicted_delivery_days").to_numpy()
     return dg.MaterializeResult(
@@ -321,6 +380,9 @@ def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
 )
 def late_risk_scores(lake: LakeResource) -> dg.MaterializeResult:
     """Score every order with the serving late-risk model and explain each score."""
+    settings = _settings(lake)
+    if not registry.has_serving_model(settings.models_dir, "late_risk"):
+        return _no_model_in_service(settings, "late_risk_scores", "late_risk")
     run = _score_orders(lake, "late_risk", "late_risk_scores", score_late_risk)
     risk = run.table.column("late_risk").to_numpy()
     bands = pd.Series(run.table.column("risk_band").to_pylist()).value_counts().to_dict()

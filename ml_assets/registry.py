@@ -107,6 +107,11 @@ def read_entries(models_dir: Path) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: (e["trained_at"], e["model_name"]))
 
 
+def has_serving_model(models_dir: Path, task: str) -> bool:
+    """Whether some training of ``task`` has registered a serving model."""
+    return any(e["task"] == task and e["is_serving"] for e in read_entries(models_dir))
+
+
 def serving_entry(models_dir: Path, task: str) -> dict[str, Any]:
     """The entry of the model serving ``task`` (the latest training run's chosen candidate)."""
     chosen = [e for e in read_entries(models_dir) if e["task"] == task and e["is_serving"]]

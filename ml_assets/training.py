@@ -99,6 +99,10 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
+class NotEnoughDataError(ValueError):
+    """Too few delivered orders to train and judge a model (the start of a stream)."""
+
+
 def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """ROC-AUC (primary), accuracy at 0.5, Brier score and log loss."""
     from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
@@ -229,7 +233,7 @@ def train_task(
     kind, target = spec["kind"], spec["target"]
     split = time_split(frame, cutoff=cutoff)
     if len(split.train) < 20 or len(split.test) < 5:
-        raise ValueError(
+        raise NotEnoughDataError(
             f"{task}: too few delivered orders for a time split "
             f"({len(split.train)} train, {len(split.test)} test)"
         )

@@ -7,9 +7,10 @@ automation, so new events reach the dashboard without anyone clicking:
   snapshot run as soon as an upstream asset was updated (``eager``; assets that read the raw
   layer use :data:`FOLLOW_STREAM`, which does not wait for landing runs to pause). A burst of raw
   ranges coalesces into one clean run, not one per range, since a run in progress is not doubled.
-- **Models** train when they are missing; after that they retrain on the weekly schedule and when
-  the drift sensor asks for it (both in ``ml_assets.automation``), not on every new range, which
-  would chase noise.
+- **Models** train when they are missing, and again on new features while they have none in
+  service or lose to their baseline (:data:`TRAIN_WHEN_NEEDED`); after that they retrain on the
+  weekly schedule and when the drift sensor asks for it (both in ``ml_assets.automation``), not
+  on every new range, which would chase noise.
 
 The policy is applied here, by asset key and group, rather than in each asset module, so one page
 says how the whole graph moves and the asset modules stay free of scheduling concerns.
@@ -25,7 +26,7 @@ import dagster as dg
 #: Groups whose assets follow their upstream data.
 FOLLOW_GROUPS: frozenset[str] = frozenset({"clean", "warehouse", "ml", "serving"})
 
-#: Assets that train models: automation only fills them in when missing (see module docstring).
+#: Assets that train models: automation trains them until they serve (see module docstring).
 TRAINING_ASSETS: frozenset[str] = frozenset({"delivery_time_model", "late_risk_model"})
 
 #: The dashboard's main marts carry a freshness policy: warn after 1 hour without an update,
@@ -40,17 +41,27 @@ FRESHNESS_CHECKED: frozenset[str] = frozenset(
 )
 
 
-#: Train a model that does not exist yet once its features do. Unlike ``on_missing`` (which only
-#: fires when an asset *becomes* missing, so never for one missing since the first tick), this
-#: holds while the model is missing. A failed training (say, no delivered order yet at the start
-#: of a stream) is retried when its features are next updated, not in a loop.
-TRAIN_WHEN_MISSING = (
-    dg.AutomationCondition.missing()
+#: Train a model that does not exist yet once its features do, and train again on the next
+#: features update while its last checks failed: at the start of a stream there is no delivered
+#: order to learn from, so the training publishes "not trained yet" with a failed
+#: ``beats_baseline`` check (and the scores publish empty, so the data still reaches the
+#: dashboard), and the model follows the stream until it serves and beats its baseline. A model
+#: that serves and passes is then retrained only on schedule or drift (module docstring). Unlike
+#: ``on_missing`` (which fires only when an asset *becomes* missing), ``missing`` holds while the
+#: model is missing; a training that errors is retried on the next features update, not in a loop.
+TRAIN_WHEN_NEEDED = (
+    (
+        dg.AutomationCondition.missing()
+        | (
+            dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed())
+            & dg.AutomationCondition.any_deps_updated()
+        )
+    )
     & ~dg.AutomationCondition.any_deps_missing()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
     & (~dg.AutomationCondition.execution_failed() | dg.AutomationCondition.any_deps_updated())
-).with_label("train_when_missing")
+).with_label("train_when_needed")
 
 
 #: For assets that read the raw layer. ``eager`` waits until no upstream run is in progress, but
@@ -80,7 +91,7 @@ def condition_for(
     """
     name = spec.key.path[-1]
     if name in TRAINING_ASSETS:
-        return TRAIN_WHEN_MISSING
+        return TRAIN_WHEN_NEEDED
     if spec.group_name in FOLLOW_GROUPS:
         reads_ingest = any(dep.asset_key in ingest_keys for dep in spec.deps)
         return FOLLOW_STREAM if reads_ingest else dg.AutomationCondition.eager()
@@ -127,5 +138,8 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=15,
+        # The instance retries failed runs (for landing ranges); an automation run that failed
+        # is not retried as it was: its assets are asked for again with the next new data.
+        run_tags={"dagster/retry_on_asset_or_op_failure": "false"},
         description="Keeps clean, warehouse, ML and serving assets following new raw data.",
     )

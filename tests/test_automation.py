@@ -79,3 +79,42 @@ def test_the_dashboard_marts_carry_a_freshness_policy_and_the_automation_sensor_
         assert graph.get(dg.AssetKey(name)).freshness_policy is not None, name
     sensor = defs.get_sensor_def("scpro_automation")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def _checked(instance: dg.DagsterInstance, name: str, check: str, passed: bool) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(asset_key=dg.AssetKey(name), check_name=check, passed=passed)
+    )
+
+
+def test_a_model_not_trained_yet_trains_again_on_the_next_features(defs):
+    """At the start of a stream there is nothing to learn from: the model follows the stream
+    until it serves and beats its baseline, then stays put until schedule or drift."""
+    graph = defs.resolve_asset_graph()
+    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
+    with dg.instance_for_test() as instance:
+        _materialized(instance, *everything)
+        # The first training had too few delivered orders: its check failed ("not judged").
+        _checked(instance, "late_risk_model", "beats_baseline", passed=False)
+        _checked(instance, "delivery_time_model", "beats_baseline", passed=True)
+        requested, cursor = _requested(defs, instance)
+        assert not {"late_risk_model", "delivery_time_model"} & requested
+
+        _materialized(instance, "order_features")
+        requested, cursor = _requested(defs, instance, cursor)
+        assert "late_risk_model" in requested
+        assert "delivery_time_model" not in requested
+
+        # Trained and judged: new features no longer retrain it.
+        _materialized(instance, "late_risk_model")
+        _checked(instance, "late_risk_model", "beats_baseline", passed=True)
+        _requested(defs, instance, cursor)
+        _materialized(instance, "order_features")
+        requested, _ = _requested(defs, instance, cursor)
+        assert not {"late_risk_model", "delivery_time_model"} & requested
+
+
+def test_automation_runs_are_not_retried_as_they_were(defs):
+    """The instance retries failed landing runs; automation asks again with the next data."""
+    sensor = defs.get_sensor_def("scpro_automation")
+    assert sensor.run_tags["dagster/retry_on_asset_or_op_failure"] == "false"
