@@ -8,11 +8,14 @@ prefix under ``.scpro/bench`` and never touch the demo's data.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import resource
 import shutil
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -106,31 +109,52 @@ def bench_replay(settings: Settings, report: Report, orders: int) -> None:
     )
 
 
+def _read_every_event(
+    kafka: KafkaSettings,
+    assign: Callable[[str, list[int]], None],
+    read: Callable[[int], int],
+) -> int:
+    """Read the four topics from their beginning with a bare client; the number of records.
+
+    ``assign(topic_name, partitions)`` points the client at a topic's partitions from offset 0;
+    ``read(at_most)`` fetches one batch and returns how many records it held.
+    """
+    from scpro_assets.kafka.clients import end_offsets
+
+    count = 0
+    for topic in TOPICS:
+        offsets = end_offsets(kafka, topic)
+        assign(kafka.topic_name(topic), sorted(offsets))
+        want = sum(end for _b, end in offsets.values())
+        got = 0
+        while got < want:
+            got += read(want - got)
+        count += got
+    return count
+
+
 def _bare_kafka_python_read(kafka: KafkaSettings) -> int:
     """Issue 3's baseline: kafka-python reads every event of the four topics and does nothing."""
     from kafka import TopicPartition
 
-    from scpro_assets.kafka.clients import consumer, end_offsets
+    from scpro_assets.kafka.clients import consumer
 
     reader = consumer(kafka)
-    count = 0
+
+    def assign(name: str, partitions: list[int]) -> None:
+        tps = [TopicPartition(name, p) for p in partitions]
+        reader.assign(tps)
+        for tp in tps:
+            reader.seek(tp, 0)
+
+    def read(_at_most: int) -> int:
+        batch = reader.poll(timeout_ms=1000, max_records=20_000)
+        return sum(len(records) for records in batch.values())
+
     try:
-        for topic in TOPICS:
-            offsets = end_offsets(kafka, topic)
-            name = kafka.topic_name(topic)
-            tps = [TopicPartition(name, p) for p in offsets]
-            reader.assign(tps)
-            for tp in tps:
-                reader.seek(tp, 0)
-            want = sum(end for _b, end in offsets.values())
-            got = 0
-            while got < want:
-                for records in reader.poll(timeout_ms=1000, max_records=20_000).values():
-                    got += len(records)
-            count += got
+        return _read_every_event(kafka, assign, read)
     finally:
         reader.close()
-    return count
 
 
 def _bare_confluent_read(kafka: KafkaSettings) -> int:
@@ -142,25 +166,37 @@ def _bare_confluent_read(kafka: KafkaSettings) -> int:
     from confluent_kafka import TopicPartition
 
     from scpro_assets.ingest.landing import CHUNK_EVENTS
-    from scpro_assets.kafka.clients import end_offsets, range_consumer
+    from scpro_assets.kafka.clients import range_consumer
 
     reader = range_consumer(kafka)
-    count = 0
+
+    def assign(name: str, partitions: list[int]) -> None:
+        reader.assign([TopicPartition(name, p, 0) for p in partitions])
+
+    def read(at_most: int) -> int:
+        # consume() waits for all it is asked for: never ask past the end.
+        batch = reader.consume(num_messages=min(at_most, CHUNK_EVENTS), timeout=1.0)
+        return sum(1 for m in batch if m.error() is None)
+
     try:
-        for topic in TOPICS:
-            offsets = end_offsets(kafka, topic)
-            name = kafka.topic_name(topic)
-            reader.assign([TopicPartition(name, p, 0) for p in offsets])
-            want = sum(end for _b, end in offsets.values())
-            got = 0
-            while got < want:
-                # consume() waits for all it is asked for: never ask past the end.
-                batch = reader.consume(num_messages=min(want - got, CHUNK_EVENTS), timeout=1.0)
-                got += sum(1 for m in batch if m.error() is None)
-            count += got
+        return _read_every_event(kafka, assign, read)
     finally:
         reader.close()
-    return count
+
+
+def _with_cpu(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and the CPU seconds it took, its worker processes' included once they exit."""
+
+    def cpu() -> float:
+        own, kids = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    started = cpu()
+    value = fn()
+    return value, cpu() - started
 
 
 def bench_ingest(
@@ -195,16 +231,24 @@ def bench_ingest(
     produced = replay(limited(), run.kafka)
     total = produced.total
 
-    read, kafka_python_s = _timed(lambda: _bare_kafka_python_read(run.kafka))
+    load_before = os.getloadavg()[0]
+    (read, kafka_python_s), kafka_python_cpu = _with_cpu(
+        lambda: _timed(lambda: _bare_kafka_python_read(run.kafka))
+    )
     assert read == total, f"bare kafka-python consumer read {read} of {total}"
-    read, confluent_s = _timed(lambda: _bare_confluent_read(run.kafka))
+    (read, confluent_s), confluent_cpu = _with_cpu(
+        lambda: _timed(lambda: _bare_confluent_read(run.kafka))
+    )
     assert read == total, f"bare confluent-kafka consumer read {read} of {total}"
     defs = build_definitions(run)
     run.dagster_home.mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test(temp_dir=str(run.dagster_home)) as instance:
-        ticks, ingest_s = _timed(
-            lambda: ingest_until_caught_up(defs, instance, settings=run, workers=workers)
+        (ticks, ingest_s), ingest_cpu = _with_cpu(
+            lambda: _timed(
+                lambda: ingest_until_caught_up(defs, instance, settings=run, workers=workers)
+            )
         )
+        load_after = os.getloadavg()[0]
         runs = sum(len(t.succeeded) for t in ticks)
         failed = sum(len(t.failed) for t in ticks)
         landed = sum(pq.ParquetFile(f).metadata.num_rows for f in run.raw_dir.rglob("*.parquet"))
@@ -215,17 +259,23 @@ def bench_ingest(
         # Seconds the runs spent landing (reading, validating, writing), from each range's
         # materialization: the rest of the workers' time is Dagster's per-run cost (run record,
         # a new event-log shard, ~14 stored events), which only bigger ranges amortise.
-        landing_s = sum(
-            float(r.asset_materialization.metadata["seconds"].value)
+        materializations = [
+            r.asset_materialization.metadata
             for topic in TOPICS
             for r in instance.fetch_materializations(
                 dg.AssetKey(f"raw_{topic}"), limit=10_000
             ).records
-        )
+        ]
+        landing_s = sum(float(m["seconds"].value) for m in materializations)
+        stages: Counter[str] = Counter()
+        for m in materializations:
+            stages.update(m["seconds_by_stage"].value)
         ingest_rate = total / ingest_s
         report.add(
             section,
             events=total,
+            load_average_1min_before=load_before,
+            load_average_1min_after_ingest=load_after,
             ingest_worker_processes=workers,
             consumer_settings="kafka-python: scpro_assets.kafka.clients.consumer() "
             "(fetch_max_bytes 32 MiB, max_partition_fetch_bytes 8 MiB), poll(max_records=20000); "
@@ -236,12 +286,18 @@ def bench_ingest(
             ingest_events_per_s=ingest_rate,
             ratio_ingest_to_bare_kafka_python=ingest_rate / (total / kafka_python_s),
             ratio_ingest_to_bare_confluent_kafka=ingest_rate / (total / confluent_s),
+            # CPU per event (all processes of each path, the broker's excluded): what the rates
+            # above become when other work on the machine takes cores away from our two workers.
+            bare_kafka_python_cpu_us_per_event=kafka_python_cpu / total * 1e6,
+            bare_confluent_kafka_cpu_us_per_event=confluent_cpu / total * 1e6,
+            ingest_cpu_us_per_event=ingest_cpu / total * 1e6,
             ingest_runs=runs,
             failed_runs=failed,
             max_events_per_run=defs.resources["kafka"].max_events_per_run,  # type: ignore[union-attr]
             landing_seconds_in_runs=landing_s,
             landing_events_per_s_per_worker=total / landing_s if landing_s else 0.0,
             worker_seconds_not_landing=max(0.0, ingest_s * workers - landing_s),
+            landing_seconds_by_stage=", ".join(f"{k} {v:.1f}" for k, v in stages.most_common()),
             landed=landed,
             quarantined=quarantined,
             accounted_exactly=landed + quarantined == total,

@@ -91,6 +91,9 @@ def build_raw_asset(topic: str) -> dg.AssetsDefinition:
             "landed_at": datetime.now(UTC).isoformat(),
             "seconds": round(result.seconds, 3),
         }
+        metadata["seconds_by_stage"] = dg.MetadataValue.json(
+            {stage: round(s, 3) for stage, s in sorted(result.stage_seconds.items())}
+        )
         if result.reasons:
             metadata["quarantine_reasons"] = dg.MetadataValue.json(dict(result.reasons))
         if result.raw_file:

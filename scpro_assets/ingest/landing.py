@@ -29,11 +29,12 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,6 +84,9 @@ QUARANTINE_SCHEMA = pa.schema(
 #: synthetic mix, a landing process peaks at 830 MB with 50k-event chunks, 640 MB with 20k and
 #: 550 MB with 10k, for the same CPU per event; 20k keeps row groups of a few MB for readers.
 CHUNK_EVENTS = 20_000
+
+T = TypeVar("T")
+_DONE = object()
 
 _FILE_RE = re.compile(r"^(?P<topic>.+)-p(?P<p>\d+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
 
@@ -141,6 +145,8 @@ class LandingResult:
     quarantine_file: Path | None = None
     raw_file_bytes: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    #: Seconds spent reading, validating, converting and writing: where landing's time goes.
+    stage_seconds: Counter[str] = field(default_factory=Counter)
     event_time_min: datetime | None = None
     event_time_max: datetime | None = None
     end_offset: int | None = None
@@ -377,6 +383,7 @@ def land_range(
         total.bytes_read += part.bytes_read
         total.raw_file_bytes += part.raw_file_bytes
         total.reasons.update(part.reasons)
+        total.stage_seconds.update(part.stage_seconds)
         total.raw_file = total.raw_file or part.raw_file
         total.quarantine_file = total.quarantine_file or part.quarantine_file
         if part.end_offset is not None:
@@ -481,29 +488,34 @@ def _land_piece(
         QUARANTINE_SCHEMA,
     )
     event_ids: list[pa.Array] = []
+    stages = result.stage_seconds
     now = datetime.now(UTC)
     try:
         # The collector stays paused from the fetch to the tables: each chunk allocates a few
         # objects per record, all acyclic (see `paused_gc`); reference counting frees them.
         with paused_gc(), RangeReader(kafka, rng, timeout_s, CHUNK_EVENTS) as reader:
-            for messages in reader:
+            for messages in _timed_iter(reader, stages, "read"):
                 values = [m.value() for m in messages]
                 result.bytes_read += sum(len(v) for v in values if v is not None)
-                events, reasons = validate_events(rng.topic, values)
+                with _stage(stages, "validate"):
+                    events, reasons = validate_events(rng.topic, values)
                 if reasons:
                     good = [i for i, e in enumerate(events) if e is not None]
                     good_messages = [messages[i] for i in good]
                     good_events = [events[i] for i in good]
                     bad = [(messages[i], why) for i, why in sorted(reasons.items())]
-                    quarantine.write(_quarantine_table(rng, bad, now))
+                    with _stage(stages, "write"):
+                        quarantine.write(_quarantine_table(rng, bad, now))
                     result.reasons.update((why or "").split(":")[0] for _m, why in bad)
                 else:
                     good_messages, good_events = messages, events
                 if good_events:
-                    table = _raw_table(rng, good_messages, good_events, now)
-                    raw.write(table)
-                    event_ids.append(table.column("event_id").combine_chunks())
-                    times = pc.min_max(table.column("event_time"))
+                    with _stage(stages, "convert"):
+                        table = _raw_table(rng, good_messages, good_events, now)
+                        event_ids.append(table.column("event_id").combine_chunks())
+                        times = pc.min_max(table.column("event_time"))
+                    with _stage(stages, "write"):
+                        raw.write(table)
                     _widen_event_times(result, times["min"].as_py(), times["max"].as_py())
             result.expired = reader.expired
             result.end_offset = reader.end_offset
@@ -522,12 +534,34 @@ def _land_piece(
         else:
             quarantine.target.unlink(missing_ok=True)
         # Renamed last, and even when empty: the raw file is the range's commit record.
-        result.raw_file_bytes = raw.commit()
+        with _stage(stages, "write"):
+            result.raw_file_bytes = raw.commit()
         result.raw_file = raw.target
     finally:
         quarantine.discard()
         raw.discard()
     return result
+
+
+@contextlib.contextmanager
+def _stage(stages: Counter[str], name: str) -> Iterator[None]:
+    """Add the time the block takes to ``stages[name]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] += time.perf_counter() - started
+
+
+def _timed_iter(items: Iterable[T], stages: Counter[str], name: str) -> Iterator[T]:
+    """Yield from ``items``, adding the time spent producing each item to ``stages[name]``."""
+    iterator = iter(items)
+    while True:
+        with _stage(stages, name):
+            item = next(iterator, _DONE)
+        if item is _DONE:
+            return
+        yield item  # type: ignore[misc]
 
 
 def _widen_event_times(result: LandingResult, low: datetime | None, high: datetime | None) -> None:
