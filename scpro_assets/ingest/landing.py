@@ -1,8 +1,9 @@
 """Land one Kafka offset range as Parquet, idempotently, with a quarantine for bad events.
 
-A range is ``[start, stop)`` of one partition. Landing reads exactly that range (assign + seek,
-no consumer group), validates every event against its contract and writes two files named by
-(topic, partition, first offset, last offset):
+A range is ``[start, stop)`` of one partition. Landing reads exactly that range with librdkafka
+(assigned at its first offset; nothing is ever committed to a consumer group), validates every
+event against its contract and writes two files named by (topic, partition, first offset, last
+offset):
 
 - ``lake/raw/<topic>/partition-<p>/<topic>-p<p>-<first>-<last>.parquet``: valid events;
 - ``lake/quarantine/<topic>/partition-<p>/<same name>``: everything else, with the raw bytes and
