@@ -306,6 +306,8 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
     if report is not None:
         click.echo(report.summary())
     broker = EmbeddedKafka(settings)
+    # A broker that was already running (say, `scpro kafka start` earlier) is left running.
+    broker_was_running = broker.status().running
     try:
         click.echo(broker.start().describe())
     except BrokerError as error:
@@ -376,8 +378,11 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
             _stop_process_group(process, name)
         if streamer.is_alive():
             streamer.join(timeout=10)
-        broker.stop()
-        click.echo("stopped: the dashboard, Dagster, the replay and Kafka")
+        if broker_was_running:
+            click.echo("stopped: the dashboard, Dagster and the replay (Kafka was already running)")
+        else:
+            broker.stop()
+            click.echo("stopped: the dashboard, Dagster, the replay and Kafka")
 
 
 if __name__ == "__main__":
