@@ -111,26 +111,26 @@ def bench_replay(settings: Settings, report: Report, orders: int) -> None:
 
 def _read_every_event(
     kafka: KafkaSettings,
-    assign: Callable[[str, list[int]], None],
+    assign: Callable[[list[tuple[str, int]]], None],
     read: Callable[[int], int],
 ) -> int:
     """Read the four topics from their beginning with a bare client; the number of records.
 
-    ``assign(topic_name, partitions)`` points the client at a topic's partitions from offset 0;
-    ``read(at_most)`` fetches one batch and returns how many records it held.
+    ``assign(partitions)`` points the client at every ``(topic_name, partition)`` from offset 0
+    at once; ``read(at_most)`` fetches one batch and returns how many records it held.
     """
     from scpro_assets.kafka.clients import end_offsets
 
-    count = 0
+    partitions, want = [], 0
     for topic in TOPICS:
         offsets = end_offsets(kafka, topic)
-        assign(kafka.topic_name(topic), sorted(offsets))
-        want = sum(end for _b, end in offsets.values())
-        got = 0
-        while got < want:
-            got += read(want - got)
-        count += got
-    return count
+        partitions += [(kafka.topic_name(topic), p) for p in sorted(offsets)]
+        want += sum(end for _b, end in offsets.values())
+    assign(partitions)
+    got = 0
+    while got < want:
+        got += read(want - got)
+    return got
 
 
 def _bare_kafka_python_read(kafka: KafkaSettings) -> int:
@@ -141,8 +141,8 @@ def _bare_kafka_python_read(kafka: KafkaSettings) -> int:
 
     reader = consumer(kafka)
 
-    def assign(name: str, partitions: list[int]) -> None:
-        tps = [TopicPartition(name, p) for p in partitions]
+    def assign(partitions: list[tuple[str, int]]) -> None:
+        tps = [TopicPartition(name, p) for name, p in partitions]
         reader.assign(tps)
         for tp in tps:
             reader.seek(tp, 0)
@@ -163,20 +163,26 @@ def _bare_confluent_read(kafka: KafkaSettings) -> int:
     Landing over this one is our overhead on the same client: validation, Arrow, Parquet and
     Dagster's runs.
     """
-    from confluent_kafka import TopicPartition
+    from confluent_kafka import KafkaError, TopicPartition
 
     from scpro_assets.ingest.landing import CHUNK_EVENTS
     from scpro_assets.kafka.clients import range_consumer
 
     reader = range_consumer(kafka)
+    ends_to_come = [0]  # end-of-partition events still due from the assigned partitions
 
-    def assign(name: str, partitions: list[int]) -> None:
-        reader.assign([TopicPartition(name, p, 0) for p in partitions])
+    def assign(partitions: list[tuple[str, int]]) -> None:
+        reader.assign([TopicPartition(name, p, 0) for name, p in partitions])
+        ends_to_come[0] = len(partitions)
 
     def read(at_most: int) -> int:
-        # consume() waits for all it is asked for: never ask past the end.
-        batch = reader.consume(num_messages=min(at_most, CHUNK_EVENTS), timeout=1.0)
-        return sum(1 for m in batch if m.error() is None)
+        # consume() waits for all it is asked for, end-of-partition events included: never ask
+        # past the records and ends still to come, or the read would end on a 1 s timeout.
+        wanted = min(at_most + ends_to_come[0], CHUNK_EVENTS)
+        batch = reader.consume(num_messages=wanted, timeout=1.0)
+        errors = [m.error() for m in batch if m.error() is not None]
+        ends_to_come[0] -= sum(e.code() == KafkaError._PARTITION_EOF for e in errors)
+        return len(batch) - len(errors)
 
     try:
         return _read_every_event(kafka, assign, read)
@@ -213,7 +219,7 @@ def bench_ingest(
     from scpro_assets.definitions import build_definitions
     from scpro_assets.ingest.landing import CHUNK_EVENTS
     from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
-    from scpro_assets.kafka.clients import ensure_topics, producer
+    from scpro_assets.kafka.clients import admin, ensure_topics, producer
     from scpro_assets.replay import replay
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
@@ -354,6 +360,12 @@ def bench_ingest(
             produce_to_parquet_latency_max_s=latencies[-1],
         )
     shutil.rmtree(run.home, ignore_errors=True)
+    # A 1M-event run leaves ~0.5 GB on the broker: drop the run's own topics with its home.
+    client = admin(run.kafka)
+    try:
+        client.delete_topics([run.kafka.topic_name(t) for t in TOPICS])
+    finally:
+        client.close()
 
 
 def bench_clean(settings: Settings, report: Report, sizes: tuple[int, ...]) -> None:
