@@ -14,6 +14,9 @@ production. Every feature here is *point-in-time correct*:
   construction, in one sort per customer, without a self-join.
 - **Origin load** counts orders leaving the same origin (its coordinates; the shipping mode when
   they are missing) in the 24 hours and 7 days before the order, the order itself excluded.
+  **Source load** (``source_orders_7d``) counts every order of the same source in the 7 days
+  before: a busy week strains carriers for the whole marketplace, not just one seller (on Olist it
+  is the strongest single late-risk input, and it is known the moment the order is placed).
 - **Open incidents** counts incidents opened before the order and not resolved by then. Incidents
   are spread over the UTC days they were open and joined to orders on the day (an equi-join that
   scales, instead of a range join of every order with every incident), then the exact times are
@@ -60,6 +63,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "distinct_categories",
     "max_unit_price",
     "distance_km",
+    "same_state",
     "order_weekday",
     "order_hour",
     "order_month_of_year",
@@ -73,6 +77,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "load_basis",
     "origin_orders_24h",
     "origin_orders_7d",
+    "source_orders_7d",
     "open_incidents_at_order",
     "open_carrier_incidents_at_order",
 )
@@ -142,7 +147,7 @@ def _customer_history(orders: DataFrame, delivery_state: DataFrame) -> DataFrame
 
 
 def _with_origin_load(orders: DataFrame) -> DataFrame:
-    """Add the load on the order's origin in the 24 h and 7 days before it."""
+    """Add the load on the order's origin (24 h and 7 days) and on its source (7 days) before it."""
     has_origin = F.col("origin_lat").isNotNull() & F.col("origin_lon").isNotNull()
     basis = F.when(has_origin, F.lit("origin")).when(
         F.col("shipping_mode").isNotNull(), F.lit("shipping_mode")
@@ -155,6 +160,7 @@ def _with_origin_load(orders: DataFrame) -> DataFrame:
         F.when(~has_origin, F.col("shipping_mode")).alias("_load_mode"),
     )
     same_origin = Window.partitionBy("_load_lat", "_load_lon", "_load_mode").orderBy("_t")
+    same_source = Window.partitionBy("source").orderBy("_t")
     day, week = MICROS_PER_DAY, 7 * MICROS_PER_DAY
     counted = F.col("load_basis").isNotNull()
     return keyed.select(
@@ -165,6 +171,7 @@ def _with_origin_load(orders: DataFrame) -> DataFrame:
         F.when(counted, F.count(F.lit(1)).over(same_origin.rangeBetween(-week, -1))).alias(
             "origin_orders_7d"
         ),
+        F.count(F.lit(1)).over(same_source.rangeBetween(-week, -1)).alias("source_orders_7d"),
     ).drop("_load_lat", "_load_lon", "_load_mode")
 
 
@@ -210,7 +217,8 @@ def order_features(
     1 .. 12 (not ``order_month``, the lake's ``yyyy-MM`` partition column), the peak season runs
     from 15 November to 31 December. ``prior_late_rate`` is null until one of the customer's
     earlier orders is known to be delivered; ``open_carrier_incidents_at_order`` is null when the
-    order names no carrier.
+    order names no carrier; ``same_state`` (origin and customer in one state, e.g. seller and buyer
+    both in SP on Olist) is null when either state is unknown.
     """
     # Only the clean columns: inputs read back from the lake carry partition columns too.
     orders = clean_orders.select(*ORDER_COLUMNS).withColumn("_t", F.unix_micros("order_time"))
@@ -240,6 +248,8 @@ def order_features(
                 F.col("customer_lat"),
                 F.col("customer_lon"),
             ).alias("distance_km"),
+            # Null when either state is unknown (DataCo names no origin state): not "different".
+            (F.col("origin_state") == F.col("customer_state")).alias("same_state"),
             weekday.alias("order_weekday"),
             F.hour("order_time").alias("order_hour"),
             month.alias("order_month_of_year"),

@@ -73,6 +73,7 @@ def order(
     mode: str = "Standard Class",
     carrier: str | None = "Metro Couriers",
     identity: tuple = (),
+    customer_state: str | None = None,
 ):
     return make_event(
         SOURCE,
@@ -88,6 +89,7 @@ def order(
             "country": "Netherlands",
             "lat": 52.3676,
             "lon": 4.9041,
+            "state": customer_state,
         },
         market="Europe",
         region="Western Europe",
@@ -647,6 +649,24 @@ def test_origin_load_windows_and_open_incidents(spark):
         "sun": (7, 0, 1, True, False),
         "w-1h": (3, 1, 1, False, False),  # Wednesday
     }
+    # The whole source's load: "sun" (3 days before t0) counts for the t0 orders, orders at the
+    # same instant do not count for each other, and the November orders see nothing from January.
+    source_load = {k: v["source_orders_7d"] for k, v in got.items()}
+    assert source_load == {
+        "sun": 0,
+        "w-0h": 1,
+        "m-0h": 1,
+        "none": 1,
+        "w-1h": 4,
+        "p-1h": 4,
+        "m-2h": 6,
+        "w-24h": 7,
+        "w-25h": 8,
+        "w-8d": 2,  # w-24h is exactly 7 days before, w-25h is within
+        "nov-14": 0,
+        "nov-15": 1,
+        "dec-31": 0,
+    }
     got = {k: v for k, v in got.items() if k not in calendar or k == "w-1h"}
     load = {
         k: (v["load_basis"], v["origin_orders_24h"], v["origin_orders_7d"]) for k, v in got.items()
@@ -681,6 +701,23 @@ def test_origin_load_windows_and_open_incidents(spark):
     # Venlo -> Amsterdam, as the synthetic generator measures it (about 141 km)
     assert w1["distance_km"] == pytest.approx(haversine_km(51.3704, 6.1724, 52.3676, 4.9041))
     assert got["m-0h"]["distance_km"] is None
+
+
+def test_same_state_is_null_unless_both_states_are_known(spark):
+    in_sp = {**WAREHOUSE, "state": "SP"}
+    events = [
+        order("same", at(3), origin=in_sp, customer_state="SP"),
+        order("other", at(3, 1), origin=in_sp, customer_state="RJ"),
+        order("no-origin-state", at(3, 2), customer_state="SP"),
+        order("no-customer-state", at(3, 3), origin=in_sp),
+    ]
+    got = {k: v["same_state"] for k, v in by(pipeline(spark, events).collect()).items()}
+    assert got == {
+        "same": True,
+        "other": False,
+        "no-origin-state": None,
+        "no-customer-state": None,
+    }
 
 
 # --- the real DataCo sample ------------------------------------------------------------------------
