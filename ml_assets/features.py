@@ -61,6 +61,7 @@ LOG_SCALED: frozenset[str] = frozenset(
         "prior_delivered_orders",
         "origin_orders_24h",
         "origin_orders_7d",
+        "source_orders_7d",
         "units",
         "item_count",
     }

@@ -17,6 +17,7 @@ from ml_assets.outputs import SCHEMAS
 from ml_assets.scoring import PSI_THRESHOLD, score_delivery_time, score_late_risk
 from ml_assets.segments import K_RANGE, SEGMENT_FEATURES, fit_segments
 from ml_assets.training import (
+    default_features,
     population_stability,
     save_task,
     score_reference,
@@ -59,6 +60,35 @@ def learnable_orders(n: int = 900, seed: int = 0) -> pd.DataFrame:
             "label_known_at": order_time + pd.to_timedelta(days, unit="D"),
         }
     )
+
+
+def test_month_and_flat_volume_are_left_out_when_they_cannot_generalise():
+    """Month-of-year needs each month in two years (late risk); a Poisson-flat volume is noise."""
+    rng = np.random.default_rng(3)
+    one_year = learnable_orders(900).assign(
+        order_time=lambda f: (
+            pd.Timestamp("2024-01-01", tz="UTC")
+            + pd.to_timedelta(np.sort(rng.uniform(0, 365, len(f))), unit="D")
+        ),
+        source_orders_7d=rng.poisson(40, 900),
+    )
+    one_year["order_month_of_year"] = one_year["order_time"].dt.month
+    late = default_features(one_year, "late_risk")
+    assert "order_month_of_year" not in late and "source_orders_7d" not in late
+    assert "order_month_of_year" in default_features(one_year, "delivery_time")
+
+    two_years = one_year.assign(
+        order_time=lambda f: (
+            pd.Timestamp("2024-01-01", tz="UTC")
+            + pd.to_timedelta(np.sort(rng.uniform(0, 730, len(f))), unit="D")
+        ),
+        source_orders_7d=np.linspace(5, 120, 900).round(),  # a growing marketplace
+    )
+    two_years["order_month_of_year"] = two_years["order_time"].dt.month
+    late = default_features(two_years, "late_risk")
+    assert "order_month_of_year" in late and "source_orders_7d" in late
+    # busy-week volume extrapolates badly for delivery days: never an input there
+    assert "source_orders_7d" not in default_features(two_years, "delivery_time")
 
 
 @pytest.fixture(scope="module")
@@ -242,11 +272,51 @@ def test_demand_is_scored_by_wape_against_seasonal_naive():
     items = pd.DataFrame(lines, columns=["order_id", "category", "order_time"])
     daily = daily_category_orders(items)
     result = fit_demand(daily)
-    test = result.rows.loc[~result.rows["is_future"] & (result.rows["day"] >= result.test_start)]
+    assert result.grain == "day"  # dense series: a daily forecast
+    rows = result.rows
+    test = rows.loc[~rows["is_future"] & (rows["period_start"] >= result.test_start)]
     assert result.wape_naive == pytest.approx(
         wape(test["orders"].to_numpy(), test["lag_7"].to_numpy())
     )
     assert result.wape_model < result.wape_naive
-    future = result.rows.loc[result.rows["is_future"]]
+    future = rows.loc[rows["is_future"]]
     assert len(future) == 2 * 7 and future["forecast_orders"].notna().all()
     assert future["baseline_orders"].notna().all()
+
+
+def test_sparse_demand_is_forecast_per_week_against_last_week():
+    """Mostly-empty days: weekly grain, baseline = last week's count, one week ahead."""
+    rng = np.random.default_rng(5)
+    days = pd.date_range("2024-01-01", periods=7 * 60, freq="D", tz="UTC")
+    # about 0.4 orders a day, on a slow yearly wave the lags can follow
+    rates = 0.4 * (1 + 0.6 * np.sin(np.arange(len(days)) * 2 * np.pi / 180))
+    lines = []
+    for day, rate in zip(days, rates, strict=True):
+        for category, scale in (("Garden", 1.0), ("Toys", 0.7), ("Books", 1.3)):
+            at = day + pd.Timedelta(hours=9)
+            count = rng.poisson(rate * scale)
+            lines += [(f"{category}-{day:%Y%m%d}-{k}", category, at) for k in range(count)]
+    daily = daily_category_orders(
+        pd.DataFrame(lines, columns=["order_id", "category", "order_time"])
+    )
+    assert (daily["orders"] == 0).mean() > 0.5
+    result = fit_demand(daily)
+    assert result.grain == "week"
+    rows = result.rows
+    assert (rows["period_start"].dt.weekday == 0).all()  # weeks start on Monday
+    history = rows.loc[~rows["is_future"]]
+    weekly = daily.assign(week=daily["day"] - pd.to_timedelta(daily["day"].dt.weekday, unit="D"))
+    totals = weekly.groupby(["category", "week"])["orders"].sum()
+    actual = totals.loc[list(zip(history["category"], history["period_start"], strict=True))]
+    assert (history["actual_orders"].to_numpy() == actual.to_numpy()).all()
+    test = history.loc[history["period_start"] >= result.test_start]
+    assert result.wape_naive == pytest.approx(
+        wape(test["orders"].to_numpy(), test["lag_1"].to_numpy())
+    )
+    assert result.wape_model < result.wape_naive
+    future = rows.loc[rows["is_future"]]
+    assert (
+        len(future) == 3
+        and (future["period_start"] == history["period_start"].max() + pd.Timedelta(days=7)).all()
+    )
+    assert future["forecast_orders"].notna().all()
