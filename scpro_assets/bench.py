@@ -423,7 +423,7 @@ def run_all(
     clean_sizes: tuple[int, ...] = (100_000, 1_000_000),
     out_dir: Path = REPO_ROOT,
     warehouse_events: int = 1_000_000,
-    latency_seconds: float = 480.0,
+    latency_seconds: float = 1200.0,
 ) -> Report:
     """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
     report = Report()
