@@ -79,6 +79,16 @@ MIN_SEGMENT_CUSTOMERS = 50
 MIN_DEMAND_DAYS = 35
 
 
+def _not_judged(reason: str) -> dg.AssetCheckResult:
+    """``beats_baseline`` when there was too little data to judge: a warning, not an error."""
+    return dg.AssetCheckResult(
+        check_name="beats_baseline",
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"not judged: {reason}",
+    )
+
+
 def _not_enough_data(
     settings: Settings, output: str, reason: str, rows: int
 ) -> dg.MaterializeResult:
@@ -88,14 +98,7 @@ def _not_enough_data(
     write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
     return dg.MaterializeResult(
         metadata={"skipped": reason, "input_rows": rows, "dagster/row_count": 0},
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="beats_baseline",
-                passed=False,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=f"not judged: {reason}",
-            )
-        ],
+        check_results=[_not_judged(reason)],
     )
 
 
@@ -177,12 +180,7 @@ def _not_trained_yet(
     return dg.MaterializeResult(
         metadata={"trained": False, "skipped": reason, "feature_rows": rows},
         check_results=[
-            dg.AssetCheckResult(
-                check_name="beats_baseline",
-                passed=False,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=f"not judged: {reason}",
-            ),
+            _not_judged(reason),
             dg.AssetCheckResult(
                 check_name="no_leakage",
                 passed=True,
