@@ -15,6 +15,8 @@ from the ``settings`` given to :func:`build_openlineage_sensor` (tests).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 from dagster import DagsterEventType
@@ -48,8 +50,14 @@ def build_openlineage_sensor(
     settings: Settings | LineageConfig | None = None,
     transport: Transport | None = None,
     minimum_interval_seconds: int = 15,
+    asset_graph: Callable[[], Any] | None = None,
 ) -> dg.SensorDefinition:
-    """The lineage sensor; ``settings``/``transport`` fixed here or resolved at each tick."""
+    """The lineage sensor; ``settings``/``transport`` fixed here or resolved at each tick.
+
+    ``asset_graph`` returns the graph that describes the runs' assets; by default the sensor's
+    own code location's graph. SCPro passes the graph of both of its locations, since the sensor
+    follows every run of the instance, landing runs included.
+    """
 
     @dg.sensor(
         name=SENSOR_NAME,
@@ -78,10 +86,13 @@ def build_openlineage_sensor(
             )
             pending += [(r.storage_id, ending.value, r.run_id) for r in result.records]
         pending.sort()
-        asset_graph = context.repository_def.asset_graph if context.repository_def else None
+        if asset_graph is not None:
+            graph = asset_graph()
+        else:
+            graph = context.repository_def.asset_graph if context.repository_def else None
         handled = 0
         for storage_id, ending, run_id in pending:
-            if not emit_lineage_for_run(context.instance, asset_graph, run_id, config, sink):
+            if not emit_lineage_for_run(context.instance, graph, run_id, config, sink):
                 context.update_cursor(dump_cursor(cursor))
                 return dg.SkipReason(
                     f"lineage of run {run_id} could not be delivered; will retry it next tick "

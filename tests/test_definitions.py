@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
 import dagster as dg
+import yaml
 
 from scpro_assets.definitions import build_definitions, defs
 from scpro_assets.settings import REPO_ROOT
@@ -49,8 +51,8 @@ def test_resources_read_the_environment(monkeypatch, tmp_path):
     assert configured.resources["lake"].home == str(tmp_path)
 
 
-def test_workspace_yaml_loads_the_code_location():
-    """What `dagster dev -w workspace.yaml` does first: load the location from the workspace."""
+def test_workspace_yaml_loads_the_code_locations():
+    """What `dagster dev -w workspace.yaml` does first: load the locations from the workspace."""
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO_ROOT,
@@ -59,3 +61,65 @@ def test_workspace_yaml_loads_the_code_location():
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _workspace_locations() -> dict[str, dg.Definitions]:
+    """``{location name: Definitions}`` as workspace.yaml names them."""
+    entries = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())["load_from"]
+    locations = {}
+    for entry in entries:
+        target = entry["python_module"]
+        module = importlib.import_module(target["module_name"])
+        locations[target["location_name"]] = getattr(module, target["attribute"])
+    return locations
+
+
+def test_the_two_locations_split_the_graph_without_overlap_or_loss():
+    """Each asset is defined in exactly one location; together they are the whole graph."""
+    locations = _workspace_locations()
+    assert set(locations) == {"scpro_ingest", "scpro"}
+    owned = {
+        name: {
+            key
+            for key in location.resolve_asset_graph().get_all_asset_keys()
+            if location.resolve_asset_graph().get(key).is_materializable or key.path[0] == "kafka"
+        }
+        for name, location in locations.items()
+    }
+    assert not owned["scpro_ingest"] & owned["scpro"]
+    assert owned["scpro_ingest"] | owned["scpro"] == set(
+        defs.resolve_asset_graph().get_all_asset_keys()
+    )
+    assert {k.to_user_string() for k in owned["scpro_ingest"] if k.path[0] != "kafka"} == {
+        f"raw_{t}" for t in ("orders", "payments", "shipments", "ops_logs")
+    }
+    # The platform's clean layer depends on the landing location's raw assets by key.
+    cleaned = locations["scpro"].resolve_asset_graph().get(dg.AssetKey("cleaned_orders"))
+    assert dg.AssetKey("raw_orders") in cleaned.parent_keys
+    ingest_sensors = {s.name for s in locations["scpro_ingest"].sensors}
+    assert ingest_sensors == {
+        f"kafka_{t}_sensor" for t in ("orders", "payments", "shipments", "ops_logs")
+    }
+
+
+def test_the_landing_location_imports_nothing_heavy():
+    """A landing run imports its location first: Spark, dbt, TF or DuckDB would slow each one."""
+    heavy = ("pyspark", "dbt", "dagster_dbt", "dagster_pyspark", "tensorflow", "sklearn", "duckdb")
+    probe = (
+        "import sys, scpro_assets.ingest.definitions as d; "
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_lineage_describes_landing_runs_from_the_platform_location():
+    """The OpenLineage sensor lives in the platform location but follows landing runs too."""
+    from scpro_assets.definitions import whole_asset_graph
+
+    graph = whole_asset_graph()
+    raw = graph.get(dg.AssetKey("raw_orders"))
+    assert raw.is_materializable and dg.AssetKey(["kafka", "orders"]) in raw.parent_keys
