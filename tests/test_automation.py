@@ -118,3 +118,35 @@ def test_automation_runs_are_not_retried_as_they_were(defs):
     """The instance retries failed landing runs; automation asks again with the next data."""
     sensor = defs.get_sensor_def("scpro_automation")
     assert sensor.run_tags["dagster/retry_on_asset_or_op_failure"] == "false"
+
+
+def test_the_snapshot_follows_a_mart_update_while_another_mart_is_being_rebuilt(defs):
+    """Under a stream some upstream run is always in progress. Dagster's ``eager`` waits for
+    every in-progress dependency, which starved the snapshot; SCPro's ``follow_stream`` does not
+    (the in-progress mart publishes its new version with the next snapshot)."""
+    graph = defs.resolve_asset_graph()
+    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
+    with dg.instance_for_test() as instance:
+        _materialized(instance, *everything)
+        _, cursor = _requested(defs, instance)
+        job = defs.resolve_implicit_global_asset_job_def()
+        rebuilding = instance.create_run_for_job(
+            job_def=job,
+            asset_selection=frozenset({dg.AssetKey("fct_orders")}),
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        assert dg.AssetKey("fct_orders") in graph.get(dg.AssetKey("serving_snapshot")).parent_keys
+
+        _materialized(instance, "fct_deliveries")
+        requested, cursor = _requested(defs, instance, cursor)
+        assert "serving_snapshot" in requested
+        assert "fct_orders" not in requested  # its own run is still in progress
+
+        # The snapshot is published; when the rebuilding run ends, its mart pulls it again.
+        _materialized(instance, "serving_snapshot")
+        requested, cursor = _requested(defs, instance, cursor)
+        assert "serving_snapshot" not in requested
+        instance.report_run_failed(instance.get_run_by_id(rebuilding.run_id))
+        _materialized(instance, "fct_orders")
+        requested, _ = _requested(defs, instance, cursor)
+        assert "serving_snapshot" in requested
