@@ -6,8 +6,12 @@ from pathlib import Path
 
 from scpro_assets.settings import Settings
 
-DAGSTER_YAML = """\
-# Written by scpro; DAGSTER_HOME for `dagster dev` and `scpro ingest`.
+#: How a ``dagster.yaml`` that scpro wrote (and may rewrite when SCPro's defaults change) begins.
+MARKER = "# Written by scpro"
+
+DAGSTER_YAML = f"""\
+{MARKER} (rewritten when SCPro's defaults change; delete this line to keep your edits).
+# DAGSTER_HOME for `dagster dev` and `scpro ingest`.
 # Failed landing runs are retried with their original offset range (exactly once, nothing lost).
 run_retries:
   enabled: true
@@ -15,9 +19,12 @@ run_retries:
   retry_on_asset_or_op_failure: true
 # Two cores: a handful of runs at a time keeps sensors' ticks fast. Landing runs (tagged with
 # their topic) take at most two of the slots, so a backlog never starves the automation runs
-# (Spark, models, dbt, snapshot) that carry the data on to the dashboard.
+# (Spark, models, dbt, snapshot) that carry the data on to the dashboard. A landing run lasts
+# about 5 s, so the queue is looked at every second (Dagster's default is 5 s, which left the
+# landing slots idle most of the time under a stream).
 run_queue:
   max_concurrent_runs: 4
+  dequeue_interval_seconds: 1
   tag_concurrency_limits:
     - key: "scpro/topic"
       limit: 2
@@ -27,10 +34,16 @@ telemetry:
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Create DAGSTER_HOME with its ``dagster.yaml`` (kept if the user edited it)."""
+    """Create DAGSTER_HOME with its ``dagster.yaml``.
+
+    A ``dagster.yaml`` that scpro wrote (its first line is :data:`MARKER`) is brought up to date;
+    one without the marker is the user's and is kept as it is.
+    """
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if not config.exists() or (
+        config.read_text().startswith(MARKER) and config.read_text() != DAGSTER_YAML
+    ):
         config.write_text(DAGSTER_YAML)
     return home

@@ -123,3 +123,26 @@ def test_lineage_describes_landing_runs_from_the_platform_location():
     graph = whole_asset_graph()
     raw = graph.get(dg.AssetKey("raw_orders"))
     assert raw.is_materializable and dg.AssetKey(["kafka", "orders"]) in raw.parent_keys
+
+
+def test_the_dagster_instance_is_configured_and_user_edits_are_kept(tmp_path):
+    from scpro_assets.instance import DAGSTER_YAML, prepare_dagster_home
+    from scpro_assets.settings import KafkaSettings, Settings
+
+    settings = Settings(home=tmp_path / "scpro", kafka=KafkaSettings())
+    home = prepare_dagster_home(settings)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        coordinator = instance.run_coordinator
+        assert coordinator.dequeue_interval_seconds == 1
+        assert coordinator.get_run_queue_config().max_concurrent_runs == 4
+        assert instance.run_retries_enabled
+
+    config = home / "dagster.yaml"
+    config.write_text("# Written by scpro; an older default\nrun_retries:\n  enabled: false\n")
+    prepare_dagster_home(settings)
+    assert config.read_text() == DAGSTER_YAML  # an older scpro default is brought up to date
+
+    edited = "run_retries:\n  enabled: false\n"
+    config.write_text(edited)
+    prepare_dagster_home(settings)
+    assert config.read_text() == edited  # the user's own file is theirs
