@@ -22,6 +22,9 @@ from datetime import timedelta
 
 import dagster as dg
 
+#: Tag on every run the automation sensor asks for; the instance runs one such run at a time.
+AUTOMATION_TAG = "scpro/automation"
+
 #: Groups whose assets follow their upstream data.
 FOLLOW_GROUPS: frozenset[str] = frozenset({"clean", "warehouse", "ml", "serving"})
 
@@ -123,6 +126,7 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
         minimum_interval_seconds=15,
         # The instance retries failed runs (for landing ranges); an automation run that failed
         # is not retried as it was: its assets are asked for again with the next new data.
-        run_tags={"dagster/retry_on_asset_or_op_failure": "false"},
+        # AUTOMATION_TAG lets the instance run one automation run at a time (see instance.py).
+        run_tags={"dagster/retry_on_asset_or_op_failure": "false", AUTOMATION_TAG: "follow"},
         description="Keeps clean, warehouse, ML and serving assets following new raw data.",
     )

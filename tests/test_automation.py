@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from scpro_assets.automation import AUTOMATION_TAG
 from scpro_assets.definitions import build_definitions
 from scpro_assets.settings import TOPICS, KafkaSettings, Settings
 
@@ -118,6 +119,8 @@ def test_automation_runs_are_not_retried_as_they_were(defs):
     """The instance retries failed landing runs; automation asks again with the next data."""
     sensor = defs.get_sensor_def("scpro_automation")
     assert sensor.run_tags["dagster/retry_on_asset_or_op_failure"] == "false"
+    # ...and its runs carry the tag the instance uses to run them one at a time.
+    assert sensor.run_tags[AUTOMATION_TAG] == "follow"
 
 
 def test_the_snapshot_follows_a_mart_update_while_another_mart_is_being_rebuilt(defs):

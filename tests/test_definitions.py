@@ -126,6 +126,7 @@ def test_lineage_describes_landing_runs_from_the_platform_location():
 
 
 def test_the_dagster_instance_is_configured_and_user_edits_are_kept(tmp_path):
+    from scpro_assets.automation import AUTOMATION_TAG
     from scpro_assets.instance import DAGSTER_YAML, prepare_dagster_home
     from scpro_assets.settings import KafkaSettings, Settings
 
@@ -134,7 +135,10 @@ def test_the_dagster_instance_is_configured_and_user_edits_are_kept(tmp_path):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         coordinator = instance.run_coordinator
         assert coordinator.dequeue_interval_seconds == 1
-        assert coordinator.get_run_queue_config().max_concurrent_runs == 4
+        queue = coordinator.get_run_queue_config()
+        assert queue.max_concurrent_runs == 4
+        limits = {limit["key"]: limit["limit"] for limit in queue.tag_concurrency_limits}
+        assert limits == {"scpro/topic": 2, AUTOMATION_TAG: 1}
         assert instance.run_retries_enabled
 
     config = home / "dagster.yaml"
