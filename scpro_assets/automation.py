@@ -4,12 +4,13 @@ Kafka sensors land raw ranges (``sensors/``); everything downstream follows by d
 automation, so new events reach the dashboard without anyone clicking:
 
 - **Follow the data**: the Spark clean layer, the dbt models, the scores and the serving
-  snapshot run as soon as an upstream asset was updated (:data:`FOLLOW_STREAM`). A burst of raw
-  ranges coalesces into one clean run, not one per range, since a run in progress is not doubled.
+  snapshot follow every upstream update (:data:`FOLLOW_STREAM`), in one run at a time
+  (:class:`AutomationIdle`): while a run carries the data from the clean layer to the snapshot,
+  the raw ranges landed meanwhile wait for the next run, which takes them all at once.
 - **Models** train when they are missing, and again on new features while they have none in
-  service or lose to their baseline (:data:`TRAIN_WHEN_NEEDED`); after that they retrain on the
-  weekly schedule and when the drift sensor asks for it (both in ``ml_assets.automation``), not
-  on every new range, which would chase noise.
+  service or lose to their baseline, at most every ten minutes (:data:`TRAIN_WHEN_NEEDED`);
+  after that they retrain on the weekly schedule and when the drift sensor asks for it (both in
+  ``ml_assets.automation``), not on every new range, which would chase noise.
 
 The policy is applied here, by asset key and group, rather than in each asset module, so one page
 says how the whole graph moves and the asset modules stay free of scheduling concerns.
@@ -43,26 +44,77 @@ FRESHNESS_CHECKED: frozenset[str] = frozenset(
 )
 
 
-#: Train a model that does not exist yet once its features do, and train again on the next
-#: features update while its last checks failed: at the start of a stream there is no delivered
-#: order to learn from, so the training publishes "not trained yet" with a failed
-#: ``beats_baseline`` check (and the scores publish empty, so the data still reaches the
-#: dashboard), and the model follows the stream until it serves and beats its baseline. A model
-#: that serves and passes is then retrained only on schedule or drift (module docstring). Unlike
-#: ``on_missing`` (which fires only when an asset *becomes* missing), ``missing`` holds while the
-#: model is missing; a training that errors is retried on the next features update, not in a loop.
+#: While the automation has a run queued or in progress it asks for nothing more; when that run
+#: ends, the next tick gathers everything that went stale into one run, from the clean layer to
+#: the snapshot. See :class:`AutomationIdle`.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+class AutomationIdle(dg.AutomationCondition):
+    """True when none of the automation's own runs (tagged :data:`AUTOMATION_TAG`) is in flight.
+
+    On two cores, runs side by side starve each other: measured under a steady stream, the
+    automation kept two Spark JVMs and a dbt busy at once and split every cycle over several
+    runs, each importing the code location (event-to-dashboard p50 599 s). Dagster's own
+    ``in_progress`` does not prevent that: an asset stops being in progress as soon as it is
+    materialized, while the rest of its run still runs, so the clean layer was asked for again
+    while the previous run was still in dbt. One run at a time, each carrying everything stale,
+    is the shortest path from a raw range to the snapshot. Runs that people or schedules start
+    do not carry the tag and are not waited for.
+    """
+
+    @property
+    def name(self) -> str:
+        """The condition's name in the Dagster UI's evaluation tree."""
+        return "automation_idle"
+
+    @property
+    def description(self) -> str:
+        """What the condition means, as the Dagster UI shows it."""
+        return "no automation run is queued or in progress"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        """Every candidate when the automation is idle, none while one of its runs is in flight."""
+        instance = context.asset_graph_view.instance
+        busy = instance.get_runs_count(
+            filters=dg.RunsFilter(tags={AUTOMATION_TAG: "follow"}, statuses=IN_FLIGHT)
+        )
+        subset = context.get_empty_subset() if busy else context.candidate_subset
+        return dg.AutomationResult(context, true_subset=subset)
+
+
+#: How often a model whose last check failed may train again on new features.
+RETRAIN_FAILED_CRON = "*/10 * * * *"
+
+#: Train a model that does not exist yet once its features do, and train again on new features
+#: while its last checks failed, at most once per :data:`RETRAIN_FAILED_CRON` tick: at the
+#: start of a stream there is no delivered order to learn from, so the training publishes "not
+#: trained yet" with a failed ``beats_baseline`` check (and the scores publish empty, so the data
+#: still reaches the dashboard), and the model follows the stream until it serves and beats its
+#: baseline. Training on every cycle cost 1-2.5 minutes of the two cores per cycle (measured),
+#: all of it in front of the snapshot. A model that serves and passes is then retrained only on
+#: schedule or drift (module docstring). Unlike ``on_missing`` (which fires only when an asset
+#: *becomes* missing), ``missing`` holds while the model is missing; a training that errors is
+#: retried on new features, not in a loop.
 TRAIN_WHEN_NEEDED = (
     (
         dg.AutomationCondition.missing()
         | (
             dg.AutomationCondition.any_checks_match(dg.AutomationCondition.check_failed())
-            & dg.AutomationCondition.any_deps_updated()
+            & dg.AutomationCondition.any_deps_updated().since_last_handled()
+            & dg.AutomationCondition.cron_tick_passed(RETRAIN_FAILED_CRON).since_last_handled()
         )
     )
     & ~dg.AutomationCondition.any_deps_missing()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
     & (~dg.AutomationCondition.execution_failed() | dg.AutomationCondition.any_deps_updated())
+    & AutomationIdle()
 ).with_label("train_when_needed")
 
 
@@ -70,15 +122,16 @@ TRAIN_WHEN_NEEDED = (
 #: run is in progress, but under a stream one always is: landing runs before the clean layer
 #: (which therefore never started), and before the snapshot some dbt or scoring run (measured:
 #: no snapshot for 9 minutes of a steady stream while the marts kept refreshing). This follows
-#: every upstream update once the asset's own previous run is done; upstream data is always
-#: read as a whole published version (atomic Parquet swaps, pinned dbt inputs), so running
-#: beside an upstream run reads the previous version, and the next update brings the new one.
+#: every upstream update (remembered until handled) as soon as the automation is idle; upstream
+#: data is always read as a whole published version (atomic Parquet swaps, pinned dbt inputs),
+#: so running beside a landing run reads the previous ranges, and the next run brings the new.
 FOLLOW_STREAM = (
     dg.AutomationCondition.in_latest_time_window()
     & (
         dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()
     ).since_last_handled()
     & ~dg.AutomationCondition.in_progress()
+    & AutomationIdle()
 ).with_label("follow_stream")
 
 
@@ -124,9 +177,12 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=15,
+        # AutomationIdle is SCPro's own condition, so the code location evaluates it.
+        use_user_code_server=True,
         # The instance retries failed runs (for landing ranges); an automation run that failed
         # is not retried as it was: its assets are asked for again with the next new data.
-        # AUTOMATION_TAG lets the instance run one automation run at a time (see instance.py).
+        # AUTOMATION_TAG marks the runs AutomationIdle waits for; the instance also runs at
+        # most one at a time (instance.py), should two ticks ever overlap.
         run_tags={"dagster/retry_on_asset_or_op_failure": "false", AUTOMATION_TAG: "follow"},
         description="Keeps clean, warehouse, ML and serving assets following new raw data.",
     )

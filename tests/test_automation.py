@@ -6,6 +6,7 @@ real (temporary) Dagster instance, with materializations reported as the runs wo
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -23,13 +24,20 @@ def defs(tmp_path: Path) -> dg.Definitions:
     return build_definitions(Settings(home=tmp_path / "scpro", kafka=KafkaSettings()))
 
 
+def _clock(start: datetime):
+    """``minutes -> start + minutes`` (evaluation times for the automation)."""
+    return lambda minutes: start + timedelta(minutes=minutes)
+
+
 def _materialized(instance: dg.DagsterInstance, *names: str) -> None:
     for name in names:
         instance.report_runless_asset_event(dg.AssetMaterialization(name))
 
 
-def _requested(defs, instance, cursor=None) -> tuple[set[str], object]:
-    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+def _requested(defs, instance, cursor=None, evaluation_time=None) -> tuple[set[str], object]:
+    result = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, cursor=cursor, evaluation_time=evaluation_time
+    )
     keys = {
         key.to_user_string()
         for key in defs.resolve_asset_graph().get_all_asset_keys()
@@ -88,31 +96,76 @@ def _checked(instance: dg.DagsterInstance, name: str, check: str, passed: bool) 
     )
 
 
-def test_a_model_not_trained_yet_trains_again_on_the_next_features(defs):
+def test_a_model_not_trained_yet_trains_again_on_new_features_every_ten_minutes_at_most(defs):
     """At the start of a stream there is nothing to learn from: the model follows the stream
-    until it serves and beats its baseline, then stays put until schedule or drift."""
+    until it serves and beats its baseline (at most one training per ten minutes, since each one
+    delays the snapshot), then stays put until schedule or drift."""
     graph = defs.resolve_asset_graph()
     everything = [k.to_user_string() for k in graph.materializable_asset_keys]
+    at = _clock(datetime(2026, 11, 23, 10, 1))
     with dg.instance_for_test() as instance:
         _materialized(instance, *everything)
         # The first training had too few delivered orders: its check failed ("not judged").
         _checked(instance, "late_risk_model", "beats_baseline", passed=False)
         _checked(instance, "delivery_time_model", "beats_baseline", passed=True)
-        requested, cursor = _requested(defs, instance)
+        requested, cursor = _requested(defs, instance, evaluation_time=at(0))
         assert not {"late_risk_model", "delivery_time_model"} & requested
 
+        # New features two minutes later: no ten-minute mark passed yet, the model waits...
         _materialized(instance, "order_features")
-        requested, cursor = _requested(defs, instance, cursor)
+        requested, cursor = _requested(defs, instance, cursor, evaluation_time=at(2))
+        assert "order_features" not in requested and "late_risk_scores" in requested
+        assert not {"late_risk_model", "delivery_time_model"} & requested
+        # ...and trains on the next features after 10:10; the model that passed does not.
+        _materialized(instance, "order_features")
+        requested, cursor = _requested(defs, instance, cursor, evaluation_time=at(11))
         assert "late_risk_model" in requested
         assert "delivery_time_model" not in requested
 
-        # Trained and judged: new features no longer retrain it.
+        # Trained and judged: new features no longer retrain it, however long after.
         _materialized(instance, "late_risk_model")
         _checked(instance, "late_risk_model", "beats_baseline", passed=True)
-        _requested(defs, instance, cursor)
+        _requested(defs, instance, cursor, evaluation_time=at(12))
         _materialized(instance, "order_features")
-        requested, _ = _requested(defs, instance, cursor)
+        requested, _ = _requested(defs, instance, cursor, evaluation_time=at(40))
         assert not {"late_risk_model", "delivery_time_model"} & requested
+
+
+def test_while_an_automation_run_is_in_flight_nothing_more_is_asked_for(defs):
+    """One automation run at a time: updates that arrive meanwhile wait, then go in one run."""
+    graph = defs.resolve_asset_graph()
+    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
+    with dg.instance_for_test() as instance:
+        _materialized(instance, *everything)
+        _, cursor = _requested(defs, instance)
+        job = defs.resolve_implicit_global_asset_job_def()
+        carrying = instance.create_run_for_job(
+            job_def=job,
+            asset_selection=frozenset({dg.AssetKey("serving_snapshot")}),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={AUTOMATION_TAG: "follow"},
+        )
+        # Raw ranges and features land meanwhile: nothing is asked for while it is in flight.
+        _materialized(instance, "raw_orders", "order_features")
+        requested, cursor = _requested(defs, instance, cursor)
+        assert requested == set()
+
+        # The run ends: everything that went stale goes in one evaluation, raw to snapshot.
+        instance.report_run_failed(instance.get_run_by_id(carrying.run_id))
+        requested, cursor = _requested(defs, instance, cursor)
+        assert {"cleaned_orders", "order_features", "late_risk_scores"} <= requested
+        assert {"fct_orders", "serving_snapshot"} <= requested
+
+        # A run someone started by hand (no automation tag) is not waited for.
+        _, cursor = _requested(defs, instance, cursor)  # the tick after a request resets it
+        instance.create_run_for_job(
+            job_def=job,
+            asset_selection=frozenset({dg.AssetKey("dim_dates")}),
+            status=dg.DagsterRunStatus.STARTED,
+        )
+        _materialized(instance, "raw_orders")
+        requested, _ = _requested(defs, instance, cursor)
+        assert "cleaned_orders" in requested
 
 
 def test_automation_runs_are_not_retried_as_they_were(defs):
