@@ -584,7 +584,10 @@ def demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
             f"{days} days of orders so far; forecasting needs {MIN_DEMAND_DAYS}",
             len(daily),
         )
-    result = fit_demand(daily)
+    try:
+        result = fit_demand(daily)
+    except NotEnoughDataError as error:  # early in a stream: days, but not yet their history
+        return _not_enough_data(settings, "demand_forecast", str(error), len(daily))
     trained_at = datetime.now(UTC)
     version = registry.new_version(trained_at)
     name = "demand_gb"

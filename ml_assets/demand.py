@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml_assets.training import NotEnoughDataError
+
 TOP_CATEGORIES = 12
 #: Above this share of empty category-days, the forecast is weekly (see the module docstring).
 SPARSE_EMPTY_SHARE = 0.5
@@ -251,7 +253,9 @@ def fit_demand(daily: pd.DataFrame, test_share: float = 0.2) -> DemandResult:
     known = frame.loc[~frame["is_future"] & frame[longest].notna()]
     starts = np.sort(known["day"].unique())
     if len(starts) < 21 and grain == "day":
-        raise ValueError(f"demand: {len(starts)} days with 4 weeks of history; need at least 21")
+        raise NotEnoughDataError(
+            f"{len(starts)} days with 4 weeks of history so far; forecasting needs 21"
+        )
     test_start = pd.Timestamp(starts[int(len(starts) * (1 - test_share))])
     train = known.loc[known["day"] < test_start]
     test = known.loc[known["day"] >= test_start]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from ml_assets import registry
 from ml_assets.assets import ml_assets
@@ -81,7 +82,16 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     assert "test_roc_auc" in materialized.metadata and "serving_reason" in materialized.metadata
 
 
-def test_too_little_data_publishes_empty_outputs_instead_of_failing(tmp_path, dagster_instance):
+@pytest.mark.parametrize(
+    "orders_per_day",
+    [
+        400.0,  # twelve orders within an hour
+        0.25,  # twelve orders over 43 days: days enough, but not 21 of them with 4 weeks before
+    ],
+)
+def test_too_little_data_publishes_empty_outputs_instead_of_failing(
+    tmp_path, dagster_instance, orders_per_day
+):
     """The first clean run of a stream may hold a handful of orders: the run must not fail.
 
     Nothing is trained or registered, every ML output is published empty (so dbt and the
@@ -102,7 +112,9 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(tmp_path, da
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
     settings = Settings(home=tmp_path / "scpro", kafka=KafkaSettings())
-    build_clean_lake(generate(SyntheticConfig(orders=12, seed=1)), settings)
+    build_clean_lake(
+        generate(SyntheticConfig(orders=12, seed=1, orders_per_day=orders_per_day)), settings
+    )
     models = [delivery_time_model, late_risk_model]
     scores = [delivery_time_predictions, late_risk_scores]
     result = dg.materialize(
