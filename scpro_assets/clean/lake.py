@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
@@ -49,6 +50,23 @@ def publish(df: DataFrame, base: Path, name: str, partition_by: str | None = Non
     for old in sorted(p for p in versions.iterdir() if p.is_dir())[:-KEEP_VERSIONS]:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def parquet_rows(files: list[Path]) -> int:
+    """Rows in Parquet ``files``, from their footers (no Spark job, no data read)."""
+    return sum(pq.read_metadata(f).num_rows for f in files)
+
+
+def published_rows(base: Path, name: str) -> int:
+    """Rows in the current version of ``name`` (0 if never published), from Parquet footers.
+
+    Counting a dataset just written with Spark is a job that reads it again; on a stream's small
+    increments each such job costs more than the data, and the footers hold the exact count.
+    """
+    path = dataset_path(base, name)
+    if not path.exists():
+        return 0
+    return parquet_rows(sorted(path.resolve().glob("**/part-*.parquet")))
 
 
 def read(spark: SparkSession, base: Path, name: str) -> DataFrame | None:

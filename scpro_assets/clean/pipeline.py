@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from scpro_assets.clean.lake import RawManifest, publish, read
+from scpro_assets.clean.lake import RawManifest, parquet_rows, publish, published_rows, read
 from scpro_assets.settings import TOPICS
 from spark.cleaning import (
     clean_incidents,
@@ -109,10 +110,12 @@ def update_event_stores(
             "event_month", F.date_format("event_time", "yyyy-MM")
         )
         combined = fresh if store is None else store.unionByName(fresh)
-        update.raw_rows_read[topic] = raw.count()
-        update.new_events[topic] = fresh.count()
-        update.duplicates_dropped[topic] = update.raw_rows_read[topic] - update.new_events[topic]
+        stored_before = 0 if store is None else published_rows(base, topic)
         publish(combined, base, topic, "event_month")
+        # Counted from Parquet footers: the raw files as landed, the store before and after.
+        update.raw_rows_read[topic] = parquet_rows(files)
+        update.new_events[topic] = published_rows(base, topic) - stored_before
+        update.duplicates_dropped[topic] = update.raw_rows_read[topic] - update.new_events[topic]
         parsed.unpersist()
         manifest.mark(raw_dir, files)
         manifest.save()
@@ -162,14 +165,23 @@ def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -
     build = EntityBuild()
     for name, df in outputs.items():
         build.paths[name] = publish(df, clean_dir, name, ENTITIES[name])
-        build.rows[name] = read(spark, clean_dir, name).count()
+        build.rows[name] = published_rows(clean_dir, name)
     quarantine = orders_q.unionByName(payments_q).unionByName(deliveries_q)
     quarantine = quarantine.unionByName(incidents_q)
-    publish(quarantine, quarantine_dir, "clean_rules")
-    counted = read(spark, quarantine_dir, "clean_rules").groupBy("entity", "reason").count()
-    for row in counted.collect():
-        build.quarantined[row["entity"]] = build.quarantined.get(row["entity"], 0) + row["count"]
-        build.quarantine_reasons.setdefault(row["entity"], {})[row["reason"]] = row["count"]
+    target = publish(quarantine, quarantine_dir, "clean_rules")
+    # The rule quarantine is small: its reasons are counted with pyarrow, not another Spark job.
+    files = sorted(target.glob("part-*.parquet"))
+    reasons = (
+        pq.read_table(files, columns=["entity", "reason"])
+        .group_by(["entity", "reason"])
+        .aggregate([("reason", "count")])
+        if files
+        else None
+    )
+    for row in reasons.to_pylist() if reasons is not None else []:
+        entity, reason, count = row["entity"], row["reason"], row["reason_count"]
+        build.quarantined[entity] = build.quarantined.get(entity, 0) + count
+        build.quarantine_reasons.setdefault(entity, {})[reason] = count
     orders.unpersist()
     shipments.unpersist()
     build.seconds = time.perf_counter() - started
@@ -186,4 +198,4 @@ def build_features(spark: SparkSession, clean_dir: Path) -> tuple[int, Path]:
         "order_month", F.date_format("order_time", "yyyy-MM")
     )
     path = publish(features, clean_dir, FEATURES, "order_month")
-    return read(spark, clean_dir, FEATURES).count(), path
+    return published_rows(clean_dir, FEATURES), path
