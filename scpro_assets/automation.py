@@ -122,14 +122,23 @@ TRAIN_WHEN_NEEDED = (
 #: run is in progress, but under a stream one always is: landing runs before the clean layer
 #: (which therefore never started), and before the snapshot some dbt or scoring run (measured:
 #: no snapshot for 9 minutes of a steady stream while the marts kept refreshing). This follows
-#: every upstream update (remembered until handled) as soon as the automation is idle; upstream
-#: data is always read as a whole published version (atomic Parquet swaps, pinned dbt inputs),
-#: so running beside a landing run reads the previous ranges, and the next run brings the new.
+#: every upstream update since the asset was last *requested*, as soon as the automation is idle;
+#: upstream data is always read as a whole published version (atomic Parquet swaps, pinned dbt
+#: inputs), so running beside a landing run reads the previous ranges, and the next run brings
+#: the new ones.
+#:
+#: Not "since last handled" (requested *or updated*): when a run ends, the tick that sees its
+#: updates also asks for the clean layer again (raw ranges landed meanwhile), and the marts' own
+#: updates then cancelled their new trigger on that same tick, so they sat out every other run
+#: (measured: a snapshot every second run), and a raw range that landed just after the clean
+#: step could wait for the next one. Updates made by a run that also carried the asset do not
+#: count as upstream updates (``any_deps_updated`` leaves them out), so a run never asks for
+#: itself again.
 FOLLOW_STREAM = (
     dg.AutomationCondition.in_latest_time_window()
-    & (
-        dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()
-    ).since_last_handled()
+    & (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since(
+        dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
+    )
     & ~dg.AutomationCondition.in_progress()
     & AutomationIdle()
 ).with_label("follow_stream")

@@ -206,3 +206,26 @@ def test_the_snapshot_follows_a_mart_update_while_another_mart_is_being_rebuilt(
         _materialized(instance, "fct_orders")
         requested, _ = _requested(defs, instance, cursor)
         assert "serving_snapshot" in requested
+
+
+def test_when_a_run_ends_with_new_raw_data_the_next_run_goes_all_the_way_to_the_snapshot(defs):
+    """The tick after a run sees the run's own updates and the raw ranges landed meanwhile:
+    the next run must take the whole chain again, not only the clean layer."""
+    graph = defs.resolve_asset_graph()
+    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
+    with dg.instance_for_test() as instance:
+        _materialized(instance, *everything)
+        requested, cursor = _requested(defs, instance)
+        assert requested == set()
+        # The run carried everything downstream of raw; a raw range landed as it finished.
+        _materialized(instance, *(name for name in everything if not name.startswith("raw_")))
+        _materialized(instance, "raw_orders")
+        requested, cursor = _requested(defs, instance, cursor)
+        assert {"cleaned_orders", "order_features", "late_risk_scores"} <= requested
+        assert {"stg_clean__orders", "fct_orders", "serving_snapshot"} <= requested
+
+        # Nothing new: the requested run's own updates do not ask for another one.
+        _requested(defs, instance, cursor)
+        _materialized(instance, *(name for name in everything if not name.startswith("raw_")))
+        requested, _ = _requested(defs, instance, cursor)
+        assert requested == set()
