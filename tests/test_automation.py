@@ -46,6 +46,16 @@ def _requested(defs, instance, cursor=None, evaluation_time=None) -> tuple[set[s
     return keys, result.cursor
 
 
+def _run_in_progress(defs, instance, name: str, tags: dict[str, str] | None = None):
+    """A started run that carries asset ``name`` (as the daemon would have launched it)."""
+    return instance.create_run_for_job(
+        job_def=defs.resolve_implicit_global_asset_job_def(),
+        asset_selection=frozenset({dg.AssetKey(name)}),
+        status=dg.DagsterRunStatus.STARTED,
+        tags=tags or {},
+    )
+
+
 def test_new_raw_ranges_pull_the_clean_layer_and_nothing_runs_without_data(defs):
     with dg.instance_for_test() as instance:
         requested, cursor = _requested(defs, instance)
@@ -138,13 +148,7 @@ def test_while_an_automation_run_is_in_flight_nothing_more_is_asked_for(defs):
     with dg.instance_for_test() as instance:
         _materialized(instance, *everything)
         _, cursor = _requested(defs, instance)
-        job = defs.resolve_implicit_global_asset_job_def()
-        carrying = instance.create_run_for_job(
-            job_def=job,
-            asset_selection=frozenset({dg.AssetKey("serving_snapshot")}),
-            status=dg.DagsterRunStatus.STARTED,
-            tags={AUTOMATION_TAG: "follow"},
-        )
+        carrying = _run_in_progress(defs, instance, "serving_snapshot", {AUTOMATION_TAG: "follow"})
         # Raw ranges and features land meanwhile: nothing is asked for while it is in flight.
         _materialized(instance, "raw_orders", "order_features")
         requested, cursor = _requested(defs, instance, cursor)
@@ -158,11 +162,7 @@ def test_while_an_automation_run_is_in_flight_nothing_more_is_asked_for(defs):
 
         # A run someone started by hand (no automation tag) is not waited for.
         _, cursor = _requested(defs, instance, cursor)  # the tick after a request resets it
-        instance.create_run_for_job(
-            job_def=job,
-            asset_selection=frozenset({dg.AssetKey("dim_dates")}),
-            status=dg.DagsterRunStatus.STARTED,
-        )
+        _run_in_progress(defs, instance, "dim_dates")
         _materialized(instance, "raw_orders")
         requested, _ = _requested(defs, instance, cursor)
         assert "cleaned_orders" in requested
@@ -185,12 +185,7 @@ def test_the_snapshot_follows_a_mart_update_while_another_mart_is_being_rebuilt(
     with dg.instance_for_test() as instance:
         _materialized(instance, *everything)
         _, cursor = _requested(defs, instance)
-        job = defs.resolve_implicit_global_asset_job_def()
-        rebuilding = instance.create_run_for_job(
-            job_def=job,
-            asset_selection=frozenset({dg.AssetKey("fct_orders")}),
-            status=dg.DagsterRunStatus.STARTED,
-        )
+        rebuilding = _run_in_progress(defs, instance, "fct_orders")
         assert dg.AssetKey("fct_orders") in graph.get(dg.AssetKey("serving_snapshot")).parent_keys
 
         _materialized(instance, "fct_deliveries")
