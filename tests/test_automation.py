@@ -46,6 +46,19 @@ def _requested(defs, instance, cursor=None, evaluation_time=None) -> tuple[set[s
     return keys, result.cursor
 
 
+def _everything(defs) -> list[str]:
+    """Every materializable asset, by name."""
+    return [k.to_user_string() for k in defs.resolve_asset_graph().materializable_asset_keys]
+
+
+def _settled(defs, instance: dg.DagsterInstance):
+    """Every asset materialized once and seen by a first evaluation (nothing to do): the cursor."""
+    _materialized(instance, *_everything(defs))
+    requested, cursor = _requested(defs, instance)
+    assert requested == set()
+    return cursor
+
+
 def _run_in_progress(defs, instance, name: str, tags: dict[str, str] | None = None):
     """A started run that carries asset ``name`` (as the daemon would have launched it)."""
     return instance.create_run_for_job(
@@ -76,12 +89,8 @@ def test_new_raw_ranges_pull_the_clean_layer_and_nothing_runs_without_data(defs)
 
 
 def test_an_update_flows_to_the_snapshot_in_one_tick_without_retraining(defs):
-    graph = defs.resolve_asset_graph()
-    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
     with dg.instance_for_test() as instance:
-        _materialized(instance, *everything)
-        requested, cursor = _requested(defs, instance)
-        assert requested == set()
+        cursor = _settled(defs, instance)
 
         # New features arrive: scores, marts and the snapshot follow; the models do not retrain.
         _materialized(instance, "order_features")
@@ -110,8 +119,7 @@ def test_a_model_not_trained_yet_trains_again_on_new_features_every_ten_minutes_
     """At the start of a stream there is nothing to learn from: the model follows the stream
     until it serves and beats its baseline (at most one training per ten minutes, since each one
     delays the snapshot), then stays put until schedule or drift."""
-    graph = defs.resolve_asset_graph()
-    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
+    everything = _everything(defs)
     at = _clock(datetime(2026, 11, 23, 10, 1))
     with dg.instance_for_test() as instance:
         _materialized(instance, *everything)
@@ -143,11 +151,8 @@ def test_a_model_not_trained_yet_trains_again_on_new_features_every_ten_minutes_
 
 def test_while_an_automation_run_is_in_flight_nothing_more_is_asked_for(defs):
     """One automation run at a time: updates that arrive meanwhile wait, then go in one run."""
-    graph = defs.resolve_asset_graph()
-    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
     with dg.instance_for_test() as instance:
-        _materialized(instance, *everything)
-        _, cursor = _requested(defs, instance)
+        cursor = _settled(defs, instance)
         carrying = _run_in_progress(defs, instance, "serving_snapshot", {AUTOMATION_TAG: "follow"})
         # Raw ranges and features land meanwhile: nothing is asked for while it is in flight.
         _materialized(instance, "raw_orders", "order_features")
@@ -180,13 +185,11 @@ def test_the_snapshot_follows_a_mart_update_while_another_mart_is_being_rebuilt(
     """Under a stream some upstream run is always in progress. Dagster's ``eager`` waits for
     every in-progress dependency, which starved the snapshot; SCPro's ``follow_stream`` does not
     (the in-progress mart publishes its new version with the next snapshot)."""
-    graph = defs.resolve_asset_graph()
-    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
     with dg.instance_for_test() as instance:
-        _materialized(instance, *everything)
-        _, cursor = _requested(defs, instance)
+        cursor = _settled(defs, instance)
         rebuilding = _run_in_progress(defs, instance, "fct_orders")
-        assert dg.AssetKey("fct_orders") in graph.get(dg.AssetKey("serving_snapshot")).parent_keys
+        snapshot = defs.resolve_asset_graph().get(dg.AssetKey("serving_snapshot"))
+        assert dg.AssetKey("fct_orders") in snapshot.parent_keys
 
         _materialized(instance, "fct_deliveries")
         requested, cursor = _requested(defs, instance, cursor)
@@ -206,14 +209,10 @@ def test_the_snapshot_follows_a_mart_update_while_another_mart_is_being_rebuilt(
 def test_when_a_run_ends_with_new_raw_data_the_next_run_goes_all_the_way_to_the_snapshot(defs):
     """The tick after a run sees the run's own updates and the raw ranges landed meanwhile:
     the next run must take the whole chain again, not only the clean layer."""
-    graph = defs.resolve_asset_graph()
-    everything = [k.to_user_string() for k in graph.materializable_asset_keys]
     with dg.instance_for_test() as instance:
-        _materialized(instance, *everything)
-        requested, cursor = _requested(defs, instance)
-        assert requested == set()
+        cursor = _settled(defs, instance)
         # The run carried everything downstream of raw; a raw range landed as it finished.
-        _materialized(instance, *(name for name in everything if not name.startswith("raw_")))
+        _materialized(instance, *(n for n in _everything(defs) if not n.startswith("raw_")))
         _materialized(instance, "raw_orders")
         requested, cursor = _requested(defs, instance, cursor)
         assert {"cleaned_orders", "order_features", "late_risk_scores"} <= requested
@@ -221,6 +220,6 @@ def test_when_a_run_ends_with_new_raw_data_the_next_run_goes_all_the_way_to_the_
 
         # Nothing new: the requested run's own updates do not ask for another one.
         _requested(defs, instance, cursor)
-        _materialized(instance, *(name for name in everything if not name.startswith("raw_")))
+        _materialized(instance, *(n for n in _everything(defs) if not n.startswith("raw_")))
         requested, _ = _requested(defs, instance, cursor)
         assert requested == set()
