@@ -76,7 +76,6 @@ def _network_config(config: ModelTrainingConfig):
 
 #: Below these, a fit is noise: the asset publishes empty-but-valid output and says why.
 MIN_SEGMENT_CUSTOMERS = 50
-MIN_DEMAND_DAYS = 35
 
 
 def _not_judged(reason: str) -> dg.AssetCheckResult:
@@ -576,17 +575,9 @@ def demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
     if items.frame.empty:
         return _not_enough_data(settings, "demand_forecast", "no order items yet", 0)
     daily = daily_category_orders(items.frame)
-    days = int(daily["day"].nunique())
-    if days < MIN_DEMAND_DAYS:
-        return _not_enough_data(
-            settings,
-            "demand_forecast",
-            f"{days} days of orders so far; forecasting needs {MIN_DEMAND_DAYS}",
-            len(daily),
-        )
     try:
         result = fit_demand(daily)
-    except NotEnoughDataError as error:  # early in a stream: days, but not yet their history
+    except NotEnoughDataError as error:  # early in a stream: not yet 4 weeks of history
         return _not_enough_data(settings, "demand_forecast", str(error), len(daily))
     trained_at = datetime.now(UTC)
     version = registry.new_version(trained_at)

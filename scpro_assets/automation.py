@@ -23,8 +23,11 @@ from datetime import timedelta
 
 import dagster as dg
 
+from scpro_assets.instance import runs_in_flight
+
 #: Tag on every run the automation sensor asks for; the instance runs one such run at a time.
 AUTOMATION_TAG = "scpro/automation"
+AUTOMATION_RUN_TAGS = {AUTOMATION_TAG: "follow"}
 
 #: Groups whose assets follow their upstream data.
 FOLLOW_GROUPS: frozenset[str] = frozenset({"clean", "warehouse", "ml", "serving"})
@@ -42,17 +45,6 @@ MART_FRESHNESS = dg.FreshnessPolicy.time_window(
 FRESHNESS_CHECKED: frozenset[str] = frozenset(
     {"fct_deliveries", "fct_orders", "kpi_delivery_daily", "serving_snapshot"}
 )
-
-
-#: While the automation has a run queued or in progress it asks for nothing more; when that run
-#: ends, the next tick gathers everything that went stale into one run, from the clean layer to
-#: the snapshot. See :class:`AutomationIdle`.
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 class AutomationIdle(dg.AutomationCondition):
@@ -80,10 +72,7 @@ class AutomationIdle(dg.AutomationCondition):
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
         """Every candidate when the automation is idle, none while one of its runs is in flight."""
-        instance = context.asset_graph_view.instance
-        busy = instance.get_runs_count(
-            filters=dg.RunsFilter(tags={AUTOMATION_TAG: "follow"}, statuses=IN_FLIGHT)
-        )
+        busy = runs_in_flight(context.asset_graph_view.instance, AUTOMATION_RUN_TAGS)
         subset = context.get_empty_subset() if busy else context.candidate_subset
         return dg.AutomationResult(context, true_subset=subset)
 
@@ -192,6 +181,6 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
         # is not retried as it was: its assets are asked for again with the next new data.
         # AUTOMATION_TAG marks the runs AutomationIdle waits for; the instance also runs at
         # most one at a time (instance.py), should two ticks ever overlap.
-        run_tags={"dagster/retry_on_asset_or_op_failure": "false", AUTOMATION_TAG: "follow"},
+        run_tags={"dagster/retry_on_asset_or_op_failure": "false", **AUTOMATION_RUN_TAGS},
         description="Keeps clean, warehouse, ML and serving assets following new raw data.",
     )

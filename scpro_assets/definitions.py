@@ -26,6 +26,7 @@ from ml_assets.automation import ml_jobs, ml_schedules, ml_sensors
 from scpro_assets.automation import apply_automation, automation_sensor
 from scpro_assets.clean.assets import clean_assets, spark_resource
 from scpro_assets.ingest.definitions import build_ingest_definitions, ingest_resources
+from scpro_assets.ingest.definitions import defs as ingest_defs
 from scpro_assets.settings import Settings
 from scpro_assets.warehouse.assets import warehouse_assets
 from scpro_assets.warehouse.project import dbt_resource
@@ -62,11 +63,9 @@ def build_platform_definitions(
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Both locations as one ``Definitions`` (for running in-process), from ``settings``."""
-    settings = settings or Settings.from_env()
-    resources = ingest_resources(settings)
+    ingest = build_ingest_definitions(settings)
     return dg.Definitions.merge(
-        build_ingest_definitions(settings, resources),
-        build_platform_definitions(settings, resources),
+        ingest, build_platform_definitions(settings, dict(ingest.resources or {}))
     )
 
 
@@ -76,5 +75,5 @@ def whole_asset_graph() -> Any:
     return defs.resolve_asset_graph()
 
 
-platform_defs = build_platform_definitions()
-defs = build_definitions()
+platform_defs = build_platform_definitions(resources=dict(ingest_defs.resources or {}))
+defs = dg.Definitions.merge(ingest_defs, platform_defs)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
+
 from scpro_assets.settings import Settings
+
+#: Run statuses that hold a run slot or will: queued, being launched, or running.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 #: How a ``dagster.yaml`` that scpro wrote (and may rewrite when SCPro's defaults change) begins.
 MARKER = "# Written by scpro"
@@ -39,6 +49,11 @@ telemetry:
 """
 
 
+def runs_in_flight(instance: dg.DagsterInstance, tags: dict[str, str]) -> int:
+    """Runs carrying ``tags`` that are queued or running (landing backpressure, automation)."""
+    return instance.get_runs_count(filters=dg.RunsFilter(tags=tags, statuses=IN_FLIGHT))
+
+
 def prepare_dagster_home(settings: Settings) -> Path:
     """Create DAGSTER_HOME with its ``dagster.yaml``.
 
@@ -48,8 +63,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or (
-        config.read_text().startswith(MARKER) and config.read_text() != DAGSTER_YAML
-    ):
+    current = config.read_text() if config.exists() else None
+    if current is None or (current.startswith(MARKER) and current != DAGSTER_YAML):
         config.write_text(DAGSTER_YAML)
     return home

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from scpro_assets.ingest.landing import OffsetRange, landed_watermarks
+from scpro_assets.instance import runs_in_flight
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS
 
@@ -113,21 +114,6 @@ def range_run_request(rng: OffsetRange) -> dg.RunRequest:
     )
 
 
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-def runs_in_flight(instance: dg.DagsterInstance, topic: str) -> int:
-    """Landing runs of ``topic`` that are queued or running."""
-    return instance.get_runs_count(
-        filters=dg.RunsFilter(tags={"scpro/topic": topic}, statuses=IN_FLIGHT)
-    )
-
-
 def stored_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
     """The cursor ``scpro ingest`` left in the instance's key-value store, if any."""
     key = CURSOR_KV_PREFIX + name
@@ -162,7 +148,7 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             )
         if not offsets:
             return dg.SkipReason(f"topic '{kafka.topic_name(topic)}' does not exist yet")
-        in_flight = runs_in_flight(context.instance, topic)
+        in_flight = runs_in_flight(context.instance, {"scpro/topic": topic})
         held_back = in_flight >= kafka.max_runs_in_flight
         plan = (
             RangePlan([], cursor, 0)

@@ -106,6 +106,3 @@ def build_openlineage_sensor(
         return dg.SkipReason(f"lineage sent for {handled} finished runs")
 
     return openlineage_sensor
-
-
-openlineage_sensor = build_openlineage_sensor()

@@ -171,17 +171,12 @@ def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -
     target = publish(quarantine, quarantine_dir, "clean_rules")
     # The rule quarantine is small: its reasons are counted with pyarrow, not another Spark job.
     files = sorted(target.glob("part-*.parquet"))
-    reasons = (
-        pq.read_table(files, columns=["entity", "reason"])
-        .group_by(["entity", "reason"])
-        .aggregate([("reason", "count")])
-        if files
-        else None
-    )
-    for row in reasons.to_pylist() if reasons is not None else []:
-        entity, reason, count = row["entity"], row["reason"], row["reason_count"]
-        build.quarantined[entity] = build.quarantined.get(entity, 0) + count
-        build.quarantine_reasons.setdefault(entity, {})[reason] = count
+    if files:
+        counted = pq.read_table(files, columns=["entity", "reason"]).group_by(["entity", "reason"])
+        for row in counted.aggregate([("reason", "count")]).to_pylist():
+            entity, reason, count = row["entity"], row["reason"], row["reason_count"]
+            build.quarantined[entity] = build.quarantined.get(entity, 0) + count
+            build.quarantine_reasons.setdefault(entity, {})[reason] = count
     orders.unpersist()
     shipments.unpersist()
     build.seconds = time.perf_counter() - started
