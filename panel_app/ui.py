@@ -1,7 +1,10 @@
 """Formatting, KPI cards and chart builders shared by the pages.
 
 Business users read these at a glance, so every number leaves here with its unit (%, days, hours,
-currency) and every change says whether it is good news (green) or bad news (red).
+currency) and every change says whether it is good news (blue) or bad news (vermillion).
+
+Colours are the Okabe-Ito palette, which people with any common colour-vision deficiency tell
+apart: good and bad are never a red/green pair, and every tone also comes with a sign or a word.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ import panel as pn
 from bokeh.models import ColumnDataSource, HoverTool, NumeralTickFormatter
 from bokeh.plotting import figure
 
-BLUE = "#2563eb"
-RED = "#dc2626"
-GREEN = "#16a34a"
+# Okabe & Ito (2008), "Color Universal Design": distinguishable under protanopia, deuteranopia
+# and tritanopia.
+BLUE = "#0072b2"
+VERMILLION = "#d55e00"
+ORANGE = "#e69f00"
+SKY = "#56b4e9"
 GREY = "#94a3b8"
-AMBER = "#d97706"
+#: The tones of good and bad news (never red against green).
+GOOD = BLUE
+BAD = VERMILLION
 
 CARD_CSS = """
 :host { width: 100%; }
@@ -34,7 +42,7 @@ CARD_CSS = """
               letter-spacing: .03em; }
 .kpi .value { color: #0f172a; font-size: 30px; font-weight: 700; margin: 4px 0 2px; }
 .kpi .delta { font-size: 13px; color: #64748b; }
-.kpi .delta.good { color: #15803d; } .kpi .delta.bad { color: #b91c1c; }
+.kpi .delta.good { color: #005a8c; } .kpi .delta.bad { color: #b34700; }
 .kpi .hint { color: #94a3b8; font-size: 11px; margin-top: 2px; }
 """
 
@@ -208,7 +216,7 @@ def hbar_rate(
     volume_col: str,
     higher_is_bad: bool = True,
 ) -> pn.pane.Bokeh:
-    """Horizontal bars of a rate per category, worst on top, red on the bad side of the mean."""
+    """Horizontal bars of a rate per category, worst on top, the bad side of the mean in BAD."""
     ordered = frame.sort_values(rate_col, ascending=higher_is_bad)
     labels = [str(v) for v in ordered[label_col]]
     mean = float(
@@ -220,7 +228,7 @@ def hbar_rate(
             "rate": ordered[rate_col].astype(float).tolist(),
             "volume": ordered[volume_col].astype(float).tolist(),
             "text": [pct(v, 0) for v in ordered[rate_col]],
-            "color": [RED if (v > mean) == higher_is_bad else BLUE for v in ordered[rate_col]],
+            "color": [BAD if (v > mean) == higher_is_bad else GOOD for v in ordered[rate_col]],
         }
     )
     plot = _figure(title, max(140, 34 * len(labels) + 60), y_range=labels, x_range=(0, 1.08))
@@ -265,8 +273,8 @@ def time_rate_line(frame: pd.DataFrame, x: str, y: str, title: str) -> pn.pane.B
     """A rate over time as a line with points; :func:`show_over_time` refreshes it."""
     source = _time_source(frame, x, y)
     plot = _figure(title, 240, x_axis_type="datetime")
-    plot.line(x="x", y="y", color=RED, line_width=2.5, source=source)
-    plot.scatter(x="x", y="y", color=RED, size=5, source=source)
+    plot.line(x="x", y="y", color=VERMILLION, line_width=2.5, source=source)
+    plot.scatter(x="x", y="y", color=VERMILLION, size=5, source=source)
     plot.yaxis.formatter = NumeralTickFormatter(format="0%")
     plot.y_range.start = 0
     plot.add_tools(

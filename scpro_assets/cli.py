@@ -245,9 +245,9 @@ def _is_embedded(settings: Settings) -> bool:
 @click.option("--show/--no-show", default=False, help="Open a browser tab.")
 def dashboard(port: int, address: str, show: bool) -> None:
     """Serve the Panel decision cockpit on the published serving snapshot."""
-    from panel_app.server import serve
+    from panel_app.server import app_path, serve
 
-    click.echo(f"SCPro dashboard: http://{address}:{port}/app")
+    click.echo(f"SCPro dashboard: http://{address}:{port}{app_path()}")
     serve(Settings.from_env(), port=port, show=show, address=address)
 
 
@@ -359,9 +359,11 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
             )
         )
         streamer.start()
+        from panel_app.server import app_path
+
         click.echo(
             f"\nSCPro is running:\n  Dagster UI   http://127.0.0.1:{port}\n"
-            f"  Dashboard    http://127.0.0.1:{dashboard_port}/app\n"
+            f"  Dashboard    http://127.0.0.1:{dashboard_port}{app_path()}\n"
             f"  Kafka        {broker.bootstrap}\n  streaming    {dataset} at {speed:g} business "
             "hours/s\nThe first orders reach the dashboard after the first Spark, model and dbt "
             "runs (a few minutes on 2 cores).\nPress Ctrl-C to stop everything.\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMapper
-from bokeh.palettes import RdYlGn11
+from bokeh.palettes import Cividis256
 
 from panel_app import ui
 from panel_app.store import DataStore, FilterState
@@ -88,7 +88,7 @@ def delay_distribution(store: DataStore, state: FilterState) -> pn.viewable.View
             "label": labels,
             "orders": frame["orders"].astype(float),
             "share": frame["orders"] / frame["orders"].sum(),
-            "color": [ui.GREEN if d <= 0 else ui.RED for d in frame["days_late"]],
+            "color": [ui.GOOD if d <= 0 else ui.BAD for d in frame["days_late"]],
         }
     )
     plot = ui._figure("Delay distribution (delivered orders)", 300, x_range=labels)
@@ -148,7 +148,8 @@ def delivery_map(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
         match_aspect=True,
     )
     plot.tools = []
-    mapper = LinearColorMapper(palette=list(RdYlGn11), low=0, high=1)
+    # Cividis: perceptually uniform and readable with colour-vision deficiencies (late = yellow).
+    mapper = LinearColorMapper(palette=list(Cividis256), low=0, high=1)
     plot.scatter(
         "x",
         "y",

@@ -50,7 +50,7 @@ def forecast_chart(store: DataStore, state: FilterState) -> pn.viewable.Viewable
     plot.line(
         x="period_start",
         y="baseline",
-        color=ui.AMBER,
+        color=ui.ORANGE,
         line_width=1.5,
         line_dash="dotted",
         source=ColumnDataSource(frame),
