@@ -286,6 +286,9 @@ def test_documented_example_mapping_is_valid():
     assert example.rows == "item" and example.source == "acme"
     assert example.canceled_values == {"CANCELLED", "RETURNED_BEFORE_SHIPPING"}
     assert example.items["weight"].unit == "kg"
+    assert example.null_values == {"N/A", "-"}
+    assert example.items["weight"].null_values == {"N/A", "-", "Weight Captured Separately"}
+    assert example.shipments["delivered_at"].null_values == {"N/A", "-", "Date Not Captured"}
 
 
 # --- real B2B histories: large lines, tokens meaning "empty", grouped reasons, limits -----------
