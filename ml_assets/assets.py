@@ -24,6 +24,7 @@ from ml_assets.data import read_clean
 from ml_assets.demand import (
     ALGORITHM,
     GB_PARAMS,
+    MIN_FORECAST_DAYS,
     SPARSE_EMPTY_SHARE,
     daily_category_orders,
     fit_demand,
@@ -31,6 +32,7 @@ from ml_assets.demand import (
 from ml_assets.features import leakage_violations
 from ml_assets.outputs import write_output
 from ml_assets.scoring import (
+    MIN_ROWS_TO_JUDGE,
     PSI_THRESHOLD,
     drift_population,
     score_delivery_time,
@@ -78,18 +80,35 @@ def _network_config(config: ModelTrainingConfig):
 MIN_SEGMENT_CUSTOMERS = 50
 
 
-def _not_judged(reason: str) -> dg.AssetCheckResult:
-    """``beats_baseline`` when there was too little data to judge: a warning, not an error."""
+def not_judged(
+    check_name: str,
+    reason: str,
+    rows: int,
+    min_rows: int,
+    *,
+    train_again: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> dg.AssetCheckResult:
+    """A check with too little data to judge: a warning that says so, with the counts.
+
+    Dagster has no "not judged" outcome for a check, so this is a WARN whose description starts
+    with "not judged" and whose metadata carries ``judged: false``, ``rows`` and ``min_rows``. It
+    passes, so nothing acts on it: a drift check on a handful of scores asks for no retrain
+    (``ml_assets.automation``). Unless ``train_again``: a model not trained, or not judged, yet
+    fails its ``beats_baseline`` as a warning, which is what makes the automation train it again
+    on new features (``scpro_assets.automation.TRAIN_WHEN_NEEDED``) until it can be judged.
+    """
     return dg.AssetCheckResult(
-        check_name="beats_baseline",
-        passed=False,
+        check_name=check_name,
+        passed=not train_again,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"not judged: {reason}",
+        metadata={**(metadata or {}), "judged": False, "rows": rows, "min_rows": min_rows},
     )
 
 
 def _not_enough_data(
-    settings: Settings, output: str, reason: str, rows: int
+    settings: Settings, output: str, reason: str, rows: int, min_rows: int
 ) -> dg.MaterializeResult:
     """Publish an empty ``output`` (dbt and the dashboard stay valid) and a warning check."""
     from ml_assets.outputs import SCHEMAS
@@ -97,7 +116,32 @@ def _not_enough_data(
     write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
     return dg.MaterializeResult(
         metadata={"skipped": reason, "input_rows": rows, "dagster/row_count": 0},
-        check_results=[_not_judged(reason)],
+        check_results=[not_judged("beats_baseline", reason, rows, min_rows, train_again=True)],
+    )
+
+
+def baseline_check_result(
+    beats_baseline: bool, test_rows: int, metadata: dict[str, Any]
+) -> dg.AssetCheckResult:
+    """``beats_baseline`` of a trained model, judged on at least :data:`MIN_ROWS_TO_JUDGE` orders.
+
+    On a smaller test set a win or a loss against the baseline is noise, so the model serves but
+    the check says "not judged", and the automation trains it again on new features.
+    """
+    if test_rows < MIN_ROWS_TO_JUDGE:
+        return not_judged(
+            "beats_baseline",
+            f"{test_rows} test orders; comparing with the baseline needs {MIN_ROWS_TO_JUDGE}",
+            test_rows,
+            MIN_ROWS_TO_JUDGE,
+            train_again=True,
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(
+        check_name="beats_baseline",
+        passed=beats_baseline,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={**metadata, "judged": True, "rows": test_rows, "min_rows": MIN_ROWS_TO_JUDGE},
     )
 
 
@@ -123,7 +167,7 @@ def _train_model_asset(
     try:
         result = train_task(features.frame, task, network_config=_network_config(config))
     except NotEnoughDataError as error:
-        return _not_trained_yet(context, str(error), len(features.frame))
+        return _not_trained_yet(context, error, len(features.frame))
     entries = save_task(result, settings.models_dir, {"order_features": features.lineage()})
     served = next(e for e in entries if e["is_serving"])
     metric = TASKS[task]["metric"]
@@ -149,11 +193,10 @@ def _train_model_asset(
             "seconds": round(time.perf_counter() - started, 1),
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name="beats_baseline",
-                passed=result.beats_baseline(),
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
+            baseline_check_result(
+                result.beats_baseline(),
+                served["test_rows"],
+                {
                     "serving": served["model_name"],
                     metric: served["primary_metric_value"],
                     "best_baseline": result.baseline_best,
@@ -165,7 +208,7 @@ def _train_model_asset(
 
 
 def _not_trained_yet(
-    context: dg.AssetExecutionContext, reason: str, rows: int
+    context: dg.AssetExecutionContext, error: NotEnoughDataError, rows: int
 ) -> dg.MaterializeResult:
     """No model yet (a stream has just started): say so instead of failing the run.
 
@@ -175,11 +218,12 @@ def _not_trained_yet(
     makes the automation train again on the next features update
     (``scpro_assets.automation.TRAIN_WHEN_NEEDED``).
     """
+    reason = str(error)
     context.log.warning(f"not trained yet: {reason}")
     return dg.MaterializeResult(
         metadata={"trained": False, "skipped": reason, "feature_rows": rows},
         check_results=[
-            _not_judged(reason),
+            not_judged("beats_baseline", reason, error.rows, error.min_rows, train_again=True),
             dg.AssetCheckResult(
                 check_name="no_leakage",
                 passed=True,
@@ -251,21 +295,37 @@ def _orders_to_score(settings: Settings) -> tuple[pd.DataFrame, np.ndarray, dict
     return frame, is_open, lineage
 
 
-def _drift_check(
+def drift_check_result(
     entry: dict[str, Any], scores: np.ndarray, frame: pd.DataFrame, is_open: np.ndarray, column: str
 ) -> dg.AssetCheckResult:
+    """``score_drift``: PSI of the current scores against training, on enough rows to judge.
+
+    On fewer than :data:`MIN_ROWS_TO_JUDGE` scores a PSI is noise (8.3 on one row), so the check
+    says "not judged" with the count and passes: no retrain is asked for.
+    """
     current = drift_population(frame["order_time"], is_open)
-    psi = score_drift(entry, scores[current]) if current.any() else 0.0
+    rows = int(current.sum())
+    about = {"score": column, "model_version": entry["model_version"]}
+    if rows < MIN_ROWS_TO_JUDGE:
+        return not_judged(
+            "score_drift",
+            f"{rows} {column} scores to compare; PSI needs {MIN_ROWS_TO_JUDGE}",
+            rows,
+            MIN_ROWS_TO_JUDGE,
+            metadata=about,
+        )
+    psi = score_drift(entry, scores[current])
     return dg.AssetCheckResult(
         check_name="score_drift",
         passed=psi <= PSI_THRESHOLD,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
+            **about,
             "psi": psi,
             "threshold": PSI_THRESHOLD,
-            "rows_compared": int(current.sum()),
-            "score": column,
-            "model_version": entry["model_version"],
+            "judged": True,
+            "rows": rows,
+            "min_rows": MIN_ROWS_TO_JUDGE,
         },
     )
 
@@ -299,8 +359,8 @@ class _ScoringRun:
 def _no_model_in_service(settings: Settings, output: str, task: str) -> dg.MaterializeResult:
     """Publish an empty ``output`` while ``task`` has no model yet (see :func:`_not_trained_yet`).
 
-    dbt and the dashboard then show the orders as unscored; the drift check passes vacuously
-    (no score to compare), so it does not ask for a retrain the automation already schedules.
+    dbt and the dashboard then show the orders as unscored; the drift check is not judged (no
+    score to compare), so it does not ask for a retrain the automation already schedules.
     """
     from ml_assets.outputs import SCHEMAS
 
@@ -308,14 +368,7 @@ def _no_model_in_service(settings: Settings, output: str, task: str) -> dg.Mater
     reason = f"no {task} model in service yet"
     return dg.MaterializeResult(
         metadata={"skipped": reason, "dagster/row_count": 0},
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="score_drift",
-                passed=True,
-                description=f"not judged: {reason}",
-                metadata={"rows_compared": 0},
-            )
-        ],
+        check_results=[not_judged("score_drift", reason, 0, MIN_ROWS_TO_JUDGE)],
     )
 
 
@@ -366,7 +419,7 @@ def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={**run.metadata(), "orders_per_second": run.orders_per_second},
         check_results=[
-            _drift_check(run.entry, days, run.frame, run.is_open, "predicted_delivery_days")
+            drift_check_result(run.entry, days, run.frame, run.is_open, "predicted_delivery_days")
         ],
     )
 
@@ -397,7 +450,7 @@ def late_risk_scores(lake: LakeResource) -> dg.MaterializeResult:
             "thresholds": dg.MetadataValue.json(thresholds),
             "orders_per_second_with_reasons": run.orders_per_second,
         },
-        check_results=[_drift_check(run.entry, risk, run.frame, run.is_open, "late_risk")],
+        check_results=[drift_check_result(run.entry, risk, run.frame, run.is_open, "late_risk")],
     )
 
 
@@ -469,6 +522,7 @@ def customer_segments(lake: LakeResource) -> dg.MaterializeResult:
             "customer_segments",
             f"{len(customers)} customers so far; segmenting needs {MIN_SEGMENT_CUSTOMERS}",
             len(customers),
+            MIN_SEGMENT_CUSTOMERS,
         )
     model = fit_segments(customers)
     trained_at = datetime.now(UTC)
@@ -573,12 +627,14 @@ def demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
         settings.clean_dir, "cleaned_order_items", ["order_id", "category", "order_time"]
     )
     if items.frame.empty:
-        return _not_enough_data(settings, "demand_forecast", "no order items yet", 0)
+        return _not_enough_data(
+            settings, "demand_forecast", "no order items yet", 0, MIN_FORECAST_DAYS
+        )
     daily = daily_category_orders(items.frame)
     try:
         result = fit_demand(daily)
     except NotEnoughDataError as error:  # early in a stream: not yet 4 weeks of history
-        return _not_enough_data(settings, "demand_forecast", str(error), len(daily))
+        return _not_enough_data(settings, "demand_forecast", str(error), error.rows, error.min_rows)
     trained_at = datetime.now(UTC)
     version = registry.new_version(trained_at)
     name = "demand_gb"

@@ -3,7 +3,9 @@
 The weekly schedule retrains and re-scores everything in the ``ml`` group. The drift sensor reads
 the latest ``score_drift`` check evaluations of the two score assets; a failed evaluation it has
 not acted on yet (the cursor holds the run ids it has seen) requests one retrain run, keyed by
-that evaluation's run so a restart of the daemon never requests it twice.
+that evaluation's run so a restart of the daemon never requests it twice. A check that had too
+few scores to judge says "not judged" (``ml_assets.assets.not_judged``) and asks for nothing: a
+retrain cannot fix a PSI computed on a handful of rows.
 """
 
 import json
@@ -32,6 +34,18 @@ DRIFT_CHECKS = (
 )
 
 
+def judged_failure(evaluation: dg.AssetCheckEvaluation | None) -> bool:
+    """Whether ``evaluation`` is a drift check that failed on enough rows to judge.
+
+    A "not judged" evaluation passes already; its ``judged: false`` metadata is checked too, so
+    a not-judged result never triggers a retrain whatever its pass flag.
+    """
+    if evaluation is None or evaluation.passed:
+        return False
+    judged = evaluation.metadata.get("judged")
+    return judged is None or judged.value is not False
+
+
 @dg.sensor(
     job=ml_retrain_job,
     minimum_interval_seconds=300,
@@ -47,7 +61,7 @@ def ml_drift_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
         if record is None or record.run_id in seen:
             continue
         evaluation = record.event.asset_check_evaluation if record.event else None
-        if evaluation is not None and not evaluation.passed:
+        if judged_failure(evaluation):
             failed.append((key, record.run_id))
     if not failed:
         return dg.SkipReason("no new failed score-drift evaluation")

@@ -37,6 +37,8 @@ TOP_CATEGORIES = 12
 SPARSE_EMPTY_SHARE = 0.5
 #: A weekly forecast needs this many complete weeks; sparse data with less history stays daily.
 MIN_WEEKS = 16
+#: A daily forecast needs this many days with four weeks of history before them (its lags).
+MIN_FORECAST_DAYS = 21
 #: Smoothing of the weekly level (weight of the latest week).
 LEVEL_ALPHA = 0.5
 #: Periods forecast ahead directly, per grain.
@@ -252,9 +254,12 @@ def fit_demand(daily: pd.DataFrame, test_share: float = 0.2) -> DemandResult:
     longest = f"lag_{LAGS[grain][-1]}"
     known = frame.loc[~frame["is_future"] & frame[longest].notna()]
     starts = np.sort(known["day"].unique())
-    if len(starts) < 21 and grain == "day":
+    if len(starts) < MIN_FORECAST_DAYS and grain == "day":
         raise NotEnoughDataError(
-            f"{len(starts)} days with 4 weeks of history so far; forecasting needs 21"
+            f"{len(starts)} days with 4 weeks of history so far; "
+            f"forecasting needs {MIN_FORECAST_DAYS}",
+            rows=len(starts),
+            min_rows=MIN_FORECAST_DAYS,
         )
     test_start = pd.Timestamp(starts[int(len(starts) * (1 - test_share))])
     train = known.loc[known["day"] < test_start]

@@ -66,6 +66,15 @@ MAX_REASONS = 3
 #: PSI above this between training scores and current scores fails the drift check
 #: (the usual reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift).
 PSI_THRESHOLD = 0.25
+#: Fewest rows a statistical check judges on; below it the check says "not judged" with the
+#: count instead of crying wolf (issue #14: PSI 8.3 on 1 compared row, 6.0 on 14). An unchanged
+#: score distribution still scores a PSI of about chi-square(9)/n on n scores in the ten bins of
+#: the training reference (``DRIFT_BINS``); measured on 20,000 draws of the same distribution:
+#: 8.3 on 1 row, a mean of 1.8 on 14 (97 % of them above the 0.25 threshold), 0.10 on 100 (0.9 %
+#: false alarms), 0.047 on 200 with none above the threshold (99.9th percentile 0.15). A model's
+#: test comparison with its baseline is as noisy below that: a ROC-AUC on 200 orders has a
+#: standard error of about 0.03, the size of the margins models win by (README, Measured).
+MIN_ROWS_TO_JUDGE = 200
 _WEEKDAYS = {
     "1": "Monday",
     "2": "Tuesday",
@@ -230,10 +239,13 @@ def score_late_risk(
     return pa.Table.from_pydict(data, schema=SCHEMAS["late_risk_scores"])
 
 
-def drift_population(order_time: pd.Series, is_open: np.ndarray, min_open: int = 50) -> np.ndarray:
+def drift_population(
+    order_time: pd.Series, is_open: np.ndarray, min_open: int = MIN_ROWS_TO_JUDGE
+) -> np.ndarray:
     """Rows the drift check compares with training: open orders, else the last 30 days' orders.
 
-    Back-scores of the training period would dilute any shift, so they are left out.
+    Back-scores of the training period would dilute any shift, so they are left out. Open orders
+    are used once there are enough of them to judge on (:data:`MIN_ROWS_TO_JUDGE`).
     """
     if is_open.sum() >= min_open:
         return is_open.astype(bool)

@@ -95,6 +95,11 @@ GB_PARAMS: dict[str, dict[str, Any]] = {
 RISK_BAND_QUANTILES = {"high": 0.8, "medium": 0.5}
 #: Bins of the training score distribution kept for the drift check (PSI).
 DRIFT_BINS = 10
+#: Fewest delivered orders to fit on and to test on at all. A model this small still serves (it
+#: beats showing nothing at the start of a stream), but its ``beats_baseline`` check is judged
+#: only on ``ml_assets.scoring.MIN_ROWS_TO_JUDGE`` test orders.
+MIN_TRAIN_ORDERS = 20
+MIN_TEST_ORDERS = 5
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -109,7 +114,15 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 class NotEnoughDataError(ValueError):
-    """Too few delivered orders to train and judge a model (the start of a stream)."""
+    """Too few delivered orders to train and judge a model (the start of a stream).
+
+    ``rows`` is what there was and ``min_rows`` what is needed, for the "not judged" check.
+    """
+
+    def __init__(self, message: str, *, rows: int, min_rows: int) -> None:
+        super().__init__(message)
+        self.rows = rows
+        self.min_rows = min_rows
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -274,10 +287,13 @@ def train_task(
     spec = TASKS[task]
     kind, target = spec["kind"], spec["target"]
     split = time_split(frame, cutoff=cutoff)
-    if len(split.train) < 20 or len(split.test) < 5:
+    if len(split.train) < MIN_TRAIN_ORDERS or len(split.test) < MIN_TEST_ORDERS:
+        short_of_training = len(split.train) < MIN_TRAIN_ORDERS
         raise NotEnoughDataError(
             f"{task}: too few delivered orders for a time split "
-            f"({len(split.train)} train, {len(split.test)} test)"
+            f"({len(split.train)} train, {len(split.test)} test)",
+            rows=len(split.train) if short_of_training else len(split.test),
+            min_rows=MIN_TRAIN_ORDERS if short_of_training else MIN_TEST_ORDERS,
         )
     features = list(features or default_features(split.fit, task))
     if check_leakage:

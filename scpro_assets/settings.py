@@ -7,6 +7,7 @@ code change. Secrets (SASL passwords, hashing keys) are only ever read from the 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,52 @@ class KafkaSettings:
             if getattr(self, key):
                 options[key] = getattr(self, key)
         return options
+
+
+def _positive_number(name: str, default: float) -> float:
+    """``name`` read as a positive finite number; an error that names the variable otherwise."""
+    text = _env(name)
+    if text is None:
+        return default
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name}: expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a positive number, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ContractLimits:
+    """The largest quantity, money amount and weight an event may carry (per deployment).
+
+    The caps catch garbage (a sentinel such as 9.99e15, an overflow, grams sent as micrograms),
+    not implausible business: a real B2B history must fit. An outside pharma shipments history
+    has lines of 50,000 units worth 3,000,000 and weighing 2,000,000 g; the former caps (10,000
+    units, 1,000,000 money, 1,000,000 g) refused about 2,000 of its 7,000 shipments. The defaults
+    leave room for bulk trade: 10 million units a line, 1e9 in any currency (cents stay exact in
+    a double up to about 9e13), 1e9 g (1,000 t, a bulk ship-load line). A deployment with larger
+    (or, to catch more garbage, smaller) values sets ``SCPRO_MAX_QUANTITY``, ``SCPRO_MAX_MONEY``
+    and ``SCPRO_MAX_WEIGHT_G`` in the environment of every SCPro process (producers and Dagster
+    alike), since the contracts read them once, at import.
+    """
+
+    max_quantity: int = 10_000_000
+    max_money: float = 1e9
+    max_weight_g: float = 1e9
+
+    @classmethod
+    def from_env(cls) -> ContractLimits:
+        """Read ``SCPRO_MAX_QUANTITY``, ``SCPRO_MAX_MONEY`` and ``SCPRO_MAX_WEIGHT_G``."""
+        quantity = _positive_number("SCPRO_MAX_QUANTITY", float(cls.max_quantity))
+        if not quantity.is_integer():
+            raise ValueError(f"SCPRO_MAX_QUANTITY: expected a whole number, got {quantity!r}")
+        return cls(
+            max_quantity=int(quantity),
+            max_money=_positive_number("SCPRO_MAX_MONEY", cls.max_money),
+            max_weight_g=_positive_number("SCPRO_MAX_WEIGHT_G", cls.max_weight_g),
+        )
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,10 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     assert checks[("late_risk_model", "no_leakage")].passed
     assert checks[("delivery_time_model", "no_leakage")].passed
     assert checks[("delivery_time_model", "beats_baseline")].passed
-    psi = checks[("late_risk_scores", "score_drift")].metadata["psi"].value
-    assert psi >= 0
+    drift = checks[("late_risk_scores", "score_drift")].metadata
+    assert drift["psi"].value >= 0
+    # the last 30 days' orders are compared: enough rows to judge
+    assert drift["judged"].value is True and drift["rows"].value >= drift["min_rows"].value
 
     materialized = dagster_instance.get_latest_materialization_event(
         dg.AssetKey("late_risk_model")
@@ -144,3 +146,9 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
     ]
     assert all(not e.passed and "not judged" in e.description for e in not_judged)
     assert all(e.severity == dg.AssetCheckSeverity.WARN for e in not_judged)
+    assert all(e.metadata["rows"].value < e.metadata["min_rows"].value for e in not_judged)
+    # No score to compare: the drift checks are not judged and pass, so no retrain is asked for.
+    for name in ("late_risk_scores", "delivery_time_predictions"):
+        drift = evaluations[(name, "score_drift")]
+        assert drift.passed and drift.description.startswith("not judged")
+        assert drift.metadata["judged"].value is False and drift.metadata["rows"].value == 0

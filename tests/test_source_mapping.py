@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -285,3 +286,243 @@ def test_documented_example_mapping_is_valid():
     assert example.rows == "item" and example.source == "acme"
     assert example.canceled_values == {"CANCELLED", "RETURNED_BEFORE_SHIPPING"}
     assert example.items["weight"].unit == "kg"
+    assert example.null_values == {"N/A", "-"}
+    assert example.items["weight"].null_values == {"N/A", "-", "Weight Captured Separately"}
+    assert example.shipments["delivered_at"].null_values == {"N/A", "-", "Date Not Captured"}
+
+
+# --- real B2B histories: large lines, tokens meaning "empty", grouped reasons, limits -----------
+
+# In the style of a pharma supply-chain shipments history (invented rows): one shipment a row,
+# lines of 50,000 packs worth 3,000,000, two tonnes, and dates the source did not capture.
+PHARMA_CSV = """\
+shipment,project,po_sent,scheduled,shipped,delivered,vendor,product_group,item,packs,pack_price,line_value,weight_kg,freight
+SC-1,PRJ-7,2015-06-02,2015-07-15,2015-06-20,2015-07-14,V-1,ARV,ITM-1,50000,60.00,3000000.00,2000,12000.50
+SC-2,PRJ-7,2015-06-03,2015-07-20,Date Not Captured,2015-07-18,V-1,ARV,ITM-2,1200,2.50,3000.00,Weight Captured Separately,Freight Included in Commodity Cost
+SC-3,PRJ-9,2015-06-04,2015-08-01,2015-06-30,N/A,V-2,HRDT,ITM-3,8000,12.00,96000.00,150,800.00
+SC-4,PRJ-9,2015-06-05,2015-08-10,N/A,Date Not Captured,V-2,HRDT,ITM-4,400,75.00,30000.00,NA,NA
+"""
+
+PHARMA_MAPPING = """\
+source: pharma
+rows: order
+null_values: ["Date Not Captured", "N/A", "NA"]
+orders:
+  order_id: shipment
+  placed_at: po_sent
+  promised_at: scheduled
+  customer_id: project
+items:
+  product_id: item
+  category: product_group
+  seller_id: vendor
+  quantity: packs
+  unit_price: pack_price
+  weight: {column: weight_kg, unit: kg, null_values: ["Weight Captured Separately"]}
+  freight: {column: freight, null_values: ["Freight Included in Commodity Cost"]}
+payments:
+  amount: line_value
+  type: {const: invoice}
+shipments:
+  shipped_at: shipped
+  delivered_at: delivered
+"""
+
+
+def _pharma(tmp_path: Path, mapping: str = PHARMA_MAPPING, csv_text: str = PHARMA_CSV):
+    return map_csv(
+        load_mapping(_write(tmp_path, "m.yaml", mapping)), _write(tmp_path, "s.csv", csv_text)
+    )
+
+
+def test_a_pharma_history_with_large_lines_and_uncaptured_dates_lands_whole(tmp_path: Path):
+    events, report = _pharma(tmp_path)
+    assert report.rejected_total == 0, report.summary()
+    placed = {e.payload["order_id"]: e.payload for e in events if e.topic == "orders"}
+    assert sorted(placed) == ["pharma-SC-1", "pharma-SC-2", "pharma-SC-3", "pharma-SC-4"]
+    big = placed["pharma-SC-1"]["items"][0]
+    assert (big["quantity"], big["unit_price"], big["weight_g"]) == (50_000, 60.0, 2_000_000.0)
+    assert big["freight"] == 12000.5
+    paid = {e.payload["order_id"]: e.payload["amount"] for e in events if e.topic == "payments"}
+    assert paid["pharma-SC-1"] == 3_000_000.0
+    # A token meaning "empty" is unknown, not zero and not a bad value.
+    assert "weight_g" not in placed["pharma-SC-2"]["items"][0]
+    assert placed["pharma-SC-2"]["items"][0]["freight"] == 0.0  # the field's default
+    assert "weight_g" not in placed["pharma-SC-4"]["items"][0]
+    statuses = sorted(
+        (e.payload["order_id"], e.payload["status"]) for e in events if e.topic == "shipments"
+    )
+    assert statuses == [
+        ("pharma-SC-1", "delivered"),
+        ("pharma-SC-1", "shipped"),
+        ("pharma-SC-2", "delivered"),  # shipped: Date Not Captured
+        ("pharma-SC-3", "shipped"),  # delivered: N/A, not delivered yet
+        # SC-4: neither date captured, so no tracking event at all
+    ]
+    for event in events:
+        assert validate_event(event.topic, event.payload).ok, event.payload
+
+
+def test_null_values_of_a_column_apply_to_that_column_only(tmp_path: Path):
+    # Without the file's list, the same tokens are bad dates and bad numbers, reported as such.
+    without_file_tokens = PHARMA_MAPPING.replace(
+        'null_values: ["Date Not Captured", "N/A", "NA"]\n', ""
+    )
+    only_shipped = without_file_tokens.replace(
+        "  shipped_at: shipped\n",
+        '  shipped_at: {column: shipped, null_values: ["Date Not Captured", "N/A"]}\n',
+    ).replace("  delivered_at: delivered\n", "  delivered_at: {column: delivered}\n")
+    mapping = load_mapping(_write(tmp_path, "m.yaml", only_shipped))
+    assert mapping.null_values == frozenset()
+    assert mapping.shipments["shipped_at"].null_values == {"Date Not Captured", "N/A"}
+    assert mapping.shipments["delivered_at"].null_values == frozenset()
+    assert mapping.items["weight"].null_values == {"Weight Captured Separately"}
+    events, report = map_csv(mapping, _write(tmp_path, "s.csv", PHARMA_CSV))
+    assert report.rows_read == 4
+    assert dict(report.rejected) == {
+        # SC-3: the delivered column knows no token; SC-4: 'NA' is empty only with the file's.
+        "bad date in shipments.delivered_at (column 'delivered')": 1,
+        "not a number in items.freight (column 'freight')": 1,
+    }
+    assert report.examples["bad date in shipments.delivered_at (column 'delivered')"] == (
+        "line 4: order pharma-SC-3"
+    )
+    landed = {e.payload["order_id"] for e in events if e.topic == "orders"}
+    assert landed == {"pharma-SC-1", "pharma-SC-2"}  # SC-2's shipped token is that column's
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ("[-1]", r"null_values: expected a list of text tokens"),
+        ("{a: b}", r"null_values: expected a list of text tokens"),
+    ],
+)
+def test_null_values_must_be_text(tmp_path: Path, tokens: str, message: str):
+    text = PHARMA_MAPPING.replace('["Date Not Captured", "N/A", "NA"]', tokens)
+    with pytest.raises(MappingError, match=message):
+        load_mapping(_write(tmp_path, "m.yaml", text))
+    per_field = PHARMA_MAPPING.replace('["Weight Captured Separately"]', tokens)
+    with pytest.raises(MappingError, match=r"items\.weight\.null_values: expected a list"):
+        load_mapping(_write(tmp_path, "m2.yaml", per_field))
+
+
+BEYOND_LIMITS_CSV = """\
+order,placed,promised,customer,sku,qty,price
+X1,2024-03-01,2024-03-05,c1,P-1,20000000,1.00
+X1,2024-03-01,2024-03-05,c1,P-2,5,1.00
+X1,2024-03-01,2024-03-05,c1,P-3,30000000,1.00
+Y2,2024-03-02,2024-03-06,c2,P-1,3,1.00
+Y2,2024-03-02,2024-03-06,c2,P-2,10000001,1.00
+Z3,2024-03-03,2024-03-07,c3,P-1,1,2000000000.00
+OK,2024-03-03,2024-03-07,c3,P-1,10000000,99.00
+"""
+
+BEYOND_LIMITS_MAPPING = """\
+source: bulk
+rows: item
+orders:
+  order_id: order
+  placed_at: placed
+  promised_at: promised
+  customer_id: customer
+items:
+  product_id: sku
+  quantity: qty
+  unit_price: price
+"""
+
+
+def test_values_beyond_the_limits_are_rejected_with_one_reason_whatever_the_line(tmp_path: Path):
+    mapping = load_mapping(_write(tmp_path, "m.yaml", BEYOND_LIMITS_MAPPING))
+    events, report = map_csv(mapping, _write(tmp_path, "b.csv", BEYOND_LIMITS_CSV))
+    quantity = (
+        "order_placed: contract violation: items.*.quantity: "
+        "Input should be less than or equal to 10000000"
+    )
+    price = (
+        "order_placed: contract violation: items.*.unit_price: "
+        "Input should be less than or equal to 1000000000"
+    )
+    # X1 breaks the rule on its lines 1 and 3, Y2 on its line 2: one reason, counted per order.
+    assert dict(report.rejected) == {quantity: 2, price: 1, "order has a rejected row": 3}
+    assert report.examples[quantity] == "line 2: order bulk-X1"
+    assert sum(quantity in line for line in report.summary().splitlines()) == 1
+    # At the limit, a line still lands.
+    [placed] = [e.payload for e in events if e.topic == "orders"]
+    assert placed["order_id"] == "bulk-OK" and placed["items"][0]["quantity"] == 10_000_000
+
+
+def test_group_positions_rewrites_only_locations():
+    from scpro_assets.sources.common import group_positions
+
+    reason = (
+        "order_placed: contract violation: items.0.quantity: Input should be less than or equal "
+        "to 1000000000.5; items.12: Value error, discount exceeds the line's price; "
+        "items.3.quantity: Input should be less than or equal to 1000000000.5"
+    )
+    assert group_positions(reason) == (
+        "order_placed: contract violation: items.*.quantity: Input should be less than or equal "
+        "to 1000000000.5; items.*: Value error, discount exceeds the line's price"
+    )
+    assert group_positions("bad date in orders.placed_at (column 'x.1')") == (
+        "bad date in orders.placed_at (column 'x.1')"
+    )
+
+
+def test_deployment_limits_come_from_the_environment(monkeypatch):
+    from scpro_assets.settings import ContractLimits
+
+    for name in ("SCPRO_MAX_QUANTITY", "SCPRO_MAX_MONEY", "SCPRO_MAX_WEIGHT_G"):
+        monkeypatch.delenv(name, raising=False)
+    assert ContractLimits.from_env() == ContractLimits(10_000_000, 1e9, 1e9)
+    monkeypatch.setenv("SCPRO_MAX_QUANTITY", "40_000")
+    monkeypatch.setenv("SCPRO_MAX_MONEY", "5e9")
+    monkeypatch.setenv("SCPRO_MAX_WEIGHT_G", "1000")
+    assert ContractLimits.from_env() == ContractLimits(40_000, 5e9, 1000.0)
+    for name, value, message in (
+        ("SCPRO_MAX_MONEY", "lots", "SCPRO_MAX_MONEY: expected a positive number, got 'lots'"),
+        ("SCPRO_MAX_WEIGHT_G", "-5", "SCPRO_MAX_WEIGHT_G: expected a positive number, got '-5'"),
+        ("SCPRO_MAX_QUANTITY", "2.5", "SCPRO_MAX_QUANTITY: expected a whole number"),
+    ):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=message):
+            ContractLimits.from_env()
+        monkeypatch.delenv(name)
+
+
+def test_a_deployment_limit_set_by_env_is_honoured_by_the_contracts(tmp_path: Path):
+    """The contracts read their limits once, at import: a process started with the variables."""
+    import subprocess
+    import sys
+
+    from scpro_assets.settings import REPO_ROOT
+
+    mapping = _write(tmp_path, "m.yaml", PHARMA_MAPPING)
+    data = _write(tmp_path, "s.csv", PHARMA_CSV)
+    script = (
+        "import json, sys\n"
+        "from scpro_assets.sources.mapping import load_mapping, map_csv\n"
+        "events, report = map_csv(load_mapping(sys.argv[1]), sys.argv[2])\n"
+        "print(json.dumps(dict(report.rejected)))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "SCPRO_MAX_QUANTITY": "40000",  # SC-1's 50,000 packs are now too many
+        "SCPRO_MAX_WEIGHT_G": "100000",  # and SC-3's 150 kg too heavy
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(mapping), str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout) == {
+        "order_placed: contract violation: items.*.quantity: "
+        "Input should be less than or equal to 40000; items.*.weight_g: "
+        "Input should be less than or equal to 100000": 1,
+        "order_placed: contract violation: items.*.weight_g: "
+        "Input should be less than or equal to 100000": 1,
+    }

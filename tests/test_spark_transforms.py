@@ -351,6 +351,25 @@ def test_orders_and_items_have_exact_values(spark):
     assert utc(first["order_time"]) == placed
 
 
+def test_b2b_lines_up_to_the_contract_limits_clean_exactly(spark):
+    """Spark's schema and rules hold what the contracts accept (scpro_assets.settings limits):
+    a pharma-size line and a line at every limit, with no overflow and no quarantine."""
+    from scpro_assets.contracts.events import LIMITS
+
+    pharma = item(1, price=60.0, quantity=50_000, weight_g=2_000_000.0)
+    at_limits = item(2, price=100.0, quantity=LIMITS.max_quantity, weight_g=LIMITS.max_weight_g)
+    parsed = parse_raw(raw(spark, [order("o-bulk", at(2), items=[pharma, at_limits])]), "orders")
+    orders, quarantine = cleaning.clean_orders(parsed)
+    assert quarantine.count() == 0
+    (bulk,) = orders.collect()
+    assert bulk["units"] == 50_000 + LIMITS.max_quantity
+    assert bulk["gross_value"] == 3_000_000.0 + 100.0 * LIMITS.max_quantity
+    assert bulk["total_weight_g"] == 2_000_000.0 + LIMITS.max_weight_g
+    lines = {r.item_id: r for r in cleaning.clean_order_items(parsed).collect()}
+    assert (lines["item-1"].quantity, lines["item-1"].line_value) == (50_000, 3_000_000.0)
+    assert lines["item-2"].quantity == LIMITS.max_quantity
+
+
 def test_orders_breaking_business_rules_are_quarantined_with_reasons(spark):
     good = order("o-ok", at(1))
     rows = raw_rows_from_events(

@@ -28,11 +28,19 @@ from pydantic import (
 )
 
 from scpro_assets.perf import paused_gc
+from scpro_assets.settings import ContractLimits
 
 SCHEMA_VERSION = 1
 
+#: Upper bounds of quantities, money and weights: large enough for real B2B histories, set per
+#: deployment with ``SCPRO_MAX_*`` (see :class:`~scpro_assets.settings.ContractLimits` for why
+#: these values). Read once, at import, so producers and landing must share the environment.
+LIMITS = ContractLimits.from_env()
+
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
-Money = Annotated[float, Field(ge=0, le=1_000_000)]
+Money = Annotated[float, Field(ge=0, le=LIMITS.max_money)]
+Quantity = Annotated[int, Field(ge=1, le=LIMITS.max_quantity)]
+WeightGrams = Annotated[float, Field(ge=0, le=LIMITS.max_weight_g)]
 
 
 class _Event(BaseModel):
@@ -77,11 +85,11 @@ class OrderItem(BaseModel):
     category: str | None = None
     department: str | None = None
     seller_id: str | None = None
-    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    quantity: Quantity
     unit_price: Money
     discount: Money = 0.0
     freight: Money = 0.0
-    weight_g: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    weight_g: WeightGrams | None = None
 
     @model_validator(mode="after")
     def _discount_within_price(self) -> OrderItem:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,6 +95,33 @@ def make_event(
     )
 
 
+#: What every contract reason starts with (``scpro_assets.contracts.events``), then
+#: ``location: message`` details joined with ``; ``.
+CONTRACT_VIOLATION = "contract violation: "
+#: A list position in a pydantic error location: the ``3`` of ``items.3.quantity`` or ``items.3``.
+_POSITION = re.compile(r"(?<=\.)\d+(?=\.|$)")
+
+
+def group_positions(reason: str) -> str:
+    """``reason`` with every list position of its contract error locations written ``*``.
+
+    One broken rule is one reason whichever line of an order breaks it: ``items.0.quantity`` and
+    ``items.1.quantity`` both read ``items.*.quantity``, so a report counts them on one line
+    instead of one line per position. Details repeated within one reason (several lines of an
+    order breaking the same rule) are kept once. Other reasons are returned unchanged.
+    """
+    head, marker, details = reason.partition(CONTRACT_VIOLATION)
+    if not marker:
+        return reason
+    parts: list[str] = []
+    for detail in details.split("; "):
+        where, colon, message = detail.partition(": ")
+        part = _POSITION.sub("*", where) + colon + message
+        if part not in parts:
+            parts.append(part)
+    return head + marker + "; ".join(parts)
+
+
 @dataclass
 class MappingReport:
     """What an adapter did with its input: rows read, events made, rows rejected and why."""
@@ -105,7 +133,11 @@ class MappingReport:
     examples: dict[str, str] = field(default_factory=dict)
 
     def reject(self, reason: str, where: str) -> None:
-        """Count a row that could not be mapped, keeping the first example of each reason."""
+        """Count a row that could not be mapped, keeping the first example of each reason.
+
+        Reasons are grouped by :func:`group_positions`; ``where`` keeps the exact row.
+        """
+        reason = group_positions(reason)
         self.rejected[reason] += 1
         self.examples.setdefault(reason, where)
 

@@ -60,8 +60,8 @@ SHIPMENT_KEYS = {
     "canceled_values",
 }
 TOP_KEYS = {
-    "source", "file", "delimiter", "encoding", "timezone", "date_formats", "rows", "orders",
-    "items", "payments", "shipments",
+    "source", "file", "delimiter", "encoding", "timezone", "date_formats", "null_values", "rows",
+    "orders", "items", "payments", "shipments",
 }  # fmt: skip
 REQUIRED_ORDER_KEYS = ("order_id", "placed_at", "customer_id")
 REQUIRED_ITEM_KEYS = ("product_id", "unit_price")
@@ -74,7 +74,11 @@ class RowError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """Where one value comes from: a column (with a default when empty) or a constant."""
+    """Where one value comes from: a column (with a default when empty) or a constant.
+
+    ``null_values`` are the cell values (after stripping) that mean "empty" in this column, such
+    as ``Date Not Captured`` or ``N/A``: the file's tokens and the field's own.
+    """
 
     key: str
     column: str | None = None
@@ -82,21 +86,41 @@ class Field:
     default: Any = None
     date_format: str | None = None
     unit: str | None = None
+    null_values: frozenset[str] = frozenset()
 
     def raw(self, row: Mapping[str, str]) -> Any:
-        """The value in ``row`` (stripped), the default when empty, or the constant."""
+        """The value in ``row`` (stripped), the default when empty, or the constant.
+
+        A null token counts as empty before any parsing, so a ``Date Not Captured`` date is
+        unknown (``None``), not a bad date; the contract then decides whether it may be.
+        """
         if self.column is None:
             return self.const
         value = (row.get(self.column) or "").strip()
-        return value if value else self.default
+        return value if value and value not in self.null_values else self.default
 
 
-def _field(section: str, key: str, spec: Any) -> Field:
+def _null_tokens(where: str, spec: Any) -> frozenset[str]:
+    """A ``null_values`` list; only text, since YAML reads ``-1``, ``no`` or ``null`` otherwise."""
+    if spec is None:
+        return frozenset()
+    if isinstance(spec, str):
+        spec = [spec]
+    if not isinstance(spec, list) or not all(isinstance(token, str) for token in spec):
+        raise MappingError(
+            f"{where}: expected a list of text tokens such as ['N/A', 'Date Not Captured'] "
+            "(quote tokens YAML would read as numbers, booleans or null)"
+        )
+    return frozenset(token.strip() for token in spec)
+
+
+def _field(section: str, key: str, spec: Any, null_values: frozenset[str]) -> Field:
+    """One field spec; ``null_values`` are the file's tokens, to which the field may add its own."""
     where = f"{section}.{key}"
     if isinstance(spec, str):
-        return Field(where, column=spec)
+        return Field(where, column=spec, null_values=null_values)
     if isinstance(spec, Mapping):
-        unknown = set(spec) - {"column", "const", "default", "format", "unit"}
+        unknown = set(spec) - {"column", "const", "default", "format", "unit", "null_values"}
         if unknown:
             raise MappingError(f"{where}: unknown option(s) {sorted(unknown)}")
         if ("column" in spec) == ("const" in spec):
@@ -111,6 +135,7 @@ def _field(section: str, key: str, spec: Any) -> Field:
             default=spec.get("default"),
             date_format=spec.get("format"),
             unit=unit,
+            null_values=null_values | _null_tokens(f"{where}.null_values", spec.get("null_values")),
         )
     if isinstance(spec, int | float | bool):
         return Field(where, const=spec)
@@ -118,7 +143,11 @@ def _field(section: str, key: str, spec: Any) -> Field:
 
 
 def _section(
-    raw: Mapping[str, Any], name: str, allowed: set[str], required: tuple[str, ...] = ()
+    raw: Mapping[str, Any],
+    name: str,
+    allowed: set[str],
+    required: tuple[str, ...] = (),
+    null_values: frozenset[str] = frozenset(),
 ) -> dict[str, Field] | None:
     spec = raw.get(name)
     if spec is None:
@@ -134,7 +163,9 @@ def _section(
     if missing:
         raise MappingError(f"{name}: missing required key(s) {missing}")
     return {
-        key: _field(name, key, value) for key, value in spec.items() if key != "canceled_values"
+        key: _field(name, key, value, null_values)
+        for key, value in spec.items()
+        if key != "canceled_values"
     }
 
 
@@ -153,6 +184,7 @@ class CsvMapping:
     encoding: str = "utf-8"
     timezone: tzinfo = UTC
     date_formats: tuple[str, ...] = ()
+    null_values: frozenset[str] = frozenset()
     canceled_values: frozenset[str] = field(default_factory=frozenset)
 
     def columns(self) -> set[str]:
@@ -194,11 +226,12 @@ def parse_mapping(raw: Mapping[str, Any], base: Path | None = None) -> CsvMappin
         formats = [formats]
     if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
         raise MappingError("date_formats: expected a list of strptime formats")
-    orders = _section(raw, "orders", ORDER_KEYS, REQUIRED_ORDER_KEYS)
+    nulls = _null_tokens("null_values", raw.get("null_values"))
+    orders = _section(raw, "orders", ORDER_KEYS, REQUIRED_ORDER_KEYS, nulls)
     assert orders is not None
     if "promised_at" not in orders and "promised_days" not in orders:
         raise MappingError("orders: give 'promised_at' (a date) or 'promised_days' (a number)")
-    items = _section(raw, "items", ITEM_KEYS, REQUIRED_ITEM_KEYS)
+    items = _section(raw, "items", ITEM_KEYS, REQUIRED_ITEM_KEYS, nulls)
     assert items is not None
     if "weight" in items and items["weight"].unit is None:
         raise MappingError("items.weight: give its unit, e.g. {column: weight, unit: kg}")
@@ -208,7 +241,7 @@ def parse_mapping(raw: Mapping[str, Any], base: Path | None = None) -> CsvMappin
     )
     if not isinstance(canceled, list):
         raise MappingError("shipments.canceled_values: expected a list of status values")
-    shipments = _section(raw, "shipments", SHIPMENT_KEYS)
+    shipments = _section(raw, "shipments", SHIPMENT_KEYS, null_values=nulls)
     if canceled and (shipments is None or "status" not in shipments):
         raise MappingError("shipments.canceled_values: needs shipments.status (the column)")
     file = raw.get("file")
@@ -216,7 +249,7 @@ def parse_mapping(raw: Mapping[str, Any], base: Path | None = None) -> CsvMappin
         source=source,
         orders=orders,
         items=items,
-        payments=_section(raw, "payments", PAYMENT_KEYS, ("amount",))
+        payments=_section(raw, "payments", PAYMENT_KEYS, ("amount",), nulls)
         if "payments" in raw
         else None,
         shipments=shipments,
@@ -226,6 +259,7 @@ def parse_mapping(raw: Mapping[str, Any], base: Path | None = None) -> CsvMappin
         encoding=str(raw.get("encoding", "utf-8")),
         timezone=zone,
         date_formats=tuple(formats),
+        null_values=nulls,
         canceled_values=frozenset(str(v) for v in canceled),
     )
 
