@@ -258,7 +258,7 @@ class ValidationResult:
         return self.event is not None
 
 
-def _printable(text: str, limit: int = _MAX_REASON_CHARS) -> str:
+def printable_reason(text: str, limit: int = _MAX_REASON_CHARS) -> str:
     """``text`` as valid UTF-8 of bounded length, whatever it quotes from a message.
 
     Lone surrogates (which Python strings can hold and UTF-8 cannot) are escaped, so a reason can
@@ -273,7 +273,7 @@ def _describe(error: ValidationError) -> str:
     for detail in error.errors(include_url=False, include_input=False)[:5]:
         where = ".".join(str(p) for p in detail["loc"]) or "event"
         parts.append(f"{where}: {detail['msg']}")
-    return _printable("contract violation: " + "; ".join(parts))
+    return printable_reason("contract violation: " + "; ".join(parts))
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -345,7 +345,7 @@ def _validate_payload(topic: str, payload: dict) -> ValidationResult:
         return ValidationResult(None, _describe(error))
     except _CONTENT_ERRORS as error:  # raised by a validator rather than reported by pydantic
         return ValidationResult(
-            None, _printable(f"contract violation: {type(error).__name__}: {error}")
+            None, printable_reason(f"contract violation: {type(error).__name__}: {error}")
         )
 
 
@@ -373,7 +373,7 @@ def validate_event(topic: str, value: object) -> ValidationResult:
     try:
         payload = from_json(raw)
     except _CONTENT_ERRORS as error:
-        return ValidationResult(None, _printable(f"invalid json: {error}"))
+        return ValidationResult(None, printable_reason(f"invalid json: {error}"))
     if not isinstance(payload, dict):
         return ValidationResult(
             None, f"invalid json: expected an object, got {_json_type(payload)}"
