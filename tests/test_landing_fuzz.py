@@ -10,6 +10,7 @@ from the real broker.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import time
@@ -461,9 +462,9 @@ def test_the_real_data_sets_pass_the_event_time_rule(dataco_dir, olist_dir):
 def test_a_paced_synthetic_stream_never_runs_ahead_of_its_records(monkeypatch):
     """At any pace, replay publishes an event no earlier than its business time.
 
-    The synthetic source starts three hours ago and is replayed at 3,600 business hours a
-    second: the past is published at once, and the last events, due in the next second or so,
-    wait for their time. Each record is stamped as Kafka would stamp it (when it is produced)
+    The synthetic source (at 500k orders a day) starts five minutes ago and is replayed at 3,600
+    business hours a second: the past is published at once, and the last events, due in the next
+    two seconds, wait for their time. Each record is stamped as Kafka would stamp it (when it is produced)
     and landed: none is quarantined as being in the future.
     """
     from scpro_assets.kafka import clients
@@ -483,18 +484,16 @@ def test_a_paced_synthetic_stream_never_runs_ahead_of_its_records(monkeypatch):
             pass
 
     monkeypatch.setattr(clients, "producer", lambda _kafka: StampingProducer())
-    start = datetime.now(UTC) - timedelta(hours=3)
-    horizon = datetime.now(UTC) + timedelta(seconds=1.5)
-    config = SyntheticConfig(orders=5000, seed=3, start=start, orders_per_day=20_000)
-    events = []
-    for event in generate(config):
-        if event.event_time > horizon:
-            break
-        events.append(event)
-    assert events[-1].event_time > datetime.now(UTC)  # some are due after the replay starts
+    began = datetime.now(UTC)
+    start = began - timedelta(minutes=5)
+    config = SyntheticConfig(orders=10_000, seed=3, start=start, orders_per_day=500_000)
+    horizon = began + timedelta(seconds=2)
+    events: list = []
+    stream = (events.append(e) or e for e in generate(config))  # generated while replaying
+    replay(itertools.takewhile(lambda e: e.event_time <= horizon, stream), KafkaSettings(), 3600.0)
+    events.pop()  # the first event after the horizon, read by takewhile and not published
 
-    replay(events, KafkaSettings(), speed=3600.0)
-
+    assert any(e.event_time > began for e in events)  # some were due after the replay began
     assert len(sent) == len(events)
     for event, (_topic, _value, stamp_ms) in zip(events, sent, strict=True):
         assert stamp_ms >= math.floor(event.event_time.timestamp() * 1000) - 1
