@@ -308,6 +308,36 @@ def test_batch_gives_the_verdicts_and_reasons_of_one_by_one(topic, data):
     assert events == [r.event for r in single]
 
 
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+#: Strings made of what confuses a bracket counter: brackets, quotes and backslashes.
+tricky_text = st.text(st.sampled_from('[]{}"\\a\ud800'), max_size=8)
+
+
+@FUZZ
+@given(
+    value=st.recursive(
+        tricky_text | st.integers(),
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(tricky_text, children, max_size=3)
+        ),
+        max_leaves=30,
+    ),
+    ascii_only=st.booleans(),
+)
+def test_nesting_depth_counts_structure_not_brackets_in_strings(value, ascii_only):
+    from scpro_assets.contracts.events import _nesting_depth
+
+    text = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    assert _nesting_depth(text) == _depth(value)
+
+
 def test_depth_limit_is_the_same_in_the_batch_and_alone():
     def order(depth: int) -> bytes:
         return (

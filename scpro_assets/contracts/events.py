@@ -6,13 +6,14 @@ Personal data never enters a contract: customer ids are pseudonymised (hashed) b
 and names, e-mails, passwords and street addresses have no field here, so they are dropped.
 
 Validation is done by pydantic-core in Rust. :func:`validate_events` validates a whole Kafka fetch
-in one call and only falls back to event-by-event validation, chunk by chunk, to find the reasons
-when the batch holds bad events, which keeps the ingest path close to the speed of a bare consumer.
+in a few calls and validates event by event only the events a call rejects, to find the reasons,
+which keeps the ingest path close to the speed of a bare consumer. Neither it nor
+:func:`validate_event` raises for any message: whatever the bytes, the answer is an event or a
+reason (nesting depth, size, encoding, JSON, contract).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -276,22 +277,23 @@ def _describe(error: ValidationError) -> str:
     return printable_reason("contract violation: " + "; ".join(parts))
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+#: Nesting step of each byte value: +1 opens an array or object, -1 closes one.
+_NESTING_STEP = np.zeros(256, np.int8)
+_NESTING_STEP[list(b"[{")], _NESTING_STEP[list(b"]}")] = 1, -1
 
 
 def _nesting_depth(raw: bytes) -> int:
     """Deepest nesting of arrays and objects in JSON text (brackets inside strings ignored).
 
-    Strings are cut out by one regular expression, the brackets left become +1/-1 steps and the
-    depth is their largest running sum, all in C: a 256 KB message of brackets takes about a
-    millisecond, and no recursion is involved however deep it goes.
+    Once escaped backslashes and quotes are dropped, every quote left opens or closes a string,
+    so a byte is outside strings where the count of quotes before it is even. The depth is the
+    largest running sum of the brackets' steps there: vectorised, without recursion, a few
+    milliseconds for 256 KB however it nests.
     """
-    steps = _JSON_STRING.sub(b"", raw).translate(_BRACKET_STEPS, _NOT_BRACKETS)
-    if not steps:
-        return 0
-    return int(np.cumsum(np.frombuffer(steps, np.int8), dtype=np.int64).max())
+    text = np.frombuffer(raw.replace(b"\\\\", b"").replace(b'\\"', b""), np.uint8)
+    outside_strings = np.cumsum(text == ord('"')) % 2 == 0
+    steps = np.where(outside_strings, _NESTING_STEP[text], 0)
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
 def _shallow(raw: bytes) -> bool:
