@@ -104,6 +104,22 @@ class RangeUnavailableError(RuntimeError):
     """The broker did not deliver the whole range in time (it may be down): retry the run."""
 
 
+class KafkaMessage(Protocol):
+    """What landing reads from a record: confluent-kafka's ``Message``, or a test's stand-in."""
+
+    def value(self) -> bytes | None:
+        """The record's value."""
+
+    def key(self) -> bytes | None:
+        """The record's key."""
+
+    def offset(self) -> int:
+        """The record's offset in its partition."""
+
+    def timestamp(self) -> tuple[int, int]:
+        """``(timestamp type, milliseconds)``; type 0 means the record has no timestamp."""
+
+
 @dataclass(frozen=True, order=True)
 class OffsetRange:
     """Offsets ``[start, stop)`` of one partition of a logical topic."""
@@ -480,22 +496,6 @@ def _quarantine_table(
         },
         schema=QUARANTINE_SCHEMA,
     )
-
-
-class KafkaMessage(Protocol):
-    """What landing reads from a record: confluent-kafka's ``Message``, or a test's stand-in."""
-
-    def value(self) -> bytes | None:
-        """The record's value."""
-
-    def key(self) -> bytes | None:
-        """The record's key."""
-
-    def offset(self) -> int:
-        """The record's offset in its partition."""
-
-    def timestamp(self) -> tuple[int, int]:
-        """``(timestamp type, milliseconds)``; type 0 means the record has no timestamp."""
 
 
 @dataclass(frozen=True)
