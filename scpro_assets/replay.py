@@ -3,6 +3,14 @@
 Speed is either as fast as possible (``speed=None``) or N business hours per wall-clock second,
 so a month of history can be watched flowing through the platform in minutes. Replaying the same
 source twice publishes the same event ids; downstream deduplication keys on them.
+
+Records are produced without a timestamp of their own, so Kafka stamps them with the time they
+are produced: a replayed event is older than its record, as history is. Landing quarantines an
+event dated more than a tolerance after its record (``event_time in the future``), so a paced
+replay never publishes an event before its business time: a stream that catches up with the
+present (the synthetic source, after a while at a demo's pace) goes on in real time, as a live
+producer would. Stamping records with the business time instead would make the broker delete
+old history at once (retention counts from the record's timestamp) and refuse future ones.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from scpro_assets.settings import REPO_ROOT, KafkaSettings
@@ -72,7 +81,8 @@ def replay(
 ) -> ReplayStats:
     """Publish ``events`` (already in event-time order) and wait until the broker has them all.
 
-    ``speed`` is business hours per second; ``None`` publishes as fast as possible.
+    ``speed`` is business hours per second, and never ahead of the wall clock (an event is not
+    published before its business time); ``None`` publishes as fast as possible.
     """
     from scpro_assets.kafka.clients import producer
 
@@ -92,7 +102,10 @@ def replay(
                 if first_time is None:
                     first_time = event.event_time
                 due = (event.event_time - first_time).total_seconds() / (speed * 3600.0)
-                wait = due - (time.perf_counter() - started)
+                wait = max(
+                    due - (time.perf_counter() - started),
+                    (event.event_time - datetime.now(UTC)).total_seconds(),
+                )
                 if wait > 0:
                     time.sleep(wait)
             topic = names.get(event.topic)

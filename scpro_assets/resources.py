@@ -7,7 +7,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from scpro_assets.settings import KafkaSettings, Settings
+from scpro_assets.settings import (
+    KafkaSettings,
+    LandingSettings,
+    Settings,
+    parse_event_time_floor,
+    parse_event_time_tolerance,
+)
 
 #: Events per landing run (``SCPRO_MAX_EVENTS_PER_RUN``). Each run costs Dagster about a second
 #: or two whatever its size (run record, event-log shard), so ranges are large; landing streams
@@ -73,14 +79,33 @@ class KafkaResource(dg.ConfigurableResource):
 
 
 class LakeResource(dg.ConfigurableResource):
-    """SCPRO_HOME and the lake folders under it."""
+    """SCPRO_HOME, the lake folders under it, and which event times may enter the raw layer."""
 
     home: str
+    #: Event-time sanity (``SCPRO_EVENT_TIME_TOLERANCE_HOURS``): hours an event may be dated after
+    #: its Kafka timestamp before it is quarantined as ``event_time in the future``.
+    event_time_tolerance_hours: float = 24.0
+    #: Event-time sanity (``SCPRO_EVENT_TIME_FLOOR``, an ISO date): earlier events are quarantined
+    #: as ``event_time before floor``.
+    event_time_floor: str = "2000-01-01"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LakeResource:
         """Build from :class:`Settings`."""
-        return cls(home=str(settings.home))
+        return cls(
+            home=str(settings.home),
+            event_time_tolerance_hours=settings.landing.event_time_tolerance_hours,
+            event_time_floor=settings.landing.event_time_floor.isoformat(),
+        )
+
+    def landing_settings(self) -> LandingSettings:
+        """What landing accepts, with a clear error naming the field when it is malformed."""
+        return LandingSettings(
+            event_time_tolerance_hours=parse_event_time_tolerance(
+                self.event_time_tolerance_hours, "lake.event_time_tolerance_hours"
+            ),
+            event_time_floor=parse_event_time_floor(self.event_time_floor, "lake.event_time_floor"),
+        )
 
     @property
     def _settings(self) -> Settings:

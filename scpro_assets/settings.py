@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -122,22 +123,98 @@ class ContractLimits:
         )
 
 
+#: Earliest business time landing accepts by default: before every real data set SCPro replays
+#: (DataCo starts in 2015, Olist in 2016, the synthetic generator in 2024), after the zero dates
+#: (1970-01-01, 0001-01-01) that broken producers send.
+DEFAULT_EVENT_TIME_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
+
+#: Largest tolerance accepted: beyond a century it means nothing, and adding it to a datetime
+#: could overflow.
+MAX_EVENT_TIME_TOLERANCE_HOURS = 100 * 366 * 24.0
+
+
+def parse_event_time_floor(text: str, name: str = "SCPRO_EVENT_TIME_FLOOR") -> datetime:
+    """An ISO date or date-time as an aware UTC datetime (naive values are read as UTC).
+
+    Raises ``ValueError`` naming ``name`` (the variable or field it came from) when malformed.
+    """
+    try:
+        floor = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{name} must be an ISO date such as 2000-01-01 (or an ISO date-time), got {text!r}"
+        ) from None
+    return floor.replace(tzinfo=UTC) if floor.tzinfo is None else floor.astimezone(UTC)
+
+
+def parse_event_time_tolerance(
+    text: str | float, name: str = "SCPRO_EVENT_TIME_TOLERANCE_HOURS"
+) -> float:
+    """A number of hours between 0 and a century; ``ValueError`` naming ``name`` otherwise."""
+    try:
+        hours = float(text)
+    except (TypeError, ValueError):
+        hours = math.nan
+    if not 0 <= hours <= MAX_EVENT_TIME_TOLERANCE_HOURS:  # NaN fails both comparisons
+        raise ValueError(
+            f"{name} must be a number of hours between 0 and {MAX_EVENT_TIME_TOLERANCE_HOURS:g} "
+            f"(24 is one day), got {text!r}"
+        )
+    return hours
+
+
+@dataclass(frozen=True)
+class LandingSettings:
+    """Event-time sanity: which business times landing accepts as possibly true.
+
+    An event whose ``event_time`` is later than its Kafka timestamp (or than the landing time,
+    when that is earlier or the record has no timestamp) by more than
+    ``event_time_tolerance_hours``, or earlier than ``event_time_floor``, is quarantined with the
+    reason: one producer's wrong clock must not move the data's "as of".
+    """
+
+    event_time_tolerance_hours: float = 24.0
+    event_time_floor: datetime = DEFAULT_EVENT_TIME_FLOOR
+
+    def __post_init__(self) -> None:
+        parse_event_time_tolerance(self.event_time_tolerance_hours, "event_time_tolerance_hours")
+        if self.event_time_floor.tzinfo is None:
+            raise ValueError("event_time_floor must be timezone-aware")
+
+    @classmethod
+    def from_env(cls) -> LandingSettings:
+        """Read ``SCPRO_EVENT_TIME_TOLERANCE_HOURS`` and ``SCPRO_EVENT_TIME_FLOOR``."""
+        tolerance = _env("SCPRO_EVENT_TIME_TOLERANCE_HOURS")
+        floor = _env("SCPRO_EVENT_TIME_FLOOR")
+        defaults = cls()
+        return cls(
+            event_time_tolerance_hours=defaults.event_time_tolerance_hours
+            if tolerance is None
+            else parse_event_time_tolerance(tolerance),
+            event_time_floor=defaults.event_time_floor
+            if floor is None
+            else parse_event_time_floor(floor),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where SCPro keeps its state, and how it reaches Kafka and Spark."""
+    """Where SCPro keeps its state, how it reaches Kafka and Spark, and what landing accepts."""
 
     home: Path
     kafka: KafkaSettings
     spark_master: str = "local[*]"
+    landing: LandingSettings = field(default_factory=LandingSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read ``SCPRO_HOME``, ``SCPRO_SPARK_MASTER`` and the Kafka variables."""
+        """Read ``SCPRO_HOME``, ``SCPRO_SPARK_MASTER``, the Kafka and the landing variables."""
         home = Path(_env("SCPRO_HOME", str(REPO_ROOT / ".scpro"))).expanduser().resolve()
         return cls(
             home=home,
             kafka=KafkaSettings.from_env(),
             spark_master=_env("SCPRO_SPARK_MASTER", "local[*]"),
+            landing=LandingSettings.from_env(),
         )
 
     @property

@@ -64,7 +64,12 @@ def build_raw_asset(topic: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         rng = OffsetRange(topic, config.partition, config.start, config.stop)
         result = land_range(
-            kafka.settings(), rng, lake.raw_dir, lake.quarantine_dir, config.timeout_seconds
+            kafka.settings(),
+            rng,
+            lake.raw_dir,
+            lake.quarantine_dir,
+            config.timeout_seconds,
+            lake.landing_settings(),
         )
         # The end offset comes from landing's own consumer: a second client per run would cost a
         # bootstrap and a metadata round trip for a figure that is informative only.

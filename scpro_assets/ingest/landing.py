@@ -20,6 +20,14 @@ gaps, as files of their own. Whatever fails and is retried, every offset lands o
 Accounting always holds: ``landed + quarantined + expired + already_landed == stop - start``,
 where ``expired`` counts offsets that hold no record to land (deleted by retention or
 compaction, or transaction markers) and says so.
+
+Landing never raises on a record's content: :func:`chunk_rows`, the pure step from a chunk of
+records to its two tables, puts every record in exactly one of them, whatever its bytes (a
+poison message that failed the run would fail every retry too, and stall its partition). An
+event whose ``event_time`` cannot be true (later than its Kafka timestamp by more than a
+tolerance, or before a floor; see :class:`~scpro_assets.settings.LandingSettings`) is
+quarantined too, so it cannot move the data's clock. Only the broker (or the disk) can fail a
+run, and a failed run is retried.
 """
 
 from __future__ import annotations
@@ -30,22 +38,22 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from scpro_assets.contracts.events import validate_events
+from scpro_assets.contracts.events import printable_reason, validate_events
 from scpro_assets.kafka.clients import range_consumer
 from scpro_assets.perf import paused_gc
-from scpro_assets.settings import KafkaSettings
+from scpro_assets.settings import KafkaSettings, LandingSettings
 
 RAW_SCHEMA = pa.schema(
     [
@@ -94,6 +102,22 @@ _FILE_RE = re.compile(r"^(?P<topic>.+)-p(?P<p>\d+)-(?P<first>\d{12})-(?P<last>\d
 
 class RangeUnavailableError(RuntimeError):
     """The broker did not deliver the whole range in time (it may be down): retry the run."""
+
+
+class KafkaMessage(Protocol):
+    """What landing reads from a record: confluent-kafka's ``Message``, or a test's stand-in."""
+
+    def value(self) -> bytes | None:
+        """The record's value."""
+
+    def key(self) -> bytes | None:
+        """The record's key."""
+
+    def offset(self) -> int:
+        """The record's offset in its partition."""
+
+    def timestamp(self) -> tuple[int, int]:
+        """``(timestamp type, milliseconds)``; type 0 means the record has no timestamp."""
 
 
 @dataclass(frozen=True, order=True)
@@ -369,13 +393,18 @@ def land_range(
     raw_base: Path,
     quarantine_base: Path,
     timeout_s: float = 60.0,
+    landing: LandingSettings | None = None,
 ) -> LandingResult:
-    """Ensure every offset of ``rng`` is landed once; see the module docstring."""
+    """Ensure every offset of ``rng`` is landed once; see the module docstring.
+
+    ``landing`` says which event times are plausible (default: from the environment).
+    """
     started = time.perf_counter()
+    landing = landing or LandingSettings.from_env()
     landed = landed_ranges(raw_base, rng.topic).get(rng.partition, [])
     total = LandingResult(range=rng)
     for piece in pieces_to_land(rng, landed):
-        part = _land_piece(kafka, piece, raw_base, quarantine_base, timeout_s)
+        part = _land_piece(kafka, piece, raw_base, quarantine_base, timeout_s, landing)
         total.pieces.append(piece)
         total.landed += part.landed
         total.quarantined += part.quarantined
@@ -408,7 +437,9 @@ def _text_column(values: list[bytes | None]) -> pa.Array:
 _ENVELOPE = attrgetter("event_id", "event_type", "event_time", "schema_version", "source")
 
 
-def _raw_table(rng: OffsetRange, messages: list, events: list, now: datetime) -> pa.Table:
+def _raw_table(
+    rng: OffsetRange, messages: Sequence[KafkaMessage], events: list, now: datetime
+) -> pa.Table:
     """The raw rows of valid events, in :data:`RAW_SCHEMA`, built column by column.
 
     Per-event Python work is what landing costs next to a bare consumer (see `make bench`), so
@@ -440,22 +471,24 @@ def _raw_table(rng: OffsetRange, messages: list, events: list, now: datetime) ->
     return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
 
 
-def _timestamps(messages: list) -> list[int | None]:
+def _timestamps(messages: Sequence[KafkaMessage]) -> list[int | None]:
     """Kafka timestamps in ms; ``None`` where the record has none (type 0, value -1)."""
     return [ts if kind else None for kind, ts in (m.timestamp() for m in messages)]
 
 
-def _quarantine_table(rng: OffsetRange, bad: list[tuple[object, str]], now: datetime) -> pa.Table:
+def _quarantine_table(
+    rng: OffsetRange, bad: list[tuple[KafkaMessage, str]], now: datetime
+) -> pa.Table:
     """The quarantine rows for ``(message, reason)`` pairs, in :data:`QUARANTINE_SCHEMA`."""
     messages = [m for m, _why in bad]
-    values = [m.value() for m in messages]  # type: ignore[attr-defined]
+    values = [m.value() for m in messages]
     return pa.table(
         {
             "topic": [rng.topic] * len(bad),
             "partition": [rng.partition] * len(bad),
-            "offset": [m.offset() for m in messages],  # type: ignore[attr-defined]
+            "offset": [m.offset() for m in messages],
             "kafka_timestamp": _timestamps(messages),
-            "key": [m.key() for m in messages],  # type: ignore[attr-defined]
+            "key": [m.key() for m in messages],
             "payload_raw": values,
             "payload_bytes": [len(v) if v else 0 for v in values],
             "reason": [why for _m, why in bad],
@@ -465,12 +498,155 @@ def _quarantine_table(rng: OffsetRange, bad: list[tuple[object, str]], now: date
     )
 
 
+@dataclass(frozen=True)
+class ChunkRows:
+    """One chunk of records as rows: raw rows for valid events, quarantine rows for the rest."""
+
+    raw: pa.Table
+    quarantine: pa.Table
+    bytes_read: int
+
+    @property
+    def reasons(self) -> Counter[str]:
+        """Quarantined records by reason category (the text before the first colon)."""
+        return Counter(why.split(":")[0] for why in self.quarantine.column("reason").to_pylist())
+
+
+#: Errors converting a valid event to Arrow or JSON can raise because of what it holds (a value
+#: Arrow cannot represent, a string UTF-8 cannot encode); never the broker's or the disk's.
+_CONTENT_ERRORS = (ValueError, TypeError, ArithmeticError, pa.ArrowNotImplementedError)
+
+
+def chunk_rows(
+    rng: OffsetRange,
+    messages: Sequence[KafkaMessage],
+    now: datetime,
+    landing: LandingSettings,
+    stages: Counter[str] | None = None,
+) -> ChunkRows:
+    """The raw and quarantine rows of one chunk of records; never raises on their content.
+
+    Pure (no broker, no files), so it is tested with stand-in records. Each record ends in exactly
+    one of the two tables, in offset order: valid events in ``raw``; in ``quarantine``, with the
+    reason, the records that break their contract, the events Arrow or the serializer cannot
+    store (``unstorable``), and the events whose ``event_time`` cannot be true (``event_time in
+    the future``, ``event_time before floor``; see :func:`_implausible_event_times`). ``now`` is
+    the landing time written on every row.
+    """
+    stages = stages if stages is not None else Counter()
+    values = [m.value() for m in messages]
+    with _stage(stages, "validate"):
+        events, reasons = validate_events(rng.topic, values)
+    bad = [(messages[i], why) for i, why in reasons.items()]
+    if reasons:
+        good = [i for i, e in enumerate(events) if e is not None]
+        good_messages, good_events = [messages[i] for i in good], [events[i] for i in good]
+    else:
+        good_messages, good_events = list(messages), events
+    with _stage(stages, "convert"):
+        raw, kept, unstorable = _storable_rows(rng, good_messages, good_events, now)
+        raw, implausible = _implausible_event_times(raw, kept, now, landing)
+    bad += unstorable + implausible
+    bad.sort(key=lambda pair: pair[0].offset())
+    return ChunkRows(
+        raw=raw,
+        quarantine=_quarantine_table(rng, bad, now),
+        bytes_read=sum(len(v) for v in values if v),
+    )
+
+
+def _storable_rows(
+    rng: OffsetRange, messages: list[KafkaMessage], events: list, now: datetime
+) -> tuple[pa.Table, list[KafkaMessage], list[tuple[KafkaMessage, str]]]:
+    """``_raw_table`` of the events, with the records it cannot convert set aside and why.
+
+    The chunk is converted whole (the fast path); only when that fails is it halved, again and
+    again, so a bad row costs about ``2 log2(chunk)`` conversions and the good rows still land.
+    Returns the table, the messages of its rows (in order) and the rejected records.
+    """
+    try:
+        return _raw_table(rng, messages, events, now), messages, []
+    except _CONTENT_ERRORS as error:
+        if len(events) <= 1:
+            why = printable_reason(f"unstorable: {type(error).__name__}: {error}")
+            return RAW_SCHEMA.empty_table(), [], [(m, why) for m in messages]
+    half = len(events) // 2
+    table_1, kept_1, bad_1 = _storable_rows(rng, messages[:half], events[:half], now)
+    table_2, kept_2, bad_2 = _storable_rows(rng, messages[half:], events[half:], now)
+    return pa.concat_tables([table_1, table_2]), kept_1 + kept_2, bad_1 + bad_2
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Reference times are clamped here (in ms) so that converting them to microseconds cannot
+#: overflow int64, whatever timestamp a record claims.
+_EARLIEST_REFERENCE_MS = -(2**62) // 1000
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch (Arrow's ``timestamp('us')`` value) of an aware datetime."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _iso_from_micros(micros: int) -> str:
+    """An Arrow microsecond timestamp as ISO-8601, or as a number where ``datetime`` cannot go."""
+    try:
+        return (_EPOCH + timedelta(microseconds=micros)).isoformat()
+    except OverflowError:
+        return f"{micros} µs from 1970-01-01"
+
+
+def _implausible_event_times(
+    table: pa.Table, messages: list[KafkaMessage], now: datetime, landing: LandingSettings
+) -> tuple[pa.Table, list[tuple[KafkaMessage, str]]]:
+    """Split off the raw rows whose ``event_time`` cannot be true, with the reason.
+
+    An event cannot have happened after it was produced: it is quarantined when its event time is
+    later than its record's Kafka timestamp, or the landing time if that is earlier (a producer's
+    clock can be wrong too) or the record has none, by more than the tolerance. An event before
+    the floor is quarantined as well. One vectorised pass over the chunk; reasons are written only
+    for the rows that fail.
+    """
+    if table.num_rows == 0:
+        return table, []
+    now_ms = _micros(now) // 1000
+    stamps = pc.cast(table.column("kafka_timestamp"), pa.int64())
+    reference = pc.min_element_wise(pc.fill_null(stamps, now_ms), now_ms)
+    reference = pc.max_element_wise(reference, _EARLIEST_REFERENCE_MS)
+    tolerance_us = round(landing.event_time_tolerance_hours * 3_600_000_000)
+    event_us = pc.cast(table.column("event_time"), pa.int64())
+    future = pc.greater(event_us, pc.add(pc.multiply(reference, 1000), tolerance_us))
+    early = pc.less(event_us, _micros(landing.event_time_floor))
+    implausible = pc.or_(future, early)
+    if not pc.any(implausible).as_py():
+        return table, []
+    rows = [k for k, flag in enumerate(implausible.to_pylist()) if flag]
+    future_rows, times = future.to_pylist(), event_us.to_pylist()
+    stamp_ms, reference_ms = stamps.to_pylist(), reference.to_pylist()
+    floor = landing.event_time_floor.isoformat()
+    bad = []
+    for k in rows:
+        when = _iso_from_micros(times[k])
+        if future_rows[k]:
+            has_stamp = stamp_ms[k] is not None and stamp_ms[k] <= now_ms
+            against = "its Kafka timestamp" if has_stamp else "the landing time"
+            why = (
+                f"event_time in the future: {when} is more than "
+                f"{landing.event_time_tolerance_hours:g} h after {against} "
+                f"{_iso_from_micros(reference_ms[k] * 1000)}"
+            )
+        else:
+            why = f"event_time before floor: {when} is before {floor}"
+        bad.append((messages[k], why))
+    return table.filter(pc.invert(implausible)), bad
+
+
 def _land_piece(
     kafka: KafkaSettings,
     rng: OffsetRange,
     raw_base: Path,
     quarantine_base: Path,
     timeout_s: float,
+    landing: LandingSettings,
 ) -> LandingResult:
     """Land one range that no landed file overlaps, streaming it chunk by chunk.
 
@@ -496,27 +672,18 @@ def _land_piece(
         # objects per record, all acyclic (see `paused_gc`); reference counting frees them.
         with paused_gc(), RangeReader(kafka, rng, timeout_s, CHUNK_EVENTS) as reader:
             for messages in _timed_iter(reader, stages, "read"):
-                values = [m.value() for m in messages]
-                result.bytes_read += sum(len(v) for v in values if v is not None)
-                with _stage(stages, "validate"):
-                    events, reasons = validate_events(rng.topic, values)
-                if reasons:
-                    good = [i for i, e in enumerate(events) if e is not None]
-                    good_messages = [messages[i] for i in good]
-                    good_events = [events[i] for i in good]
-                    bad = [(messages[i], why) for i, why in sorted(reasons.items())]
+                rows = chunk_rows(rng, messages, now, landing, stages)
+                result.bytes_read += rows.bytes_read
+                if rows.quarantine.num_rows:
                     with _stage(stages, "write"):
-                        quarantine.write(_quarantine_table(rng, bad, now))
-                    result.reasons.update((why or "").split(":")[0] for _m, why in bad)
-                else:
-                    good_messages, good_events = messages, events
-                if good_events:
+                        quarantine.write(rows.quarantine)
+                    result.reasons.update(rows.reasons)
+                if rows.raw.num_rows:
                     with _stage(stages, "convert"):
-                        table = _raw_table(rng, good_messages, good_events, now)
-                        event_ids.append(table.column("event_id").combine_chunks())
-                        times = pc.min_max(table.column("event_time"))
+                        event_ids.append(rows.raw.column("event_id").combine_chunks())
+                        times = pc.min_max(rows.raw.column("event_time"))
                     with _stage(stages, "write"):
-                        raw.write(table)
+                        raw.write(rows.raw)
                     _widen_event_times(result, times["min"].as_py(), times["max"].as_py())
             result.expired = reader.expired
             result.end_offset = reader.end_offset
