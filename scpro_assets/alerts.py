@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from scpro_assets.settings import alert_urls_from_env
 
@@ -77,6 +78,17 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _line_start(out: IO[str]) -> str:
+    """A newline when the outbox ends inside a line (a write cut by a crash), so ours is whole."""
+    size = out.seek(0, os.SEEK_END)
+    if not size:
+        return ""
+    out.seek(size - 1)
+    last = out.read(1)
+    out.seek(0, os.SEEK_END)
+    return "" if last == "\n" else "\n"
 
 
 def _channel_name(url: str, index: int) -> str:
@@ -136,8 +148,8 @@ def send_alert(
             "time": (now or datetime.now(UTC)).isoformat(),
             "deliveries": _deliver(alert, urls),
         }
-        with path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record, sort_keys=True) + "\n")
+        with path.open("a+", encoding="utf-8") as out:
+            out.write(_line_start(out) + json.dumps(record, sort_keys=True) + "\n")
             out.flush()
             os.fsync(out.fileno())
     return record
