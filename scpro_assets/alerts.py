@@ -55,6 +55,11 @@ def outbox_path(home: Path) -> Path:
     return home / "outbox" / "alerts.ndjson"
 
 
+def gap_status_dir(home: Path) -> Path:
+    """``SCPRO_HOME/outbox/gaps``: each topic's unlanded ranges now, one JSON file per topic."""
+    return home / "outbox" / "gaps"
+
+
 def read_outbox(path: Path) -> list[dict]:
     """The alerts in the outbox, oldest first; a line that is not JSON is skipped, not fatal."""
     if not path.is_file():

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from scpro_assets.alerts import Alert
+from scpro_assets.alerts import Alert, gap_status_dir
 from scpro_assets.ingest.landing import OffsetRange
 from scpro_assets.settings import GapSettings
 
@@ -295,7 +295,7 @@ def check_evaluation(review: GapReview, settings: GapSettings) -> dg.AssetCheckE
 
 def gap_status_path(home: Path, topic: str) -> Path:
     """``SCPRO_HOME/outbox/gaps/<topic>.json``: the topic's unlanded ranges, for the dashboard."""
-    return home / "outbox" / "gaps" / f"{topic}.json"
+    return gap_status_dir(home) / f"{topic}.json"
 
 
 def write_gap_status(home: Path, review: GapReview) -> None:
