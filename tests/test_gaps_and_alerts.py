@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -385,3 +386,109 @@ def test_published_range_run_keys_name_the_range_and_attempt():
     assert first.run_key == "orders-0-100-199" and again.run_key == "orders-0-100-199-retry2"
     assert again.tags["scpro/range"] == "100-199" and again.tags["scpro/attempt"] == "2"
     assert again.run_config == first.run_config
+
+
+# --- completeness per snapshot, and the Data health page's data -------------------------------
+
+
+def _tiny_warehouse(settings: Settings) -> None:
+    """A warehouse with one mart: enough to publish a snapshot without a dbt build."""
+    import duckdb
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("create table main.fct_orders as select 'o-1' as order_id")
+
+
+def _snapshot_rows(path: Path) -> dict[str, tuple]:
+    import duckdb
+
+    with duckdb.connect(str(path / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("select * from snapshot_completeness order by topic").fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
+    scpro_settings, dagster_instance, monkeypatch
+):
+    from panel_app.store import DataStore
+    from panel_app.views.health import alert_html
+    from scpro_assets.ingest.runner import ingest_until_caught_up
+    from scpro_assets.warehouse.assets import serving_snapshot
+    from scpro_assets.warehouse.fixtures import warehouse_resources
+
+    monkeypatch.setenv("SCPRO_ALERT_URLS", "")
+    _publish(scpro_settings, [_payment(i) for i in range(6)] + [b"{not json", b"\xff"])
+    _publish(scpro_settings, [_payment(i) for i in range(6, 9)], partition=1)
+    defs = build_definitions(scpro_settings)
+    ingest_until_caught_up(defs, dagster_instance, topics=(TOPIC,))
+    _publish(scpro_settings, [_payment(i) for i in range(9, 13)], partition=1)  # not landed
+    _tiny_warehouse(scpro_settings)
+
+    resources = {k: v for k, v in warehouse_resources(scpro_settings).items() if k != "dbt"}
+    result = dg.materialize([serving_snapshot], instance=dagster_instance, resources=resources)
+    snapshot = scpro_settings.serving_current.resolve()
+    rows = _snapshot_rows(snapshot)
+    # status, partitions, in Kafka, offsets landed, landed, quarantined, no event, unlanded, complete
+    assert rows["payments"] == ("read", 2, 15, 11, 9, 2, 0, 4, False)
+    for topic in ("orders", "shipments", "ops_logs"):
+        assert rows[topic] == ("read", 2, 0, 0, 0, 0, 0, 0, True)
+    (materialization,) = result.asset_materializations_for_node("serving_snapshot")
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    assert (meta["offsets_unlanded"], meta["complete"], meta["events_landed"]) == (4, "no", 9)
+    published = json.loads((snapshot / "published.json").read_text())
+    assert published["tables"]["snapshot_completeness"] == 4
+    assert (snapshot / "parquet" / "snapshot_completeness.parquet").is_file()
+
+    # The Data health page's data: this snapshot's completeness, the alerts and the gaps now.
+    send_alert(
+        Alert("x-1", "run_failed", "error", "<script>alert(1)</script>", "a & b"),
+        scpro_settings.home,
+    )
+    store = DataStore(serving_current=scpro_settings.serving_current)
+    frame = store.completeness().set_index("topic")
+    assert frame.loc["payments", "offsets_unlanded"] == 4
+    assert frame.loc["payments", "events_quarantined"] == 2
+    assert not frame.loc["payments", "is_complete"]
+    (alert,) = store.alerts().itertuples()
+    assert alert.title == "<script>alert(1)</script>" and alert.severity == "error"
+    shown = alert_html(store.alerts(), alert.time)
+    assert "<script>" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert "a &amp; b" in shown
+    assert store.gaps().empty  # every requested range landed; the 4 new offsets not requested
+
+    # Kafka down at publish time: the Kafka figures are unknown, the publish goes on.
+    from scpro_assets.settings import KafkaSettings
+    from scpro_assets.warehouse.completeness import measure_completeness
+    from scpro_assets.warehouse.serving import publish_snapshot
+
+    down = KafkaSettings(bootstrap_servers=f"127.0.0.1:{_closed_port()}")
+    measured = measure_completeness(down, scpro_settings.raw_dir, scpro_settings.quarantine_dir)
+    publication = publish_snapshot(scpro_settings, completeness=measured)
+    status, partitions, in_kafka, covered, landed, bad, _none, unlanded, complete = _snapshot_rows(
+        publication.path
+    )["payments"]
+    assert status.startswith("unknown: ConnectionError")
+    assert (partitions, in_kafka, unlanded, complete) == (None, None, None, None)
+    assert (covered, landed, bad) == (11, 9, 2)
+    assert store.completeness().set_index("topic")["is_complete"].isna().all()
+
+
+def test_gaps_now_are_read_from_the_sensors_status_files(tmp_path, clock):
+    from panel_app.store import DataStore
+    from scpro_assets.ingest.gaps import GapReview, OpenRange, UnlandedRange, write_gap_status
+
+    review = GapReview("orders", {})
+    stuck = OpenRange(1, 100, 200, requested_at=clock(), last_request=clock(), attempts=3)
+    review.unlanded.append(UnlandedRange(stuck, [(150, 200)], 700.0, True))
+    write_gap_status(tmp_path, review)
+    store = DataStore(serving_current=tmp_path / "serving" / "current")
+    (gap,) = store.gaps().to_dict("records")
+    assert (gap["topic"], gap["partition"], gap["first_offset"], gap["last_offset"]) == (
+        "orders",
+        1,
+        100,
+        199,
+    )
+    assert gap["unlanded_offsets"] == 50 and gap["attempts"] == 3 and gap["overdue"]
+    assert gap["requested_at"] == pd.Timestamp(clock(), unit="s")
