@@ -498,3 +498,20 @@ def test_gaps_now_are_read_from_the_sensors_status_files(tmp_path, clock):
     )
     assert gap["unlanded_offsets"] == 50 and gap["attempts"] == 3 and gap["overdue"]
     assert gap["requested_at"] == pd.Timestamp(clock(), unit="s")
+
+
+def test_row_counts_are_remembered_until_a_file_changes(tmp_path):
+    import pyarrow as pa
+
+    from scpro_assets.warehouse.completeness import RowCounts
+
+    folder, cache = tmp_path / "partition-0", tmp_path / "state" / "rows.json"
+    folder.mkdir()
+    file = folder / "payments-p0-000000000000-000000000009.parquet"
+    pq.write_table(pa.table({"offset": list(range(10))}), file)
+    first = RowCounts(cache)
+    assert first.rows_in(folder) == 10
+    first.save()
+    pq.write_table(pa.table({"offset": list(range(7))}), file)  # the range landed again
+    assert RowCounts(cache).rows_in(folder) == 7
+    assert json.loads(cache.read_text())[str(file)][2] == 10  # what the first count remembered

@@ -189,11 +189,15 @@ def _adopt_untracked(
     """Open ranges for requested offsets (below the cursor) that no file or open range holds."""
     adopted = dict(open_ranges)
     for partition, next_offset in next_offsets.items():
-        beginning = offsets.get(partition, (0, 0))[0]
+        if partition not in offsets:
+            continue
+        beginning, end = offsets[partition]
         held = landed.get(partition, []) + [
             (r.start, r.stop - 1) for r in open_ranges.values() if r.partition == partition
         ]
-        for start, stop in uncovered(beginning, next_offset, held):
+        # Offsets that Kafka no longer holds (retention) or never held (a recreated topic)
+        # cannot be landed: they are not gaps to heal.
+        for start, stop in uncovered(beginning, min(next_offset, end), held):
             for piece in range(start, stop, max_events_per_run):
                 opened = OpenRange(
                     partition, piece, min(stop, piece + max_events_per_run), now, now

@@ -134,7 +134,12 @@ def serving_snapshot(
     The snapshot records its completeness: Kafka's end offsets now against the raw files.
     """
     settings = lake_settings(lake)
-    completeness = measure_completeness(kafka.settings(), settings.raw_dir, settings.quarantine_dir)
+    completeness = measure_completeness(
+        kafka.settings(),
+        settings.raw_dir,
+        settings.quarantine_dir,
+        row_counts=settings.serving_dir / "_state" / "row_counts.json",
+    )
     publication = publish_snapshot(settings, completeness=completeness)
     unlanded = [c.offsets_unlanded for c in completeness]
     context.log.info(f"published {publication.version} ({len(publication.tables)} tables)")

@@ -10,7 +10,11 @@ figures are recorded as unknown (null, ``kafka_status`` says why) and the publis
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import socket
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +113,45 @@ def kafka_offsets(
         client.close()
 
 
-def _rows_in(folder: Path) -> int:
-    """Rows in the range files of one partition folder, from their footers."""
-    return sum(pq.read_metadata(path).num_rows for path in folder.glob("*.parquet"))
+class RowCounts:
+    """Rows per range file, from Parquet footers, remembered by path, size and modification time.
+
+    A stream lands thousands of small range files; reading every footer at every publish cost
+    0.7 ms a file on two busy cores (4 s for 6,000 files), while a landed file only changes when
+    its range is landed again. The counts are kept in a JSON file between publishes.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.known: dict[str, list[int]] = {}
+        if path is not None and path.is_file():
+            with contextlib.suppress(ValueError):
+                self.known = json.loads(path.read_text())
+        self.seen: dict[str, list[int]] = {}
+
+    def rows_in(self, folder: Path) -> int:
+        """Rows in the range files of one partition folder."""
+        total = 0
+        for file in folder.glob("*.parquet"):
+            stat = file.stat()
+            key = str(file)
+            cached = self.known.get(key)
+            if cached and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
+                rows = cached[2]
+            else:
+                rows = pq.read_metadata(file).num_rows
+            self.seen[key] = [stat.st_size, stat.st_mtime_ns, rows]
+            total += rows
+        return total
+
+    def save(self) -> None:
+        """Keep the counts of the files seen this time (deleted files drop out), atomically."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(self.seen))
+        os.replace(tmp, self.path)
 
 
 def topic_completeness(
@@ -120,13 +160,15 @@ def topic_completeness(
     quarantine_dir: Path,
     offsets: dict[int, tuple[int, int]] | None,
     kafka_status: str,
+    counts: RowCounts | None = None,
 ) -> TopicCompleteness:
     """One topic's row, with Kafka's ``offsets`` (None when Kafka did not answer)."""
+    counts = counts or RowCounts()
     landed = landed_ranges(raw_dir, topic)
     partitions = sorted(set(landed) | set(offsets or {}))
     covered = sum(last - first + 1 for spans in landed.values() for first, last in spans)
-    events = sum(_rows_in(partition_dir(raw_dir, topic, p)) for p in partitions)
-    quarantined = sum(_rows_in(partition_dir(quarantine_dir, topic, p)) for p in partitions)
+    events = sum(counts.rows_in(partition_dir(raw_dir, topic, p)) for p in partitions)
+    quarantined = sum(counts.rows_in(partition_dir(quarantine_dir, topic, p)) for p in partitions)
     unlanded = None
     if offsets is not None:
         unlanded = sum(
@@ -149,9 +191,16 @@ def topic_completeness(
 
 
 def measure_completeness(
-    kafka: KafkaSettings | None, raw_dir: Path, quarantine_dir: Path
+    kafka: KafkaSettings | None,
+    raw_dir: Path,
+    quarantine_dir: Path,
+    row_counts: Path | None = None,
 ) -> list[TopicCompleteness]:
-    """Every topic's row; Kafka's figures unknown when ``kafka`` is None or does not answer."""
+    """Every topic's row; Kafka's figures unknown when ``kafka`` is None or does not answer.
+
+    ``row_counts`` is where the files' row counts are remembered between calls (see
+    :class:`RowCounts`).
+    """
     offsets: dict[str, dict[int, tuple[int, int]]] | None = None
     status = "unknown: no Kafka configured"
     if kafka is not None:
@@ -159,9 +208,17 @@ def measure_completeness(
             offsets, status = kafka_offsets(kafka), "read"
         except Exception as error:  # the publish must go on: record why the figures are missing
             status = f"unknown: {type(error).__name__}: {error}"[:300]
-    return [
+    counts = RowCounts(row_counts)
+    rows = [
         topic_completeness(
-            topic, raw_dir, quarantine_dir, None if offsets is None else offsets[topic], status
+            topic,
+            raw_dir,
+            quarantine_dir,
+            None if offsets is None else offsets[topic],
+            status,
+            counts,
         )
         for topic in TOPICS
     ]
+    counts.save()
+    return rows
