@@ -215,7 +215,7 @@ def _in_flight(instance: dg.DagsterInstance) -> Callable[[OffsetRange], bool]:
     return check
 
 
-def _raise_alerts(context: dg.SensorEvaluationContext, review: GapReview, home: Path) -> None:
+def _report_gaps(context: dg.SensorEvaluationContext, review: GapReview, home: Path) -> None:
     """Send the review's alerts and record the gaps for the dashboard; never fail the tick.
 
     A full disk or an unwritable outbox is logged: the check and the retries still go out.
@@ -290,7 +290,7 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             _in_flight(context.instance),
             kafka.max_events_per_run,
         )
-        _raise_alerts(context, review, Path(lake.home))
+        _report_gaps(context, review, Path(lake.home))
         new_cursor = dump_state(
             SensorState(plan.cursor, track_requested(review.open_ranges, plan.ranges, ticked_at))
         )
