@@ -479,6 +479,18 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     assert (covered, landed, bad) == (11, 9, 2)
     assert store.completeness().set_index("topic")["is_complete"].isna().all()
 
+    # Evidence's driver (Node's @duckdb/node-api) reads the table, nulls included.
+    from test_evidence_compat import _read_with_node
+
+    answer = _read_with_node(
+        publication.path / "warehouse.duckdb",
+        "select topic, offsets_in_kafka, events_landed, is_complete from snapshot_completeness "
+        "where topic = 'payments'",
+    )
+    assert answer["rows"] == [
+        {"topic": "payments", "offsets_in_kafka": None, "events_landed": "9", "is_complete": None}
+    ]
+
 
 def test_gaps_now_are_read_from_the_sensors_status_files(tmp_path, clock):
     from panel_app.store import DataStore
