@@ -310,6 +310,30 @@ def _health_frame(spec: SampleSpec, deliveries: int) -> pd.DataFrame:
     )
 
 
+def _completeness_frame(deliveries: int) -> pd.DataFrame:
+    """The snapshot's completeness: orders all landed (12 quarantined), 40 payments missing."""
+    orders = deliveries * 3 + 12
+    rows = [
+        ("ops_logs", "read", 3, 900, 900, 900, 0, 0, 0, True),
+        ("orders", "read", 3, orders, orders, orders - 12, 12, 0, 0, True),
+        ("payments", "read", 3, deliveries + 40, deliveries, deliveries, 0, 0, 40, False),
+        ("shipments", "read", 3, deliveries * 2, deliveries * 2, deliveries * 2, 0, 0, 0, True),
+    ]
+    columns = [
+        "topic",
+        "kafka_status",
+        "partitions",
+        "offsets_in_kafka",
+        "offsets_landed",
+        "events_landed",
+        "events_quarantined",
+        "offsets_without_event",
+        "offsets_unlanded",
+        "is_complete",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def publish(home: Path, spec: SampleSpec) -> Path:
     """Write the snapshot under ``home/serving/versions/<v>`` and point ``current`` at it."""
     version_dir = home / "serving" / "versions" / spec.version
@@ -323,6 +347,7 @@ def publish(home: Path, spec: SampleSpec) -> Path:
         "fct_demand": _demand_frame(deliveries, spec),
         "dim_models": _models_frame(spec),
         "data_health": _health_frame(spec, len(deliveries)),
+        "snapshot_completeness": _completeness_frame(len(deliveries)),
     }
     with duckdb.connect(str(db_path)) as con:
         for name, frame in tables.items():

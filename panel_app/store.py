@@ -20,6 +20,8 @@ import pandas as pd
 import panel as pn
 import param
 
+from scpro_assets.alerts import gap_status_dir, outbox_path, read_outbox
+
 ALL = "All"
 #: Period choices: label -> number of days (None = everything in the snapshot).
 PERIODS: dict[str, int | None] = {
@@ -38,6 +40,19 @@ DIMENSIONS: dict[str, str] = {
     "category": "main_category",
     "segment": "customer_segment",
 }
+
+
+#: Columns of :meth:`DataStore.gaps`.
+GAP_COLUMNS = [
+    "topic",
+    "partition",
+    "first_offset",
+    "last_offset",
+    "unlanded_offsets",
+    "attempts",
+    "requested_at",
+    "overdue",
+]
 
 
 class NoSnapshotError(RuntimeError):
@@ -437,6 +452,49 @@ class DataStore(param.Parameterized):
     def health(self) -> pd.DataFrame:
         """Freshness and accounting of each layer."""
         return self.query("select * from data_health order by layer, dataset")
+
+    def completeness(self) -> pd.DataFrame:
+        """Events landed against events in Kafka at the snapshot's cut, per topic.
+
+        Empty for snapshots published before completeness was recorded.
+        """
+        if not self.has_table("snapshot_completeness"):
+            return pd.DataFrame()
+        return self.query("select * from snapshot_completeness order by topic")
+
+    def home(self) -> Path:
+        """SCPRO_HOME, where the alert outbox lives (``serving/current`` is two levels below)."""
+        return self.serving_current.parent.parent
+
+    def alerts(self, limit: int = 20) -> pd.DataFrame:
+        """The newest alerts of the outbox, newest first (live: not part of the snapshot)."""
+        records = read_outbox(outbox_path(self.home()))[-limit:][::-1]
+        return pd.DataFrame(
+            [
+                {
+                    "time": pd.Timestamp(r.get("time")).tz_convert(None) if r.get("time") else None,
+                    "severity": str(r.get("severity", "")),
+                    "kind": str(r.get("kind", "")),
+                    "title": str(r.get("title", "")),
+                    "body": str(r.get("body", "")),
+                }
+                for r in records
+            ],
+            columns=["time", "severity", "kind", "title", "body"],
+        )
+
+    def gaps(self) -> pd.DataFrame:
+        """Ranges requested but not landed now, per topic, as the Kafka sensors last saw them."""
+        rows = []
+        for path in sorted(gap_status_dir(self.home()).glob("*.json")):
+            try:
+                status = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            rows += [{"topic": str(status.get("topic", path.stem)), **r} for r in status["ranges"]]
+        frame = pd.DataFrame(rows, columns=GAP_COLUMNS)
+        frame["requested_at"] = pd.to_datetime(frame["requested_at"], unit="s")
+        return frame
 
     def models(self) -> pd.DataFrame:
         """The model registry as served, serving models first."""

@@ -276,3 +276,59 @@ class Settings:
     def dagster_home(self) -> Path:
         """DAGSTER_HOME for ``dagster dev`` and ``scpro ingest``."""
         return self.home / "dagster"
+
+
+# --- gaps and alerts (issue #14) ----------------------------------------------------------------
+
+
+def _env_number(name: str, default: float, minimum: float, cast: type = float) -> float:
+    """A number from the environment, or a clear error naming the variable."""
+    text = _env(name)
+    if text is None:
+        return cast(default)
+    try:
+        value = cast(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a valid {cast.__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name}={text!r} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class GapSettings:
+    """When an offset range that was requested but never landed counts as a gap, and what then.
+
+    A range without a raw file ``deadline_seconds`` after it was requested fails the raw asset's
+    ``requested_ranges_landed`` check and is requested again, waiting twice as long after each
+    attempt (capped at ``backoff_cap_seconds``); after ``alert_after_attempts`` attempts it
+    raises an alert.
+    """
+
+    deadline_seconds: float = 600.0
+    alert_after_attempts: int = 3
+    backoff_cap_seconds: float = 3600.0
+
+    @classmethod
+    def from_env(cls) -> GapSettings:
+        """Read ``SCPRO_GAP_DEADLINE_SECONDS``, ``_ALERT_AFTER_ATTEMPTS``, ``_BACKOFF_CAP_SECONDS``.
+
+        The backoff cap is never below the deadline.
+        """
+        deadline = _env_number("SCPRO_GAP_DEADLINE_SECONDS", 600.0, 0.0)
+        return cls(
+            deadline_seconds=deadline,
+            alert_after_attempts=int(_env_number("SCPRO_GAP_ALERT_AFTER_ATTEMPTS", 3, 1, int)),
+            backoff_cap_seconds=max(
+                deadline, _env_number("SCPRO_GAP_BACKOFF_CAP_SECONDS", 3600.0, 0.0)
+            ),
+        )
+
+
+def alert_urls_from_env() -> tuple[str, ...]:
+    """Apprise URLs of the alert channels (``SCPRO_ALERT_URLS``, comma-separated).
+
+    Read at the moment of sending, never stored: the URLs carry the channels' tokens.
+    """
+    text = _env("SCPRO_ALERT_URLS", "") or ""
+    return tuple(url.strip() for url in text.split(",") if url.strip())

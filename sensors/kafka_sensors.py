@@ -8,16 +8,35 @@ for nothing new; a failed run is retried by Dagster's run retries (or ``scpro in
 the same range, and landing rewrites the same files. Offsets are never committed to Kafka: unlike
 the public demos, a failed run cannot lose messages.
 
-Each tick also records an observation of the topic's lag on the ``kafka/<topic>`` asset.
+Each tick also records an observation of the topic's lag on the ``kafka/<topic>`` asset, and
+looks for gaps (:mod:`scpro_assets.ingest.gaps`): the cursor also keeps every requested range open
+until its raw file exists; a range unlanded past the deadline fails the raw asset's
+``requested_ranges_landed`` check, is requested again with backoff, and raises an alert when it
+keeps failing.
 """
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
-from scpro_assets.ingest.landing import OffsetRange, landed_watermarks
+from scpro_assets.alerts import send_alert
+from scpro_assets.ingest.gaps import (
+    CHECK_NAME,
+    GapPolicy,
+    GapReview,
+    SensorState,
+    check_evaluation,
+    dump_state,
+    parse_state,
+    review_gaps,
+    track_requested,
+    write_gap_status,
+)
+from scpro_assets.ingest.landing import OffsetRange, landed_ranges, landed_watermarks
 from scpro_assets.instance import runs_in_flight
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS
@@ -37,10 +56,11 @@ def job_name(topic: str) -> str:
 
 
 def parse_cursor(cursor: str | None) -> dict[int, int]:
-    """``{partition: next_offset}`` from the JSON cursor (empty when there is none)."""
-    if not cursor:
-        return {}
-    return {int(p): int(o) for p, o in json.loads(cursor).items()}
+    """``{partition: next_offset}`` from the JSON cursor (empty when there is none).
+
+    Reads both the plain cursor of older versions and the one with open ranges.
+    """
+    return parse_state(cursor).next_offsets
 
 
 def dump_cursor(cursor: dict[int, int]) -> str:
@@ -92,10 +112,15 @@ def plan_ranges(
     return RangePlan(ranges, new_cursor, pending)
 
 
-def range_run_request(rng: OffsetRange) -> dg.RunRequest:
-    """The run request that lands ``rng``."""
+def now() -> float:
+    """The sensors' clock (epoch seconds); tests move it instead of sleeping."""
+    return time.time()
+
+
+def range_run_request(rng: OffsetRange, attempt: int = 1) -> dg.RunRequest:
+    """The run request that lands ``rng``; a later attempt's run key still names the range."""
     return dg.RunRequest(
-        run_key=rng.run_key,
+        run_key=rng.run_key if attempt == 1 else f"{rng.run_key}-retry{attempt}",
         job_name=job_name(rng.topic),
         run_config={
             "ops": {
@@ -108,6 +133,7 @@ def range_run_request(rng: OffsetRange) -> dg.RunRequest:
             "scpro/topic": rng.topic,
             "scpro/partition": str(rng.partition),
             "scpro/range": f"{rng.start}-{rng.last}",
+            "scpro/attempt": str(attempt),
             "dagster/max_retries": "3",
             "dagster/retry_strategy": "ALL_STEPS",
         },
@@ -120,8 +146,91 @@ def stored_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
     return instance.run_storage.get_cursor_values({key}).get(key)
 
 
+def current_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
+    """The sensor's cursor as the daemon keeps it, else as ``scpro ingest`` stored it."""
+    from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData
+
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        data = state.instigator_data
+        if state.name == name and isinstance(data, SensorInstigatorData) and data.cursor:
+            return data.cursor
+    return stored_cursor(instance, name)
+
+
+def build_gap_check(topic: str) -> dg.AssetChecksDefinition:
+    """``raw_<topic>``'s ``requested_ranges_landed`` check, to run by hand.
+
+    The topic's sensor evaluates the same check on every tick; run by hand, it reads the sensor's
+    cursor and decides nothing (no retry, no alert).
+    """
+
+    @dg.asset_check(
+        asset=dg.AssetKey(f"raw_{topic}"),
+        name=CHECK_NAME,
+        description=(
+            "Fails while offsets the sensor requested stay without a raw file past the gap "
+            "deadline (SCPRO_GAP_DEADLINE_SECONDS); lists the unlanded ranges with their age "
+            "and attempts. Evaluated by the topic's sensor on every tick."
+        ),
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        kafka: KafkaResource,
+        lake: LakeResource,
+        gaps: GapPolicy,
+    ) -> dg.AssetCheckResult:
+        policy = gaps.settings()
+        review = review_gaps(
+            topic,
+            parse_state(current_cursor(context.instance, sensor_name(topic))),
+            kafka.end_offsets(topic),
+            landed_ranges(lake.raw_dir, topic),
+            now(),
+            policy,
+            lambda _rng: True,  # as if every range were in flight: decide no retry, no alert
+            kafka.max_events_per_run,
+        )
+        evaluation = check_evaluation(review, policy)
+        return dg.AssetCheckResult(
+            passed=evaluation.passed,
+            severity=evaluation.severity,
+            description=evaluation.description,
+            metadata=evaluation.metadata,
+        )
+
+    return _check
+
+
+def _in_flight(instance: dg.DagsterInstance) -> Callable[[OffsetRange], bool]:
+    """Whether one of a range's runs (any attempt, any retry) is queued or running."""
+
+    def check(rng: OffsetRange) -> bool:
+        tags = {
+            "scpro/topic": rng.topic,
+            "scpro/partition": str(rng.partition),
+            "scpro/range": f"{rng.start}-{rng.last}",
+        }
+        return runs_in_flight(instance, tags) > 0
+
+    return check
+
+
+def _report_gaps(context: dg.SensorEvaluationContext, review: GapReview, home: Path) -> None:
+    """Send the review's alerts and record the gaps for the dashboard; never fail the tick.
+
+    A full disk or an unwritable outbox is logged: the check and the retries still go out.
+    """
+    try:
+        for alert in review.alerts:
+            if send_alert(alert, home) is not None:
+                context.log.error(f"alert {alert.id}: {alert.title}")
+        write_gap_status(home, review)
+    except OSError as error:
+        context.log.error(f"could not write the alert outbox under {home}: {error}")
+
+
 def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.SensorDefinition:
-    """The sensor that turns new offsets of ``topic`` into range runs."""
+    """The sensor that turns new offsets of ``topic`` into range runs, and heals gaps."""
 
     @dg.sensor(
         name=sensor_name(topic),
@@ -130,15 +239,22 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Polls the end offsets of Kafka topic '{topic}' and requests one run per new offset "
-            "range (at most max_events_per_run events each). Cursor: {partition: next_offset}."
+            "range (at most max_events_per_run events each); requests ranges that stay unlanded "
+            f"again, with backoff, evaluates raw_{topic}'s requested_ranges_landed check and "
+            "alerts on ranges that keep failing. Cursor: {next: {partition: next_offset}, "
+            "open: {range: request times and attempts}}."
         ),
     )
     def _sensor(
-        context: dg.SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource
+        context: dg.SensorEvaluationContext,
+        kafka: KafkaResource,
+        lake: LakeResource,
+        gaps: GapPolicy,
     ) -> dg.SensorResult | dg.SkipReason:
         started = time.monotonic()
         raw_cursor = context.cursor or stored_cursor(context.instance, sensor_name(topic))
-        cursor = parse_cursor(raw_cursor)
+        state = parse_state(raw_cursor)
+        cursor = state.next_offsets
         try:
             offsets = kafka.end_offsets(topic)
         except Exception as error:  # the broker may be restarting: skip, keep the cursor
@@ -157,10 +273,27 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
                 topic, cursor, offsets, kafka.max_events_per_run, kafka.max_runs_per_tick
             )
         )
+        landed = landed_ranges(lake.raw_dir, topic)
         marks = landed_watermarks(lake.raw_dir, topic)
         end_total = sum(end for _b, end in offsets.values())
         unlanded = sum(max(0, end - marks.get(p, b)) for p, (b, end) in offsets.items())
         unrequested = sum(max(0, end - cursor.get(p, b)) for p, (b, end) in offsets.items())
+        ticked_at = now()
+        policy = gaps.settings()
+        review = review_gaps(
+            topic,
+            state,
+            offsets,
+            landed,
+            ticked_at,
+            policy,
+            _in_flight(context.instance),
+            kafka.max_events_per_run,
+        )
+        _report_gaps(context, review, Path(lake.home))
+        new_cursor = dump_state(
+            SensorState(plan.cursor, track_requested(review.open_ranges, plan.ranges, ticked_at))
+        )
         observation = dg.AssetObservation(
             asset_key=dg.AssetKey(["kafka", topic]),
             metadata={
@@ -170,9 +303,19 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
                 "lag_not_requested": unrequested,
                 "partitions": len(offsets),
                 "runs_in_flight": in_flight,
+                "overdue_ranges": len(review.overdue),
             },
         )
-        if held_back:
+        asset_events = [observation, check_evaluation(review, policy)]
+        run_requests = [range_run_request(r) for r in plan.ranges] + [
+            range_run_request(r, attempt) for r, attempt in review.retries
+        ]
+        if review.retries:
+            context.log.warning(
+                f"{topic}: requesting again {len(review.retries)} ranges unlanded past their "
+                f"deadline: {', '.join(f'{r.run_key} (attempt {a})' for r, a in review.retries)}"
+            )
+        if held_back and not run_requests:
             # Backpressure: let the queue drain; the next tick asks for bigger ranges instead of
             # piling up small runs that each pay a process start.
             return dg.SensorResult(
@@ -180,17 +323,17 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
                     f"{in_flight} landing runs of '{topic}' are queued or running "
                     f"(limit {kafka.max_runs_in_flight}); cursor kept at {dump_cursor(cursor)}"
                 ),
-                cursor=dump_cursor(cursor) if cursor else None,
-                asset_events=[observation],
+                cursor=new_cursor,
+                asset_events=asset_events,
             )
-        if not plan.ranges:
+        if not run_requests:
             return dg.SensorResult(
                 skip_reason=dg.SkipReason(
                     f"no new events on '{topic}' (end offsets "
                     f"{ {p: e for p, (_b, e) in offsets.items()} }, lag not landed {unlanded})"
                 ),
-                cursor=dump_cursor(plan.cursor),
-                asset_events=[observation],
+                cursor=new_cursor,
+                asset_events=asset_events,
             )
         context.log.info(
             f"{topic}: requesting {len(plan.ranges)} ranges "
@@ -198,12 +341,11 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             f"ticks; tick took {time.monotonic() - started:.2f}s"
         )
         return dg.SensorResult(
-            run_requests=[range_run_request(r) for r in plan.ranges],
-            cursor=dump_cursor(plan.cursor),
-            asset_events=[observation],
+            run_requests=run_requests, cursor=new_cursor, asset_events=asset_events
         )
 
     return _sensor
 
 
 kafka_sensors = [build_kafka_sensor(topic) for topic in TOPICS]
+gap_checks = [build_gap_check(topic) for topic in TOPICS]

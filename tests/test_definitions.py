@@ -99,7 +99,7 @@ def test_the_two_locations_split_the_graph_without_overlap_or_loss():
     ingest_sensors = {s.name for s in locations["scpro_ingest"].sensors}
     assert ingest_sensors == {
         f"kafka_{t}_sensor" for t in ("orders", "payments", "shipments", "ops_logs")
-    }
+    } | {"scpro_run_failure_alerts"}
 
 
 def test_the_landing_location_imports_nothing_heavy():

@@ -219,8 +219,27 @@ def test_demand_page_follows_the_category_filter(
     )
 
 
-def test_health_page_shows_layers_and_models(page: Page, app_url: str, shots: list[Path]) -> None:
+def test_health_page_shows_layers_models_and_alerts(
+    page: Page, app_url: str, warehouse: PanelWarehouse, shots: list[Path]
+) -> None:
+    from scpro_assets.alerts import Alert, send_alert
+
+    hostile = Alert(
+        "browser-1",
+        "range_unlanded",
+        "error",
+        "<b>orders</b> 0-9 not landed",
+        '<img src=x onerror="document.title=1"> after 3 attempts',
+    )
+    send_alert(hostile, warehouse.home, urls=())
     open_page(page, app_url, "health", ".models-table .tabulator-row")
+    expect(page.locator(".alerts .alert-item .title")).to_have_text(hostile.title)  # as text
+    expect(page.locator(".alerts .alert-item .body")).to_have_text(hostile.body)
+    expect(page.locator(".alerts .alert-item img")).to_have_count(0)
+    expect(page.locator(".alerts .alert-item b")).to_have_count(0)
+    payments = page.locator(".completeness-table .tabulator-row", has_text="payments")
+    expect(payments).to_contain_text("missing events")
+    expect(page.locator(".completeness-table .tabulator-row")).to_have_count(4)
     expect(page.locator(".health-table .tabulator-row")).to_have_count(5)
     expect(
         page.get_by_role("row", name=re.compile(r"late_risk risk-v2 in service"))

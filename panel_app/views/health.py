@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -64,6 +65,127 @@ def layers(store: DataStore) -> pn.viewable.Viewable:
     )
 
 
+ALERT_CSS = """
+.alert-list { font-family: system-ui, sans-serif; display: grid; gap: 6px; }
+.alert-item { border: 1px solid #e2e8f0; border-left: 4px solid #94a3b8; border-radius: 6px;
+              padding: 6px 10px; background: #fff; }
+.alert-item.error { border-left-color: #dc2626; }
+.alert-item.warning { border-left-color: #d97706; }
+.alert-item .when { color: #64748b; font-size: 12px; }
+.alert-item .title { color: #0f172a; font-weight: 600; }
+.alert-item .body { color: #334155; font-size: 13px; }
+"""
+
+
+def alert_html(frame: pd.DataFrame, now: pd.Timestamp) -> str:
+    """The alerts as a list; every value is escaped (titles and bodies quote what failed)."""
+    items = []
+    for alert in frame.itertuples(index=False):
+        severity = alert.severity if alert.severity in ("info", "warning", "error") else "info"
+        items.append(
+            f'<div class="alert-item {severity}" data-kind="{html.escape(alert.kind)}">'
+            f'<div class="when">{html.escape(_age(alert.time, now))} · '
+            f"{html.escape(alert.severity)} · {html.escape(alert.kind)}</div>"
+            f'<div class="title">{html.escape(alert.title)}</div>'
+            f'<div class="body">{html.escape(alert.body)}</div></div>'
+        )
+    return '<div class="alert-list">' + "".join(items) + "</div>"
+
+
+def alerts(store: DataStore) -> pn.viewable.Viewable:
+    """The newest alerts: ranges that keep failing to land, failed runs."""
+    frame = store.alerts()
+    if frame.empty:
+        return ui.notice("No alert has been raised.", kind="success")
+    now = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+    return pn.pane.HTML(
+        alert_html(frame, now),
+        stylesheets=[ALERT_CSS],
+        sizing_mode="stretch_width",
+        css_classes=["alerts"],
+    )
+
+
+def gaps(store: DataStore) -> pn.viewable.Viewable:
+    """Offset ranges requested from Kafka but not landed yet, as the sensors last saw them."""
+    frame = store.gaps()
+    if frame.empty:
+        return ui.notice("Every requested offset range is landed.", kind="success")
+    now = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+    frame = frame.assign(
+        age=[_age(s, now) for s in frame["requested_at"]],
+        overdue=frame["overdue"].map({True: "past deadline", False: "in progress"}),
+    )
+    return ui.table(
+        frame[
+            [
+                "topic",
+                "partition",
+                "first_offset",
+                "last_offset",
+                "unlanded_offsets",
+                "attempts",
+                "age",
+                "overdue",
+            ]
+        ].rename(
+            columns={
+                "topic": "Topic",
+                "partition": "Partition",
+                "first_offset": "First offset",
+                "last_offset": "Last offset",
+                "unlanded_offsets": "Not landed",
+                "attempts": "Attempts",
+                "age": "Requested",
+                "overdue": "State",
+            }
+        ),
+        formatters={"Not landed": NumberFormatter(format="0,0")},
+        css_classes=["gaps-table"],
+    )
+
+
+def completeness(store: DataStore) -> pn.viewable.Viewable:
+    """Events landed against events in Kafka when this snapshot was cut, per topic."""
+    frame = store.completeness()
+    if frame.empty:
+        return ui.notice("This snapshot was published without a completeness record.")
+    frame = frame.assign(
+        is_complete=frame["is_complete"]
+        .map({True: "complete", False: "missing events"})
+        .fillna("unknown (Kafka did not answer)")
+    )
+    shown = frame[
+        [
+            "topic",
+            "is_complete",
+            "offsets_in_kafka",
+            "events_landed",
+            "events_quarantined",
+            "offsets_without_event",
+            "offsets_unlanded",
+            "kafka_status",
+        ]
+    ].rename(
+        columns={
+            "topic": "Topic",
+            "is_complete": "Completeness",
+            "offsets_in_kafka": "In Kafka",
+            "events_landed": "Landed",
+            "events_quarantined": "Quarantined",
+            "offsets_without_event": "No event (markers, expired)",
+            "offsets_unlanded": "Not landed",
+            "kafka_status": "Kafka",
+        }
+    )
+    counts = ["In Kafka", "Landed", "Quarantined", "No event (markers, expired)", "Not landed"]
+    return ui.table(
+        shown,
+        formatters={c: NumberFormatter(format="0,0") for c in counts},
+        css_classes=["completeness-table"],
+    )
+
+
 def models(store: DataStore) -> pn.viewable.Viewable:
     """The models in service (and the ones they replaced) with their headline metric."""
     frame = store.models()
@@ -112,10 +234,16 @@ def build(store: DataStore) -> pn.viewable.Viewable:
     return pn.Column(
         ui.page_header(
             "Data health",
-            "How fresh each layer is, what was quarantined, and which models are in service. "
-            "Filters do not apply here.",
+            "How fresh each layer is, what was quarantined, what is missing, the alerts, and "
+            "which models are in service. Filters do not apply here.",
         ),
         ui.static(store, snapshot_line),
+        pn.pane.Markdown("### Alerts", margin=(8, 8, 0, 8)),
+        ui.static(store, alerts),
+        pn.pane.Markdown("### Offset ranges not landed yet", margin=(8, 8, 0, 8)),
+        ui.static(store, gaps),
+        pn.pane.Markdown("### Completeness of this snapshot", margin=(8, 8, 0, 8)),
+        ui.static(store, completeness),
         pn.pane.Markdown("### Layers", margin=(8, 8, 0, 8)),
         ui.static(store, layers),
         pn.pane.Markdown("### Models", margin=(8, 8, 0, 8)),

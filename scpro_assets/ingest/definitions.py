@@ -15,16 +15,19 @@ from __future__ import annotations
 import dagster as dg
 
 from scpro_assets.ingest.assets import kafka_topic_specs, land_jobs, raw_assets
+from scpro_assets.ingest.gaps import GapPolicy
 from scpro_assets.resources import KafkaResource, LakeResource
-from scpro_assets.settings import Settings
-from sensors.kafka_sensors import kafka_sensors
+from scpro_assets.settings import GapSettings, Settings
+from sensors.alert_sensors import run_failure_alerts
+from sensors.kafka_sensors import gap_checks, kafka_sensors
 
 
 def ingest_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """The resources landing and the Kafka sensors use."""
+    """The resources landing, the Kafka sensors and the gap checks use."""
     return {
         "kafka": KafkaResource.from_settings(settings.kafka),
         "lake": LakeResource.from_settings(settings),
+        "gaps": GapPolicy.from_settings(GapSettings.from_env()),
     }
 
 
@@ -32,14 +35,15 @@ def build_ingest_definitions(
     settings: Settings | None = None,
     resources: dict[str, dg.ConfigurableResource] | None = None,
 ) -> dg.Definitions:
-    """Topics, raw assets, landing jobs and sensors, configured from ``settings`` (or the env)."""
+    """Topics, raw assets and their gap checks, landing jobs and sensors, from ``settings``."""
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=[*kafka_topic_specs, *raw_assets],
+        asset_checks=gap_checks,
         # A landing job is one step: running it in the run's own process saves a second one.
         executor=dg.in_process_executor,
         jobs=land_jobs,
-        sensors=kafka_sensors,
+        sensors=[*kafka_sensors, run_failure_alerts],
         resources=resources or ingest_resources(settings),
     )
 

@@ -23,7 +23,7 @@ from dagster._core.scheduler.instigation import (
 )
 
 from scpro_assets.settings import TOPICS, Settings
-from sensors.kafka_sensors import CURSOR_KV_PREFIX, job_name, sensor_name
+from sensors.kafka_sensors import CURSOR_KV_PREFIX, current_cursor, job_name, sensor_name
 
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_TAG = "dagster/sensor_name"
@@ -46,11 +46,7 @@ class CursorStore:
 
     def get(self) -> str | None:
         """The cursor: the daemon's if it has one, else the one ``scpro ingest`` stored."""
-        state = self._state()
-        data = state.instigator_data if state else None
-        if isinstance(data, SensorInstigatorData) and data.cursor:
-            return data.cursor
-        return self.instance.run_storage.get_cursor_values({self.kv_key}).get(self.kv_key)
+        return current_cursor(self.instance, self.name)
 
     def set(self, cursor: str | None) -> None:
         """Store the cursor in both places, so either path continues from it."""

@@ -12,6 +12,7 @@ vars; after a successful build, :func:`serving_snapshot` publishes a read-only c
 
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from dagster_dbt import (
 )
 
 from ml_assets.outputs import ML_OUTPUTS
-from scpro_assets.resources import LakeResource
+from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS, KafkaSettings, Settings
+from scpro_assets.warehouse.completeness import measure_completeness
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs, write_lake_inventory
 from scpro_assets.warehouse.project import dbt_project, manifest_path
 from scpro_assets.warehouse.serving import publish_snapshot
@@ -124,9 +126,22 @@ def warehouse_dbt(
         "atomically so readers never see a half-built state."
     ),
 )
-def serving_snapshot(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Publish the warehouse's marts as a new snapshot version and switch readers to it."""
-    publication = publish_snapshot(lake_settings(lake))
+def serving_snapshot(
+    context: dg.AssetExecutionContext, lake: LakeResource, kafka: KafkaResource
+) -> dg.MaterializeResult:
+    """Publish the warehouse's marts as a new snapshot version and switch readers to it.
+
+    The snapshot records its completeness: Kafka's end offsets now against the raw files.
+    """
+    settings = lake_settings(lake)
+    completeness = measure_completeness(
+        kafka.settings(),
+        settings.raw_dir,
+        settings.quarantine_dir,
+        row_counts=settings.serving_dir / "_state" / "row_counts.json",
+    )
+    publication = publish_snapshot(settings, completeness=completeness)
+    unlanded = [c.offsets_unlanded for c in completeness]
     context.log.info(f"published {publication.version} ({len(publication.tables)} tables)")
     return dg.MaterializeResult(
         metadata={
@@ -135,6 +150,14 @@ def serving_snapshot(context: dg.AssetExecutionContext, lake: LakeResource) -> d
             "tables": dg.MetadataValue.json(publication.tables),
             "seconds": round(publication.seconds, 2),
             "pruned_versions": len(publication.pruned),
+            "completeness": dg.MetadataValue.json([asdict(c) for c in completeness]),
+            "events_landed": sum(c.events_landed for c in completeness),
+            "events_quarantined": sum(c.events_quarantined for c in completeness),
+            # None when Kafka did not answer: unknown, not zero.
+            "offsets_unlanded": None if None in unlanded else sum(unlanded),
+            "complete": "unknown"
+            if None in unlanded
+            else ("yes" if all(c.is_complete for c in completeness) else "no"),
         }
     )
 

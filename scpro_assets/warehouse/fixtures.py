@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from ml_assets.outputs import SCHEMAS, write_output
-from scpro_assets.resources import LakeResource
+from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
 from scpro_assets.sources.common import SourceEvent
 
@@ -78,7 +78,11 @@ def warehouse_resources(settings: Settings) -> dict[str, object]:
     """The resources the warehouse assets need, as the code location configures them."""
     from scpro_assets.warehouse.project import dbt_resource
 
-    return {"lake": LakeResource.from_settings(settings), "dbt": dbt_resource()}
+    return {
+        "lake": LakeResource.from_settings(settings),
+        "kafka": KafkaResource.from_settings(settings.kafka),
+        "dbt": dbt_resource(),
+    }
 
 
 def materialize_warehouse(

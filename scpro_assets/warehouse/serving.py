@@ -8,6 +8,9 @@ build, :func:`publish_snapshot`:
    ``serving/versions/.<version>.tmp/warehouse.duckdb`` (ATTACH the warehouse read-only, CREATE
    TABLE AS per table: staging and intermediate views, which read lake paths, are not served),
 2. exports each of them as ``parquet/<model>.parquet`` (so a bigger engine can take the marts),
+   and adds ``snapshot_completeness``: per topic, the events landed against the offsets Kafka
+   held at the cut (:mod:`scpro_assets.warehouse.completeness`), so a snapshot says when it
+   is missing data,
 3. writes ``published.json`` ``{version, published_at, tables: {name: rows}}``,
 4. renames the folder to ``versions/<version>`` (complete before anyone can see it), then swaps
    ``serving/current`` to it with ``os.replace`` of a fresh link: atomic on POSIX, so a reader
@@ -33,6 +36,10 @@ from pathlib import Path
 import duckdb
 
 from scpro_assets.settings import Settings
+from scpro_assets.warehouse.completeness import COLUMNS, TopicCompleteness, measure_completeness
+
+#: The table each snapshot gets with its completeness per topic.
+COMPLETENESS_TABLE = "snapshot_completeness"
 
 #: Published versions kept, the current one included.
 KEEP_VERSIONS = 5
@@ -45,6 +52,7 @@ class Publication:
     version: str
     path: Path
     tables: dict[str, int] = field(default_factory=dict)
+    completeness: list[TopicCompleteness] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -67,21 +75,40 @@ def served_tables(con: duckdb.DuckDBPyConnection, database: str) -> list[str]:
     return [name for (name,) in rows]
 
 
-def _copy_warehouse(warehouse: Path, target: Path) -> dict[str, int]:
+def _write_completeness(
+    con: duckdb.DuckDBPyConnection, completeness: list[TopicCompleteness]
+) -> None:
+    """``snapshot_completeness``: one row per topic (see the serving contract)."""
+    columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+    con.execute(f"create table main.{COMPLETENESS_TABLE} ({columns})")
+    if completeness:
+        marks = ", ".join("?" for _ in COLUMNS)
+        con.executemany(
+            f"insert into main.{COMPLETENESS_TABLE} values ({marks})",
+            [list(row.row()) for row in completeness],
+        )
+
+
+def _copy_warehouse(
+    warehouse: Path, target: Path, completeness: list[TopicCompleteness]
+) -> dict[str, int]:
     """Copy the served tables into ``target/warehouse.duckdb`` and export them as Parquet."""
     parquet_dir = target / "parquet"
     parquet_dir.mkdir(parents=True)
     tables: dict[str, int] = {}
     with duckdb.connect(str(target / "warehouse.duckdb")) as con:
         con.execute(f"attach {_sql_string(str(warehouse))} as built (read_only)")
-        for name in served_tables(con, "built"):
+        names = [n for n in served_tables(con, "built") if n != COMPLETENESS_TABLE]
+        for name in names:
             table = _quote(name)
             con.execute(f"create table main.{table} as select * from built.main.{table}")
+        con.execute("detach built")
+        _write_completeness(con, completeness)
+        for name in sorted([*names, COMPLETENESS_TABLE]):
             (rows,) = con.execute(f"select count(*) from main.{_quote(name)}").fetchone()
             tables[name] = int(rows)
             out = _sql_string(str(parquet_dir / f"{name}.parquet"))
             con.execute(f"copy main.{_quote(name)} to {out} (format parquet)")
-        con.execute("detach built")
         con.execute("checkpoint")
     return tables
 
@@ -108,11 +135,21 @@ def _prune(versions_dir: Path, current: Path, keep: int) -> list[str]:
     return pruned
 
 
-def publish_snapshot(settings: Settings, keep: int = KEEP_VERSIONS) -> Publication:
-    """Publish the warehouse's marts as a new read-only version (see the module docstring)."""
+def publish_snapshot(
+    settings: Settings,
+    keep: int = KEEP_VERSIONS,
+    completeness: list[TopicCompleteness] | None = None,
+) -> Publication:
+    """Publish the warehouse's marts as a new read-only version (see the module docstring).
+
+    ``completeness`` is measured by the caller that can reach Kafka (the ``serving_snapshot``
+    asset); without it, the lake's side is measured and Kafka's figures are unknown.
+    """
     started = time.perf_counter()
     if not settings.warehouse_path.exists():
         raise FileNotFoundError(f"{settings.warehouse_path} is missing: run the dbt build first")
+    if completeness is None:
+        completeness = measure_completeness(None, settings.raw_dir, settings.quarantine_dir)
     now = datetime.now(UTC)
     version = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
     versions_dir = settings.serving_dir / "versions"
@@ -120,7 +157,7 @@ def publish_snapshot(settings: Settings, keep: int = KEEP_VERSIONS) -> Publicati
     staging = versions_dir / f".{version}.tmp"
     staging.mkdir()
     try:
-        tables = _copy_warehouse(settings.warehouse_path, staging)
+        tables = _copy_warehouse(settings.warehouse_path, staging, completeness)
         manifest = {
             "version": version,
             "published_at": now.replace(tzinfo=None).isoformat(),
@@ -138,6 +175,7 @@ def publish_snapshot(settings: Settings, keep: int = KEEP_VERSIONS) -> Publicati
         version=version,
         path=target,
         tables=tables,
+        completeness=completeness,
         pruned=pruned,
         seconds=time.perf_counter() - started,
     )
