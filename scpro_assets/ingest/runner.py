@@ -5,18 +5,24 @@ sensor function plans the same ranges from the same cursor, and the same job lan
 are honoured exactly as the daemon does (a range that already has a run is never started again),
 failed ranges are retried with their original config (like Dagster's run retries), and the cursor
 is written back to the sensor's state in the instance, so the daemon continues where this left off.
-Each run is tagged with the process that executes it: a run left "started" by an ``scpro ingest``
-that was killed is failed by the next one (its process is gone) and retried, never skipped as
-already run.
+Ticks of one instance take turns, across processes, as the daemon's ticks of one sensor do: two
+``scpro ingest`` started together would otherwise both see a range's run key unused and both run
+it. Each run is tagged with the process that executes it: a run left "started" by an
+``scpro ingest`` that was killed is failed by the next one (its process is gone) and retried,
+never skipped as already run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing
 import os
 import socket
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
@@ -235,7 +241,38 @@ def ingest_once(
 
     With an ``executor`` (see :func:`range_executor`) the requested ranges land concurrently;
     cursors are stored once every topic's ranges have been requested, as the daemon does.
+    One evaluation at a time per instance (:func:`tick_lock`).
     """
+    with tick_lock(instance):
+        return _ingest_once(defs, instance, topics, executor)
+
+
+@contextlib.contextmanager
+def tick_lock(instance: dg.DagsterInstance) -> Iterator[None]:
+    """Hold the instance's ingest lock: one ``scpro ingest`` tick at a time, across processes.
+
+    Between "has this range's run key run?" and the run's creation there is a window: two ticks
+    on one cursor inside it both run the range (measured: two ``scpro ingest --once`` started
+    together ran a range twice). The daemon never does this because it evaluates a sensor's
+    ticks one after another; the lock gives ``scpro ingest`` the same guarantee. It is an
+    ``flock`` on a file in the instance's folder, released by the kernel if the process dies.
+    """
+    path = Path(instance.root_directory) / ".scpro-ingest.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ingest_once(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    topics: tuple[str, ...],
+    executor: Executor | None,
+) -> list[TopicTick]:
     ticks = []
     pending: list[tuple[TopicTick, str, object]] = []
     for topic in topics:
