@@ -151,14 +151,16 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
     """Evaluate the Kafka sensors and land the ranges they request, in this process."""
     import dagster as dg
 
-    from scpro_assets.definitions import build_definitions
+    from scpro_assets.ingest.definitions import build_ingest_definitions
     from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
     from scpro_assets.instance import prepare_dagster_home
 
     settings = Settings.from_env()
     home = prepare_dagster_home(settings)
     os.environ["DAGSTER_HOME"] = str(home)
-    defs = build_definitions(settings)
+    # The landing code location only, as the daemon runs landing: the whole platform's imports
+    # (Spark, dbt, the models) cost 3x the start-up for jobs and sensors landing never uses.
+    defs = build_ingest_definitions(settings)
     with dg.DagsterInstance.get() as instance:
         run = ingest_once if once else ingest_until_caught_up
         ticks = run(defs, instance, topics or TOPICS)
