@@ -172,7 +172,7 @@ def temp_files(settings: Settings) -> list[Path]:
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms; raise ``TimeoutError`` naming ``what`` after ``timeout_s``."""
+    """Poll ``predicate`` every 20 ms; ``TimeoutError`` naming ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
@@ -234,6 +234,13 @@ def _kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
+
+
+def _instance(settings: Settings) -> contextlib.AbstractContextManager[dg.DagsterInstance]:
+    """A throwaway Dagster instance (sqlite) under ``settings``' home."""
+    folder = settings.home / "dagster-chaos"
+    folder.mkdir(parents=True, exist_ok=True)
+    return dg.instance_for_test(temp_dir=str(folder))
 
 
 def _ingest_defs(settings: Settings, max_events_per_run: int | None = None) -> dg.Definitions:
@@ -346,7 +353,7 @@ def broker_restart_mid_range(
     previous_chunk = landing.CHUNK_EVENTS
     landing.CHUNK_EVENTS = chunk_events
     try:
-        with dg.instance_for_test(temp_dir=str(settings.home / "dagster-test")) as instance:
+        with _instance(settings) as instance:
             with ThreadPoolExecutor(1) as pool:
                 run = pool.submit(
                     job.execute_in_process,
@@ -429,7 +436,7 @@ def disk_full_mid_write(settings: Settings, events: int, leave_bytes: int = 96_0
     try:
         with (
             size_limited_folder(settings.raw_dir) as raw,
-            dg.instance_for_test(temp_dir=str(settings.home / "dagster-test")) as instance,
+            _instance(settings) as instance,
         ):
             filler = _fill(raw, leave_bytes)
             from scpro_assets.ingest.runner import ingest_once
@@ -454,9 +461,12 @@ def disk_full_mid_write(settings: Settings, events: int, leave_bytes: int = 96_0
 # --- (5) two sensor ticks on one cursor ---------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _slow_run_key_lookup(pause_s: float) -> Iterator[None]:
-    """Widen the window between a tick's "has this run key run?" and its launch."""
+def slow_run_key_lookup(pause_s: float) -> None:
+    """Pause before each "has this run key run?" lookup of ``scpro ingest``.
+
+    Instrumentation for the concurrent-ticks scenario: it widens the window between a tick's
+    lookup and its launch, so two ticks overlap there on a machine of any speed.
+    """
     from scpro_assets.ingest import runner
 
     lookup = runner._runs_with_key
@@ -466,46 +476,71 @@ def _slow_run_key_lookup(pause_s: float) -> Iterator[None]:
         return lookup(instance, run_key)
 
     runner._runs_with_key = slow
-    try:
-        yield
-    finally:
-        runner._runs_with_key = lookup
+
+
+#: ``scpro ingest --once`` that starts when the file ``argv[2]`` appears (argv[1]: its "ready"
+#: file; argv[3]: the run-key lookup pause).
+_TICK_CHILD = (
+    "import sys, time, pathlib\n"
+    "from scpro_assets.bench_chaos import slow_run_key_lookup\n"
+    "from scpro_assets.cli import main\n"
+    "slow_run_key_lookup(float(sys.argv[3]))\n"
+    "pathlib.Path(sys.argv[1]).touch()\n"
+    "deadline = time.monotonic() + 300\n"
+    "while not pathlib.Path(sys.argv[2]).exists() and time.monotonic() < deadline:\n"
+    "    time.sleep(0.005)\n"
+    "main(['ingest', '--once', '--topic', 'payments'])\n"
+)
 
 
 def concurrent_ticks(
     settings: Settings, events: int, ranges: int = 4, widen_s: float = 0.3
 ) -> FaultOutcome:
-    """Two ticks of one sensor evaluated at once, on one cursor, in one instance (threads).
+    """Two ``scpro ingest --once`` on one instance at the same moment, so on one cursor.
 
-    Both read the same stored cursor and plan the same ranges. Each range must get exactly one
-    run (run keys dedupe) and land once. ``widen_s`` pauses each run-key lookup so the two ticks
-    overlap whatever the machine's speed.
+    Both read the same stored cursor and would plan the same ranges. Each range must get exactly
+    one run (run keys dedupe, as the daemon guarantees) and land once. The processes start their
+    ticks together (after their imports), and ``widen_s`` pauses each run-key lookup so the two
+    ticks overlap whatever the machine's speed.
     """
-    from scpro_assets.ingest.runner import RUN_KEY_TAG, ingest_once
+    from scpro_assets.ingest.runner import RUN_KEY_TAG
+    from scpro_assets.instance import prepare_dagster_home
     from scpro_assets.kafka.clients import ensure_topics
 
     outcome = FaultOutcome("two sensor ticks on one cursor")
     ensure_topics(settings.kafka, partitions=1)
     produced = produce(settings, 0, events, poison_every=53)
-    defs = _ingest_defs(settings, max_events_per_run=-(-events // ranges))
-    with (
-        dg.instance_for_test(temp_dir=str(settings.home / "dagster-test")) as instance,
-        _slow_run_key_lookup(widen_s),
-    ):
-        barrier = threading.Barrier(2)
-
-        def tick() -> list:
-            barrier.wait(timeout=60)
-            return ingest_once(defs, instance, topics=(TOPIC,))
-
-        with ThreadPoolExecutor(2) as pool:
-            ticks = [t for f in [pool.submit(tick), pool.submit(tick)] for t in f.result()]
+    prepare_dagster_home(settings)
+    env = _child_env(settings, SCPRO_MAX_EVENTS_PER_RUN=str(-(-events // ranges)))
+    go = settings.home / "go"
+    children: list[subprocess.Popen] = []
+    try:
+        for n in range(2):
+            log = (settings.home / f"tick-{n}.log").open("wb")
+            ready = settings.home / f"ready-{n}"
+            argv = [sys.executable, "-c", _TICK_CHILD, str(ready), str(go), str(widen_s)]
+            children.append(
+                subprocess.Popen(
+                    argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+            log.close()
+        wait_for(
+            lambda: all((settings.home / f"ready-{n}").exists() for n in range(2)),
+            180,
+            "both ticks to be ready",
+        )
+        go.touch()
+        outcome.detail["exit_codes"] = [child.wait(timeout=300) for child in children]
+    finally:
+        for child in children:
+            _kill_group(child)
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(job_name=f"land_{TOPIC}"))
         per_key = Counter(r.tags.get(RUN_KEY_TAG) for r in runs)
         materializations = instance.fetch_materializations(
             dg.AssetKey(f"raw_{TOPIC}"), limit=1000
         ).records
-    outcome.detail["ranges_requested"] = sum(len(t.requested) for t in ticks)
     outcome.detail["runs"] = len(runs)
     outcome.detail["run_keys"] = len(per_key)
     outcome.detail["run_keys_run_twice"] = sum(1 for n in per_key.values() if n > 1)

@@ -75,7 +75,9 @@ def test_disk_full_during_a_parquet_write_fails_cleanly_and_the_retry_lands_once
 
 
 def test_two_ticks_on_one_cursor_at_once_run_each_range_once(scpro_settings):
+    """Two `scpro ingest --once` processes tick together on one instance, so on one cursor."""
     outcome = chaos.concurrent_ticks(scpro_settings, events=400, ranges=4)
+    assert outcome.detail["exit_codes"] == [0, 0]
     assert outcome.detail["run_keys"] == 4
     assert outcome.detail["run_keys_run_twice"] == 0
     assert outcome.detail["runs"] == outcome.detail["materializations"] == 4
