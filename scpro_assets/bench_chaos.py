@@ -430,7 +430,6 @@ def disk_full_mid_write(settings: Settings, events: int, leave_bytes: int = 96_0
     outcome = FaultOutcome("disk full during a Parquet write")
     ensure_topics(settings.kafka, partitions=1)
     produced = produce(settings, 0, events, poison_every=101)
-    raw_topic = settings.raw_dir / TOPIC
     previous_chunk = landing.CHUNK_EVENTS
     landing.CHUNK_EVENTS = 500
     try:
@@ -444,7 +443,7 @@ def disk_full_mid_write(settings: Settings, events: int, leave_bytes: int = 96_0
             (first,) = ingest_once(_ingest_defs(settings), instance, topics=(TOPIC,))
             outcome.detail["failed_while_full"] = len(first.failed)
             outcome.detail["files_while_full"] = sorted(
-                p.name for p in raw_topic.rglob("*") if p.is_file()
+                str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file()
             )
             outcome.detail["quarantine_files_while_full"] = len(
                 list((settings.quarantine_dir / TOPIC).rglob("*.parquet"))
@@ -578,7 +577,7 @@ def readers_while_publishing(
     from scpro_assets.warehouse.serving import publish_snapshot
 
     outcome = FaultOutcome("dashboard sessions reading while snapshots swap")
-    sizes = sizes or tuple(300 + 37 * i for i in range(4))
+    sizes = sizes or tuple(300 + 37 * i for i in range(3))
     builds = _warehouses(settings.home / "builds", sizes)
     settings.home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(builds[0][0], settings.warehouse_path)
@@ -603,6 +602,7 @@ def readers_while_publishing(
             except Exception as error:
                 errors.append(f"{type(error).__name__}: {error}")
             reads += 1
+            time.sleep(0.01)  # a person between clicks, not a spinning loop
         return reads, errors, versions
 
     started = time.monotonic()

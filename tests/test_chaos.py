@@ -88,7 +88,7 @@ def test_twenty_dashboard_sessions_read_complete_versions_while_snapshots_swap(t
     from scpro_assets.settings import KafkaSettings, Settings
 
     settings = Settings(home=tmp_path / "scpro", kafka=KafkaSettings())
-    outcome = chaos.readers_while_publishing(settings, sessions=20, publications=8)
+    outcome = chaos.readers_while_publishing(settings, sessions=20, publications=4)
     print(f"\n{outcome.fault}: {outcome.figures()}")
     assert outcome.reader_errors == 0, outcome.detail["first_errors"]
     assert outcome.detail["versions_seen"] >= 2
