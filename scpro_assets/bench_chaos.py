@@ -324,6 +324,105 @@ def _runs_in_flight(instance: dg.DagsterInstance) -> int:
     return instance.get_runs_count(filters=dg.RunsFilter(statuses=IN_FLIGHT))
 
 
+# --- (2) kill -9 the Dagster daemon in the middle of a landing run ------------------------------
+
+#: The chaos code location: SCPro's landing location with slowed writes (argv-free: a file).
+_CHAOS_LOCATION = """\
+from scpro_assets.bench_chaos import slow_landing_writes
+
+slow_landing_writes({chunk_events}, {pause_s})
+
+from scpro_assets.ingest.definitions import defs  # noqa: E402
+"""
+
+_CHAOS_WORKSPACE = """\
+load_from:
+  - python_file:
+      relative_path: chaos_location.py
+      attribute: defs
+      location_name: scpro_ingest
+      working_directory: {home}
+"""
+
+
+def _start_daemon(settings: Settings, log_name: str) -> subprocess.Popen:
+    """``dagster-daemon run`` on the chaos workspace, in its own session (killable as a group)."""
+    with (settings.home / log_name).open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-w", "chaos-workspace.yaml"],
+            cwd=settings.home,
+            env=_child_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def daemon_killed_mid_run(
+    settings: Settings,
+    events: int,
+    chunk_events: int = 200,
+    pause_s: float = 0.05,
+    whole_group: bool = False,
+    timeout_s: float = 240.0,
+) -> FaultOutcome:
+    """SIGKILL ``dagster-daemon`` while a landing run it launched writes its range; restart it.
+
+    The daemon runs the Kafka sensors and the run queue of SCPro's instance (``dagster.yaml``
+    as ``scpro`` writes it, run retries on) on the landing code location. It is killed once the
+    run's temporary raw file exists. More events are produced while it is down; the restarted
+    daemon must carry on from the sensor's cursor. ``whole_group`` kills the daemon's code
+    server and the run's process with it (a crash of the whole machine's Dagster), else only the
+    daemon's own process. Ends when every offset has landed and no run is in flight.
+    """
+    from scpro_assets.ingest.landing import OffsetRange, landed_watermarks, partition_dir
+    from scpro_assets.ingest.runner import RUN_KEY_TAG
+    from scpro_assets.instance import prepare_dagster_home
+    from scpro_assets.kafka.clients import ensure_topics
+
+    outcome = FaultOutcome("kill -9 the Dagster daemon mid-run")
+    ensure_topics(settings.kafka, partitions=1)
+    prepare_dagster_home(settings)
+    location = _CHAOS_LOCATION.format(chunk_events=chunk_events, pause_s=pause_s)
+    (settings.home / "chaos_location.py").write_text(location)
+    workspace = _CHAOS_WORKSPACE.format(home=settings.home)
+    (settings.home / "chaos-workspace.yaml").write_text(workspace)
+    produced = produce(settings, 0, events, poison_every=97)
+    committed = (
+        partition_dir(settings.raw_dir, TOPIC, 0) / OffsetRange(TOPIC, 0, 0, events).file_name
+    )
+    daemons = [_start_daemon(settings, "daemon-1.log")]
+    try:
+        wait_for(lambda: bool(temp_files(settings)), timeout_s, "the daemon's landing run")
+        outcome.detail["killed_mid_write"] = not committed.exists()
+        if whole_group:
+            os.killpg(daemons[0].pid, signal.SIGKILL)
+        else:
+            os.kill(daemons[0].pid, signal.SIGKILL)
+        daemons[0].wait(timeout=30)
+        produced |= produce(settings, events, events, poison_every=97)
+        daemons.append(_start_daemon(settings, "daemon-2.log"))
+        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+
+            def settled() -> bool:
+                landed = landed_watermarks(settings.raw_dir, TOPIC).get(0, 0)
+                return landed >= 2 * events and _runs_in_flight(instance) == 0
+
+            started = time.monotonic()
+            wait_for(settled, timeout_s, "every range landed after the restart")
+            outcome.detail["converged_s"] = round(time.monotonic() - started, 1)
+            runs = instance.get_runs(filters=dg.RunsFilter(job_name=f"land_{TOPIC}"))
+            statuses = Counter(r.status.value for r in runs)
+            per_key = Counter(r.tags.get(RUN_KEY_TAG) for r in runs if "dagster/parent_run_id" not in r.tags)
+    finally:
+        for daemon in daemons:
+            _kill_group(daemon)
+    outcome.detail["runs"] = dict(statuses)
+    outcome.detail["run_keys_requested_twice"] = sum(1 for n in per_key.values() if n > 1)
+    account(settings, produced, outcome)
+    return outcome
+
+
 # --- (3) broker restart in the middle of a large range -----------------------------------------
 
 

@@ -93,3 +93,14 @@ def test_twenty_dashboard_sessions_read_complete_versions_while_snapshots_swap(t
     assert outcome.reader_errors == 0, outcome.detail["first_errors"]
     assert outcome.detail["versions_seen"] >= 2
     assert outcome.reads >= 20
+
+
+def test_daemon_killed_mid_landing_run_then_restarted_lands_everything_once(scpro_settings):
+    """`dagster-daemon` (sensors, run queue, run retries) SIGKILLed while its run writes."""
+    outcome = chaos.daemon_killed_mid_run(scpro_settings, events=2_000, chunk_events=100)
+    print(f"\n{outcome.fault}: {outcome.figures()}")
+    assert outcome.detail["killed_mid_write"]
+    assert outcome.detail["run_keys_requested_twice"] == 0
+    assert outcome.produced == 4_000
+    assert (outcome.lost, outcome.duplicates, outcome.wrong_event) == (0, 0, 0)
+    assert outcome.landed + outcome.quarantined == 4_000
