@@ -413,7 +413,9 @@ def daemon_killed_mid_run(
             outcome.detail["converged_s"] = round(time.monotonic() - started, 1)
             runs = instance.get_runs(filters=dg.RunsFilter(job_name=f"land_{TOPIC}"))
             statuses = Counter(r.status.value for r in runs)
-            per_key = Counter(r.tags.get(RUN_KEY_TAG) for r in runs if "dagster/parent_run_id" not in r.tags)
+            per_key = Counter(
+                r.tags.get(RUN_KEY_TAG) for r in runs if "dagster/parent_run_id" not in r.tags
+            )
     finally:
         for daemon in daemons:
             _kill_group(daemon)

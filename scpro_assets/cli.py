@@ -14,7 +14,16 @@ import click
 from scpro_assets.settings import TOPICS, Settings
 
 #: Every benchmark ``scpro bench`` runs, in order (``--only`` picks some).
-BENCHMARKS = ("replay", "ingest", "clean", "models", "warehouse", "dashboard", "latency")
+BENCHMARKS = (
+    "replay",
+    "ingest",
+    "clean",
+    "models",
+    "warehouse",
+    "dashboard",
+    "latency",
+    "chaos",
+)
 
 
 @click.group()
@@ -202,6 +211,13 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
     help="Steady-state streaming time of the event-to-dashboard benchmark (on 2 cores an "
     "order produced after the first publication took longer than 540 s to be published).",
 )
+@click.option(
+    "--chaos-repetitions",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Rounds of the chaos benchmark (every fault once per round, on its own broker).",
+)
 def bench(
     only: tuple[str, ...],
     replay_orders: int,
@@ -209,6 +225,7 @@ def bench(
     latency_samples: int,
     warehouse_events: int,
     latency_seconds: float,
+    chaos_repetitions: int,
 ) -> None:
     """Run the benchmarks; write bench-report.md and bench-report.json."""
     from scpro_assets.bench import run_all
@@ -229,6 +246,7 @@ def bench(
             latency_samples,
             warehouse_events=warehouse_events,
             latency_seconds=latency_seconds,
+            chaos_repetitions=chaos_repetitions,
         )
     finally:
         if started_here:

@@ -50,9 +50,7 @@ def test_landing_run_killed_mid_write_lands_once_when_ingest_runs_again(scpro_se
     _assert_only_committed_files(scpro_settings)
 
 
-def test_broker_restart_in_the_middle_of_a_large_range_lands_it_once(
-    scpro_settings, kafka_broker
-):
+def test_broker_restart_in_the_middle_of_a_large_range_lands_it_once(scpro_settings, kafka_broker):
     outcome = chaos.broker_restart_mid_range(
         scpro_settings, kafka_broker, events=2_000, chunk_events=100
     )
