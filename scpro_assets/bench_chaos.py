@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -345,6 +346,17 @@ load_from:
 """
 
 
+def _scale_run_monitoring(config: Path, max_runtime_s: int) -> None:
+    """Shorten run monitoring's limits in SCPro's ``dagster.yaml`` (and make the file ours)."""
+    from scpro_assets.instance import MARKER
+
+    lines = [line for line in config.read_text().splitlines() if not line.startswith(MARKER)]
+    text = "\n".join(lines) + "\n"
+    for key, value in (("max_runtime_seconds", max_runtime_s), ("poll_interval_seconds", 2)):
+        text = re.sub(rf"{key}: \d+", f"{key}: {value}", text)
+    config.write_text(text)
+
+
 def _start_daemon(settings: Settings, log_name: str) -> subprocess.Popen:
     """``dagster-daemon run`` on the chaos workspace, in its own session (killable as a group)."""
     with (settings.home / log_name).open("wb") as log:
@@ -364,6 +376,7 @@ def daemon_killed_mid_run(
     chunk_events: int = 200,
     pause_s: float = 0.05,
     whole_group: bool = False,
+    max_runtime_s: int | None = None,
     timeout_s: float = 240.0,
 ) -> FaultOutcome:
     """SIGKILL ``dagster-daemon`` while a landing run it launched writes its range; restart it.
@@ -373,7 +386,9 @@ def daemon_killed_mid_run(
     run's temporary raw file exists. More events are produced while it is down; the restarted
     daemon must carry on from the sensor's cursor. ``whole_group`` kills the daemon's code
     server and the run's process with it (a crash of the whole machine's Dagster), else only the
-    daemon's own process. Ends when every offset has landed and no run is in flight.
+    daemon's own process: the run it was writing can then only end by run monitoring's
+    ``max_runtime_seconds`` (``max_runtime_s`` scales SCPro's three hours down for a test) and
+    be retried. Ends when every offset has landed and no run is in flight.
     """
     from scpro_assets.ingest.landing import OffsetRange, landed_watermarks, partition_dir
     from scpro_assets.ingest.runner import RUN_KEY_TAG
@@ -382,7 +397,9 @@ def daemon_killed_mid_run(
 
     outcome = FaultOutcome("kill -9 the Dagster daemon mid-run")
     ensure_topics(settings.kafka, partitions=1)
-    prepare_dagster_home(settings)
+    config = prepare_dagster_home(settings) / "dagster.yaml"
+    if max_runtime_s is not None:
+        _scale_run_monitoring(config, max_runtime_s)
     location = _CHAOS_LOCATION.format(chunk_events=chunk_events, pause_s=pause_s)
     (settings.home / "chaos_location.py").write_text(location)
     workspace = _CHAOS_WORKSPACE.format(home=settings.home)

@@ -94,11 +94,17 @@ def test_twenty_dashboard_sessions_read_complete_versions_while_snapshots_swap(t
 
 
 def test_daemon_killed_mid_landing_run_then_restarted_lands_everything_once(scpro_settings):
-    """`dagster-daemon` (sensors, run queue, run retries) SIGKILLed while its run writes."""
-    outcome = chaos.daemon_killed_mid_run(scpro_settings, events=2_000, chunk_events=100)
+    """`dagster-daemon` (sensors, run queue, run retries) SIGKILLed with its code server and
+    the run's process while the run writes: the run is failed by run monitoring (its limit
+    scaled down from SCPro's three hours to 20 s) and retried; the restarted daemon lands the
+    events produced meanwhile."""
+    outcome = chaos.daemon_killed_mid_run(
+        scpro_settings, events=2_000, chunk_events=100, whole_group=True, max_runtime_s=20
+    )
     print(f"\n{outcome.fault}: {outcome.figures()}")
     assert outcome.detail["killed_mid_write"]
     assert outcome.detail["run_keys_requested_twice"] == 0
+    assert outcome.detail["runs"] == {"FAILURE": 1, "SUCCESS": 2}  # killed, its retry, the next
     assert outcome.produced == 4_000
     assert (outcome.lost, outcome.duplicates, outcome.wrong_event) == (0, 0, 0)
     assert outcome.landed + outcome.quarantined == 4_000
