@@ -627,7 +627,9 @@ def concurrent_ticks(
     outcome = FaultOutcome("two sensor ticks on one cursor")
     ensure_topics(settings.kafka, partitions=1)
     produced = produce(settings, 0, events, poison_every=53)
-    prepare_dagster_home(settings)
+    # The instance exists before the ticks, as in any deployment: two processes creating a fresh
+    # sqlite instance at once race in Dagster's own schema migration (alembic heads).
+    dg.DagsterInstance.from_config(str(prepare_dagster_home(settings))).dispose()
     env = _child_env(settings, SCPRO_MAX_EVENTS_PER_RUN=str(-(-events // ranges)))
     go = settings.home / "go"
     children: list[subprocess.Popen] = []

@@ -96,10 +96,10 @@ def test_twenty_dashboard_sessions_read_complete_versions_while_snapshots_swap(t
 def test_daemon_killed_mid_landing_run_then_restarted_lands_everything_once(scpro_settings):
     """`dagster-daemon` (sensors, run queue, run retries) SIGKILLed with its code server and
     the run's process while the run writes: the run is failed by run monitoring (its limit
-    scaled down from SCPro's three hours to 20 s) and retried; the restarted daemon lands the
+    scaled down from SCPro's three hours to 15 s) and retried; the restarted daemon lands the
     events produced meanwhile."""
     outcome = chaos.daemon_killed_mid_run(
-        scpro_settings, events=2_000, chunk_events=100, whole_group=True, max_runtime_s=20
+        scpro_settings, events=2_000, chunk_events=100, whole_group=True, max_runtime_s=15
     )
     print(f"\n{outcome.fault}: {outcome.figures()}")
     assert outcome.detail["killed_mid_write"]
