@@ -774,6 +774,12 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
             scenarios: list[tuple[str, Callable[[Settings], FaultOutcome]]] = [
                 ("kill_landing", lambda s: kill_landing_mid_write(s, 60_000, 2_000, 0.05)),
                 ("kill_daemon", lambda s: daemon_killed_mid_run(s, 40_000, 2_000, 0.05)),
+                (
+                    "crash_daemon",
+                    lambda s: daemon_killed_mid_run(
+                        s, 40_000, 2_000, 0.05, whole_group=True, max_runtime_s=60
+                    ),
+                ),
                 ("broker_restart", lambda s: broker_restart_mid_range(s, broker, 60_000, 2_000)),
                 ("concurrent_ticks", lambda s: concurrent_ticks(s, 40_000, ranges=8)),
                 ("readers", lambda s: readers_while_publishing(s, 20, 40)),
