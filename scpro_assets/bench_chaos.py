@@ -59,13 +59,16 @@ class FaultOutcome:
     wrong_event: int = 0
     reader_errors: int = 0
     reads: int = 0
+    #: Why the scenario itself could not finish (it then did not survive).
+    error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def survived(self) -> bool:
         """Every event accounted for exactly once, and every read answered."""
         return (
-            self.lost == 0
+            self.error is None
+            and self.lost == 0
             and self.duplicates == 0
             and self.wrong_event == 0
             and self.reader_errors == 0
@@ -81,6 +84,7 @@ class FaultOutcome:
             "duplicates": self.duplicates,
             "reader_errors": self.reader_errors,
             "survived": self.survived,
+            **({"error": self.error} if self.error else {}),
             **self.detail,
         }
 
@@ -791,7 +795,10 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
             for name, scenario in scenarios:
                 run = _bench_settings(settings)
                 run = replace(run, kafka=replace(run.kafka, bootstrap_servers=bootstrap))
-                outcome = scenario(run)
+                try:
+                    outcome = scenario(run)
+                except Exception as error:  # a fault SCPro did not survive: report, go on
+                    outcome = FaultOutcome(name, error=f"{type(error).__name__}: {error}")
                 outcomes.append(outcome)
                 print(f"  {name}: {outcome.figures()}", flush=True)
                 shutil.rmtree(run.home, ignore_errors=True)
