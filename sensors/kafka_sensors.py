@@ -157,7 +157,7 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
                 topic, cursor, offsets, kafka.max_events_per_run, kafka.max_runs_per_tick
             )
         )
-        marks = landed_watermarks(lake.raw_dir, topic)
+        marks = landed_watermarks(lake.raw_dir, topic, {p: b for p, (b, _e) in offsets.items()})
         end_total = sum(end for _b, end in offsets.values())
         unlanded = sum(max(0, end - marks.get(p, b)) for p, (b, end) in offsets.items())
         unrequested = sum(max(0, end - cursor.get(p, b)) for p, (b, end) in offsets.items())
