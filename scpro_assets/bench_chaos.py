@@ -426,7 +426,7 @@ def daemon_killed_mid_run(
         with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
 
             def settled() -> bool:
-                landed = landed_watermarks(settings.raw_dir, TOPIC).get(0, 0)
+                landed = landed_watermarks(settings.raw_dir, TOPIC, {0: 0}).get(0, 0)
                 return landed >= 2 * events and _runs_in_flight(instance) == 0
 
             started = time.monotonic()

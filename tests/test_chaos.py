@@ -108,3 +108,19 @@ def test_daemon_killed_mid_landing_run_then_restarted_lands_everything_once(scpr
     assert outcome.produced == 4_000
     assert (outcome.lost, outcome.duplicates, outcome.wrong_event) == (0, 0, 0)
     assert outcome.landed + outcome.quarantined == 4_000
+
+
+def test_a_range_missing_before_landed_ones_is_lag_not_hidden(tmp_path):
+    """After a crash the first range may be missing while later ones landed: the landed prefix
+    starts at the partition's beginning, so the sensor's `lag_not_landed` shows the hole."""
+    from scpro_assets.ingest.landing import OffsetRange, landed_watermarks, partition_dir
+
+    folder = partition_dir(tmp_path, chaos.TOPIC, 0)
+    folder.mkdir(parents=True)
+    for start, stop in ((2_000, 4_000), (4_000, 4_500)):
+        (folder / OffsetRange(chaos.TOPIC, 0, start, stop).file_name).touch()
+    (folder / ".payments-p0-000000000000-000000001999.parquet.0a1b.tmp").touch()
+    assert landed_watermarks(tmp_path, chaos.TOPIC, {0: 0}) == {0: 0}
+    assert landed_watermarks(tmp_path, chaos.TOPIC, {0: 2_000}) == {0: 4_500}
+    assert landed_watermarks(tmp_path, chaos.TOPIC, {0: 3_000}) == {0: 4_500}  # retention
+    assert landed_watermarks(tmp_path, chaos.TOPIC) == {0: 4_500}
