@@ -424,6 +424,7 @@ def run_all(
     out_dir: Path = REPO_ROOT,
     warehouse_events: int = 1_000_000,
     latency_seconds: float = 1200.0,
+    chaos_repetitions: int = 3,
 ) -> Report:
     """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
     report = Report()
@@ -453,6 +454,10 @@ def run_all(
         from scpro_assets.bench_e2e import bench_event_to_dashboard
 
         bench_event_to_dashboard(settings, report, steady_seconds=latency_seconds)
+    if "chaos" in which:
+        from scpro_assets.bench_chaos import bench_chaos
+
+        bench_chaos(settings, report, repetitions=chaos_repetitions)
     (out_dir / "bench-report.md").write_text(report.markdown())
     (out_dir / "bench-report.json").write_text(json.dumps(report.sections, indent=2, default=str))
     return report

@@ -44,6 +44,16 @@ run_queue:
       limit: 2
     - key: "scpro/automation"
       limit: 1
+# A run whose process died with its code server (a crash, an OOM kill, a reboot) cannot report
+# its end: it would stay "started" for ever, hold a run slot, keep the automation waiting, and
+# its landing range would never land (the run key is taken; measured in tests/test_chaos.py).
+# Run monitoring fails such a run after max_runtime_seconds, far beyond any healthy run (landing
+# takes seconds, the automation's run minutes), and run retries re-run it with the same range.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  max_runtime_seconds: 10800
+  poll_interval_seconds: 30
 telemetry:
   enabled: false
 """

@@ -136,6 +136,10 @@ def range_run_request(rng: OffsetRange, attempt: int = 1) -> dg.RunRequest:
             "scpro/attempt": str(attempt),
             "dagster/max_retries": "3",
             "dagster/retry_strategy": "ALL_STEPS",
+            # A landing run takes seconds to a minute (a 250k-event range); one stuck far longer
+            # (its worker wedged, not dead) is failed by run monitoring and retried, instead of
+            # holding the range until the instance-wide limit of 3 hours.
+            "dagster/max_runtime": "900",
         },
     )
 
@@ -274,7 +278,7 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             )
         )
         landed = landed_ranges(lake.raw_dir, topic)
-        marks = landed_watermarks(lake.raw_dir, topic)
+        marks = landed_watermarks(lake.raw_dir, topic, {p: b for p, (b, _e) in offsets.items()})
         end_total = sum(end for _b, end in offsets.values())
         unlanded = sum(max(0, end - marks.get(p, b)) for p, (b, end) in offsets.items())
         unrequested = sum(max(0, end - cursor.get(p, b)) for p, (b, end) in offsets.items())

@@ -207,14 +207,21 @@ def landed_ranges(base: Path, topic: str) -> dict[int, list[tuple[int, int]]]:
     return found
 
 
-def landed_watermarks(raw_base: Path, topic: str) -> dict[int, int]:
+def landed_watermarks(
+    raw_base: Path, topic: str, beginnings: dict[int, int] | None = None
+) -> dict[int, int]:
     """Next offset after the contiguous landed prefix of each partition.
 
-    Raw files are the commit records of ranges (quarantine files only accompany them).
+    Raw files are the commit records of ranges (quarantine files only accompany them). The prefix
+    starts at the partition's beginning offset where ``beginnings`` gives it, so a range missing
+    before the landed ones (its run died and is not retried yet) counts as not landed instead of
+    being hidden by them; otherwise it starts at the first landed offset.
     """
     marks = {}
     for p, ranges in landed_ranges(raw_base, topic).items():
         mark = min(first for first, _ in ranges)
+        if beginnings is not None and p in beginnings:
+            mark = beginnings[p]
         for first, last in sorted(ranges):
             if first > mark:
                 break

@@ -5,14 +5,24 @@ sensor function plans the same ranges from the same cursor, and the same job lan
 are honoured exactly as the daemon does (a range that already has a run is never started again),
 failed ranges are retried with their original config (like Dagster's run retries), and the cursor
 is written back to the sensor's state in the instance, so the daemon continues where this left off.
+Ticks of one instance take turns, across processes, as the daemon's ticks of one sensor do: two
+``scpro ingest`` started together would otherwise both see a range's run key unused and both run
+it. Each run is tagged with the process that executes it: a run left "started" by an
+``scpro ingest`` that was killed is failed by the next one (its process is gone) and retried,
+never skipped as already run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import multiprocessing
 import os
+import socket
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
@@ -22,11 +32,14 @@ from dagster._core.scheduler.instigation import (
     SensorInstigatorData,
 )
 
+from scpro_assets.instance import IN_FLIGHT
 from scpro_assets.settings import TOPICS, Settings
 from sensors.kafka_sensors import CURSOR_KV_PREFIX, current_cursor, job_name, sensor_name
 
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_TAG = "dagster/sensor_name"
+#: ``<host>:<pid>`` of the ``scpro ingest`` process executing a run (the daemon's runs have none).
+PROCESS_TAG = "scpro/ingest_process"
 MAX_ATTEMPTS = 4
 
 
@@ -86,10 +99,45 @@ def _execute(
     tags: dict[str, str],
 ) -> bool:
     job = defs.resolve_job_def(job_name(topic))
+    tags = {**tags, PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
     result = job.execute_in_process(
         run_config=run_config, instance=instance, tags=tags, raise_on_error=False
     )
     return result.success
+
+
+def _process_gone(process: str) -> bool:
+    """Whether the ``<host>:<pid>`` process has ended; ``False`` when it cannot be told here."""
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance, topic: str) -> list[str]:
+    """Fail the runs of ``topic`` left queued or started by an ``scpro ingest`` that died.
+
+    A process killed in the middle of a range (SIGKILL, OOM, a reboot) cannot report its run's
+    end, so the run stays "started" and its run key would make every later tick skip the range:
+    its offsets would never land. Failing it lets :func:`retry_failed_ranges` land the range.
+    Returns the run keys failed.
+    """
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=job_name(topic), statuses=IN_FLIGHT))
+    orphaned = []
+    for run in runs:
+        process = run.tags.get(PROCESS_TAG)
+        if process and _process_gone(process):
+            instance.report_run_failed(
+                run, f"the scpro ingest process {process} that executed this run is gone"
+            )
+            orphaned.append(run.tags.get(RUN_KEY_TAG, run.run_id))
+    return orphaned
 
 
 _WORKER: dict[str, object] = {}
@@ -156,7 +204,11 @@ def range_executor(
 def retry_failed_ranges(
     defs: dg.Definitions, instance: dg.DagsterInstance, topic: str
 ) -> tuple[list[str], list[str]]:
-    """Re-run ranges whose every attempt failed (up to :data:`MAX_ATTEMPTS` in all)."""
+    """Re-run ranges whose every attempt failed (up to :data:`MAX_ATTEMPTS` in all).
+
+    Runs whose ``scpro ingest`` process died are failed first (:func:`fail_orphaned_runs`).
+    """
+    fail_orphaned_runs(instance, topic)
     failed = instance.get_runs(
         filters=dg.RunsFilter(job_name=job_name(topic), statuses=[dg.DagsterRunStatus.FAILURE])
     )
@@ -185,7 +237,38 @@ def ingest_once(
 
     With an ``executor`` (see :func:`range_executor`) the requested ranges land concurrently;
     cursors are stored once every topic's ranges have been requested, as the daemon does.
+    One evaluation at a time per instance (:func:`tick_lock`).
     """
+    with tick_lock(instance):
+        return _ingest_once(defs, instance, topics, executor)
+
+
+@contextlib.contextmanager
+def tick_lock(instance: dg.DagsterInstance) -> Iterator[None]:
+    """Hold the instance's ingest lock: one ``scpro ingest`` tick at a time, across processes.
+
+    Between "has this range's run key run?" and the run's creation there is a window: two ticks
+    on one cursor inside it both run the range (measured: two ``scpro ingest --once`` started
+    together ran a range twice). The daemon never does this because it evaluates a sensor's
+    ticks one after another; the lock gives ``scpro ingest`` the same guarantee. It is an
+    ``flock`` on a file in the instance's folder, released by the kernel if the process dies.
+    """
+    path = Path(instance.root_directory) / ".scpro-ingest.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ingest_once(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    topics: tuple[str, ...],
+    executor: Executor | None,
+) -> list[TopicTick]:
     ticks = []
     pending: list[tuple[TopicTick, str, object]] = []
     for topic in topics:
