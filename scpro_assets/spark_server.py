@@ -279,3 +279,32 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+_TIMED_START = """
+import sys, time
+started = time.perf_counter()
+from spark.session import build_spark_session
+spark = build_spark_session(sys.argv[1], remote=sys.argv[2] or None)
+spark.range(1).count()
+print(time.perf_counter() - started)
+"""
+
+
+def time_session_start(master: str, remote: str | None) -> float:
+    """Seconds a fresh process takes from importing pyspark to a session's first answer.
+
+    What a Dagster run pays before its first Spark step does any work: in-process, a JVM start;
+    over Spark Connect, a gRPC session.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", _TIMED_START, master, remote or ""],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    if result.returncode != 0:
+        raise SparkServerError(f"the timed session failed:\n{result.stderr[-2000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
