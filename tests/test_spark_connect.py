@@ -20,9 +20,9 @@ import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
 
-from scpro_assets.cli import main
 from scpro_assets.clean.offline import synthetic_events, write_raw_lake
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES
+from scpro_assets.cli import main
 from scpro_assets.settings import Settings
 from scpro_assets.spark_server import SERVER_CLASS, EmbeddedSparkConnect, session_remote
 
