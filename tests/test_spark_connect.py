@@ -217,3 +217,25 @@ def test_spark_remote_setting_is_checked():
         _settings({"SCPRO_SPARK_CONNECT_PORT": "port"})
     configured = _settings({"SCPRO_SPARK_REMOTE": "sc://spark.example.com:15002"})
     assert session_remote(configured) == "sc://spark.example.com:15002"
+
+
+def test_start_refuses_a_taken_port_and_a_stale_status_file_is_not_a_server(tmp_path):
+    from scpro_assets.spark_server import SparkServerError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"SCPRO_HOME": str(tmp_path), "SCPRO_SPARK_CONNECT_PORT": str(port)}
+        env["SCPRO_SPARK_REMOTE"] = ""
+        server = EmbeddedSparkConnect(_settings(env))
+        with pytest.raises(SparkServerError, match=f"port {port} .* SCPRO_SPARK_CONNECT_PORT"):
+            server.start()
+    assert not server.status().running
+
+    # A status file left by a crash, whose pid now belongs to another program (this one).
+    server.status_file.parent.mkdir(parents=True, exist_ok=True)
+    server.status_file.write_text(json.dumps({"pid": os.getpid(), "port": port, "ready": True}))
+    assert not server.status().running
+    assert session_remote(_settings(env)) is None  # runs use in-process Spark
+    assert server.stop() is False and not server.status_file.exists()
