@@ -263,14 +263,17 @@ def answers(remote: str) -> bool:
 def session_remote(settings: Settings) -> str | None:
     """The ``sc://`` URL sessions should use, or None to run Spark in-process.
 
-    ``SCPRO_SPARK_REMOTE`` wins; else the embedded server when it runs and has answered; else
-    None, and sessions start their own JVM on ``SCPRO_SPARK_MASTER`` (the fallback: a run never
-    fails because the server was stopped).
+    ``SCPRO_SPARK_REMOTE`` wins; else the embedded server when it runs, has answered a client
+    and still accepts connections (a socket, not a session: this runs at every code location
+    load); else None, and sessions start their own JVM on ``SCPRO_SPARK_MASTER`` (the fallback:
+    a run never fails because the server was stopped).
     """
     if settings.spark_connect.remote:
         return settings.spark_connect.remote
     status = EmbeddedSparkConnect(settings).status()
-    return status.remote if status.ready else None
+    if not status.ready or port_is_free(HOST, status.port):
+        return None
+    return status.remote
 
 
 def _reap(pid: int) -> None:
