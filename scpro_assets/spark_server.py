@@ -140,8 +140,8 @@ class EmbeddedSparkConnect:
     ) -> SparkServerStatus:
         """Start the server in the background and wait until a client gets an answer.
 
-        A no-op when it already runs. ``extra_conf`` overrides :data:`SPARK_CONF` (tests give
-        the driver less memory).
+        A no-op when it already runs. ``extra_conf`` overrides :data:`SPARK_CONF` at the
+        server's start (say, more driver memory for a bigger machine).
         """
         current = self.status()
         if current.running:
@@ -204,7 +204,7 @@ class EmbeddedSparkConnect:
         if pid is None:
             self.status_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             _reap(pid)
@@ -214,11 +214,25 @@ class EmbeddedSparkConnect:
                 break
             time.sleep(0.2)
         else:
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
             time.sleep(0.5)
             _reap(pid)
         self.status_file.unlink(missing_ok=True)
         return True
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Signal the server's whole process group, or the process alone if it leads none.
+
+    The server runs in its own session: the launcher scripts, the JVM and any Python workers.
+    """
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signum)
+            return
+    except ProcessLookupError:
+        return
+    os.kill(pid, signum)
 
 
 def _check_java() -> None:
