@@ -200,6 +200,26 @@ def test_dagster_clean_layer_over_spark_connect_equals_in_process(
     assert _rows(quarantine) == local_tables["clean_rules"]
 
 
+def test_demo_leaves_alone_a_server_it_did_not_start(connect_env):
+    from scpro_assets.cli import _DemoSparkServer
+
+    settings = _settings(connect_env)
+    pid = EmbeddedSparkConnect(settings).status().pid
+    demo = _DemoSparkServer(settings)
+    demo.start()
+    assert not demo.thread.is_alive()  # already running: nothing to start
+    assert demo.describe() == f"Spark Connect at {session_remote(settings)} (embedded)"
+    demo.stop()
+    assert EmbeddedSparkConnect(settings).status().pid == pid
+
+    remote = _DemoSparkServer(_settings({**connect_env, "SCPRO_SPARK_REMOTE": "sc://elsewhere:1"}))
+    remote.start()
+    assert not remote.thread.is_alive()
+    assert remote.describe() == "sc://elsewhere:1 (SCPRO_SPARK_REMOTE)"
+    remote.stop()
+    assert EmbeddedSparkConnect(settings).status().pid == pid
+
+
 def test_cli_stop_ends_the_server_and_sessions_fall_back_to_in_process(connect_env):
     settings = _settings(connect_env)
     pid = EmbeddedSparkConnect(settings).status().pid
