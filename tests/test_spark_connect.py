@@ -2,15 +2,17 @@
 
 One real Spark Connect server (Spark's own ``SparkConnectServer`` from the pyspark distribution)
 is started for the module through ``scpro spark start`` on a free port under a temporary
-SCPRO_HOME. The clean layer materialized by Dagster through dagster-pyspark's resource over ``sc://`` must
-give the same tables, row for row, as Spark in-process. Clients
-run in subprocesses, as Dagster runs do: a process holds either a classic or a Connect session.
+SCPRO_HOME. The clean layer materialized by Dagster through dagster-pyspark's resource over
+``sc://`` must give the same tables, row for row, as Spark in-process. Spark clients run in
+subprocesses, as Dagster runs do (a process holds either a classic or a Connect session), and side
+by side: the in-process run goes on while the server starts and the Dagster run works.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +29,31 @@ from scpro_assets.settings import Settings
 from scpro_assets.spark_server import SERVER_CLASS, EmbeddedSparkConnect, session_remote
 
 TABLES = [*ENTITIES, FEATURES]
+
+DAGSTER_RUN = """
+import json
+import dagster as dg
+from scpro_assets.clean.assets import clean_entities, order_features, spark_resource
+from scpro_assets.resources import LakeResource
+from scpro_assets.settings import Settings
+settings = Settings.from_env()
+pyspark = spark_resource(settings)
+result = dg.materialize(
+    [clean_entities, order_features],
+    resources={"pyspark": pyspark, "lake": LakeResource.from_settings(settings)},
+)
+rows = {
+    e.event_specific_data.materialization.asset_key.to_user_string():
+    e.event_specific_data.materialization.metadata["dagster/row_count"].value
+    for e in result.get_asset_materialization_events()
+}
+print(json.dumps({
+    "success": result.success,
+    "spark_config": pyspark.spark_config,
+    "session": type(pyspark.spark_session).__module__,
+    "rows": rows,
+}))
+"""
 
 
 def _free_port() -> int:
@@ -65,13 +92,78 @@ def _client_env(env: dict[str, str]) -> dict[str, str]:
     return {**clean, **env}
 
 
+LOCAL_PIPELINE = """
+import sys
+from pathlib import Path
+from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
+from spark.session import build_spark_session
+raw, out = Path(sys.argv[1]), Path(sys.argv[2])
+spark = build_spark_session("local[2]")
+assert type(spark).__module__ == "pyspark.sql.session", type(spark)
+update_event_stores(spark, raw, out / "clean")
+build_entities(spark, out / "clean", out / "quarantine")
+build_features(spark, out / "clean")
+"""
+
+
+class Client:
+    """A Spark client script running in its own process, its output in files."""
+
+    def __init__(self, folder: Path, script: str, *args: str, env: dict[str, str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.stdout, self.stderr = folder / "stdout.txt", folder / "stderr.txt"
+        with self.stdout.open("w") as out, self.stderr.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", script, *args],
+                stdout=out,
+                stderr=err,
+                env=_client_env(env),
+                start_new_session=True,  # its Spark JVM too, for the kill below
+            )
+
+    def wait(self, timeout: float = 600) -> str:
+        """Its standard output once it has succeeded (bounded wait)."""
+        self.process.wait(timeout=timeout)
+        assert self.process.returncode == 0, self.stderr.read_text()[-3000:]
+        return self.stdout.read_text()
+
+    def kill(self) -> None:
+        """End it and its children if a failed test left it running."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
-def connect_env(tmp_path_factory: pytest.TempPathFactory):
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SCPRO_HOME of the Connect server and of the Dagster run."""
+    return tmp_path_factory.mktemp("spark-connect-home")
+
+
+@pytest.fixture(scope="module")
+def raw_lake(home: Path) -> Path:
+    """Landed raw files of a small synthetic stream."""
+    raw = home / "lake" / "raw"
+    written, files = write_raw_lake(synthetic_events(1000, seed=11), raw, chunk=500)
+    assert written == 1000 and files >= 4
+    return raw
+
+
+@pytest.fixture(scope="module")
+def local_run(raw_lake: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The clean layer with Spark in-process (``local[2]``), running while the server starts."""
+    out = tmp_path_factory.mktemp("local-clean")
+    client = Client(out / "client", LOCAL_PIPELINE, str(raw_lake), str(out), env={})
+    yield client, out
+    client.kill()
+
+
+@pytest.fixture(scope="module")
+def connect_env(home: Path, local_run):
     """SCPRO_HOME and port of a Spark Connect server started with ``scpro spark start``.
 
     Fails, never skips, when it cannot start: Spark is a real part of SCPro.
     """
-    home = tmp_path_factory.mktemp("spark-connect-home")
     env = {"SCPRO_HOME": str(home), "SCPRO_SPARK_CONNECT_PORT": str(_free_port())}
     env["SCPRO_SPARK_REMOTE"] = ""  # the embedded server, whatever the caller's environment
     output = _cli(env, "spark", "start")
@@ -81,32 +173,27 @@ def connect_env(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def raw_lake(connect_env) -> Path:
-    """Landed raw files of a small synthetic stream, in the server's SCPRO_HOME."""
-    raw = Path(connect_env["SCPRO_HOME"]) / "lake" / "raw"
-    written, files = write_raw_lake(synthetic_events(1000, seed=11), raw, chunk=500)
-    assert written == 1000 and files >= 4
-    return raw
+def dagster_run(connect_env, raw_lake: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A Dagster materialization of the clean layer over ``sc://``, started as soon as the server
+    answers; it runs while the in-process clean layer still does."""
+    folder = tmp_path_factory.mktemp("dagster-run")
+    client = Client(folder, DAGSTER_RUN, env=connect_env)
+    yield client
+    client.kill()
 
 
 @pytest.fixture(scope="module")
-def local_tables(raw_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
-    """The clean layer's tables from Spark in this process (``local[2]``)."""
-    from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
-    from spark.session import build_spark_session
-
-    out = tmp_path_factory.mktemp("local-clean")
-    spark = build_spark_session("local[2]")
-    update_event_stores(spark, raw_lake, out / "clean")
-    build_entities(spark, out / "clean", out / "quarantine")
-    build_features(spark, out / "clean")
+def local_tables(local_run) -> dict[str, list]:
+    """The clean layer's tables from Spark in-process."""
+    client, out = local_run
+    client.wait()
     tables = {name: _rows(out / "clean" / name) for name in TABLES}
     tables["clean_rules"] = _rows(out / "quarantine" / "clean_rules")
     assert len(tables["cleaned_orders"]) > 100
     return tables
 
 
-def test_cli_status_reports_port_and_pid(connect_env):
+def test_cli_status_reports_port_and_pid(connect_env, dagster_run):
     settings = _settings(connect_env)
     status = EmbeddedSparkConnect(settings).status()
     assert status.running and status.ready
@@ -145,49 +232,15 @@ def test_build_spark_session_connects_over_sc(connect_env):
     assert result.stdout.split() == ["pyspark.sql.connect.session", "8", "5"]
 
 
-DAGSTER_RUN = """
-import json
-import dagster as dg
-from scpro_assets.clean.assets import clean_entities, order_features, spark_resource
-from scpro_assets.resources import LakeResource
-from scpro_assets.settings import Settings
-settings = Settings.from_env()
-pyspark = spark_resource(settings)
-result = dg.materialize(
-    [clean_entities, order_features],
-    resources={"pyspark": pyspark, "lake": LakeResource.from_settings(settings)},
-)
-rows = {
-    e.event_specific_data.materialization.asset_key.to_user_string():
-    e.event_specific_data.materialization.metadata["dagster/row_count"].value
-    for e in result.get_asset_materialization_events()
-}
-print(json.dumps({
-    "success": result.success,
-    "spark_config": pyspark.spark_config,
-    "session": type(pyspark.spark_session).__module__,
-    "rows": rows,
-}))
-"""
-
-
 def test_dagster_clean_layer_over_spark_connect_equals_in_process(
-    connect_env, raw_lake, local_tables
+    connect_env, dagster_run, local_tables
 ):
     """clean_entities and order_features through dagster-pyspark's resource over ``sc://``.
 
     The resource finds the running server by SCPRO_HOME alone; every table, the rule quarantine
     included, equals Spark in-process row for row.
     """
-    result = subprocess.run(
-        [sys.executable, "-c", DAGSTER_RUN],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=_client_env(connect_env),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = json.loads(result.stdout.strip().splitlines()[-1])
+    run = json.loads(dagster_run.wait().strip().splitlines()[-1])
     assert run["success"]
     assert run["spark_config"]["spark.remote"] == session_remote(_settings(connect_env))
     assert "spark.master" not in run["spark_config"]
