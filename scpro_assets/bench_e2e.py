@@ -1,12 +1,12 @@
 """Event-to-dashboard latency under a steady stream, with the platform running itself.
 
-This is the figure a business user feels: how long after an order is produced on Kafka does it
-show up in the snapshot the dashboard reads? The benchmark starts ``dagster dev`` on its own
-SCPRO_HOME and topic prefix (the daemon runs the Kafka sensors and the automation sensor; nobody
-clicks; Spark runs on an embedded Spark Connect server, as in ``scpro demo``), streams
-synthetic orders at a steady business pace, and polls the published snapshot.
-Each order's latency is (first snapshot version that holds it, as seen by the poller) - (the
-moment the replay handed its ``order_placed`` event to the producer).
+This is the figure a business user feels: how long after an order is produced on Kafka does it show
+up in the snapshot the dashboard reads? The benchmark starts ``dagster dev`` on its own SCPRO_HOME
+and topic prefix (the daemon runs the Kafka sensors and the automation sensor; nobody clicks; Spark
+runs on an embedded Spark Connect server, as in ``scpro demo``), streams synthetic orders at a
+steady business pace, and polls the published snapshot. Each order's latency is (first snapshot
+version that holds it, as seen by the poller) - (the moment the replay handed its ``order_placed``
+event to the producer).
 
 Two figures are kept apart: the first publication (which includes the first Spark run and the
 first training of every model) and the steady state (orders produced after the first snapshot was
