@@ -372,11 +372,13 @@ def bench_clean(settings: Settings, report: Report, sizes: tuple[int, ...]) -> N
     """Issue 4: Spark cleaning and feature-table throughput, and how time grows with volume."""
     from scpro_assets.clean.offline import synthetic_events, write_raw_lake
     from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
+    from scpro_assets.spark_server import session_remote
     from spark.session import build_spark_session
 
-    section = "spark: clean layer on synthetic events (" + settings.spark_master + ")"
+    remote = session_remote(settings)  # a Connect server when configured or running
+    section = f"spark: clean layer on synthetic events ({remote or settings.spark_master})"
     print(f"\n{section}", flush=True)
-    spark = build_spark_session(settings.spark_master)
+    spark = build_spark_session(settings.spark_master, remote=remote)
     times = {}
     for size in sizes:
         run = _bench_settings(settings)

@@ -1,11 +1,12 @@
 """Event-to-dashboard latency under a steady stream, with the platform running itself.
 
-This is the figure a business user feels: how long after an order is produced on Kafka does it
-show up in the snapshot the dashboard reads? The benchmark starts ``dagster dev`` on its own
-SCPRO_HOME and topic prefix (the daemon runs the Kafka sensors and the automation sensor; nobody
-clicks), streams synthetic orders at a steady business pace, and polls the published snapshot.
-Each order's latency is (first snapshot version that holds it, as seen by the poller) - (the
-moment the replay handed its ``order_placed`` event to the producer).
+This is the figure a business user feels: how long after an order is produced on Kafka does it show
+up in the snapshot the dashboard reads? The benchmark starts ``dagster dev`` on its own SCPRO_HOME
+and topic prefix (the daemon runs the Kafka sensors and the automation sensor; nobody clicks; Spark
+runs on an embedded Spark Connect server, as in ``scpro demo``), streams synthetic orders at a
+steady business pace, and polls the published snapshot. Each order's latency is (first snapshot
+version that holds it, as seen by the poller) - (the moment the replay handed its ``order_placed``
+event to the producer).
 
 Two figures are kept apart: the first publication (which includes the first Spark run and the
 first training of every model) and the steady state (orders produced after the first snapshot was
@@ -22,10 +23,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from scpro_assets.bench import Report, _bench_settings
 from scpro_assets.settings import REPO_ROOT, Settings
+from scpro_assets.spark_server import EmbeddedSparkConnect
 
 SECTION = "event to dashboard: produce on Kafka -> visible in the serving snapshot"
 
@@ -56,6 +59,18 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _start_spark_server(run: Settings) -> EmbeddedSparkConnect | None:
+    """The platform's default Spark for the benchmark's runs: an embedded Connect server.
+
+    None when ``SCPRO_SPARK_REMOTE`` names a server (the runs then connect there).
+    """
+    if run.spark_connect.remote:
+        return None
+    server = EmbeddedSparkConnect(run)
+    print(server.start().describe(), flush=True)
+    return server
+
+
 def bench_event_to_dashboard(
     settings: Settings,
     report: Report,
@@ -71,14 +86,17 @@ def bench_event_to_dashboard(
 
     print(f"\n{SECTION}", flush=True)
     run = _bench_settings(settings)
+    run = replace(run, spark_connect=replace(run.spark_connect, port=_free_port()))
     ensure_topics(run.kafka)
     dagster_home = prepare_dagster_home(run)
+    spark_server = _start_spark_server(run)
     env = {
         **os.environ,
         "SCPRO_HOME": str(run.home),
         "DAGSTER_HOME": str(dagster_home),
         "SCPRO_TOPIC_PREFIX": run.kafka.topic_prefix,
         "SCPRO_KAFKA_BOOTSTRAP": run.kafka.bootstrap_servers,
+        "SCPRO_SPARK_CONNECT_PORT": str(run.spark_connect.port),
     }
     log = (run.home / "dagster-dev.log").open("w")
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
@@ -138,6 +156,8 @@ def bench_event_to_dashboard(
                 dagster.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(dagster.pid, signal.SIGKILL)
+        if spark_server is not None:
+            spark_server.stop()
         streamer.join(timeout=10)
         log.close()
     if first_published is None:

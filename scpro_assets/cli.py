@@ -85,6 +85,75 @@ def kafka_status() -> None:
         sys.exit(1)
 
 
+@main.group()
+def spark() -> None:
+    """The embedded Spark Connect server (runs connect to it instead of starting a JVM each)."""
+
+
+@spark.command("start")
+def spark_start() -> None:
+    """Start the embedded Spark Connect server in the background; wait until it answers."""
+    from scpro_assets.spark_server import EmbeddedSparkConnect, SparkServerError
+
+    settings = Settings.from_env()
+    if settings.spark_connect.remote:
+        raise click.ClickException(
+            f"SCPRO_SPARK_REMOTE is set ({settings.spark_connect.remote}): sessions use that "
+            "server, so no embedded one is started. Unset it to run the embedded server."
+        )
+    try:
+        status = EmbeddedSparkConnect(settings).start()
+    except SparkServerError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(status.describe())
+
+
+@spark.command("stop")
+def spark_stop() -> None:
+    """Stop the embedded Spark Connect server (runs fall back to in-process Spark)."""
+    from scpro_assets.spark_server import EmbeddedSparkConnect
+
+    stopped = EmbeddedSparkConnect(Settings.from_env()).stop()
+    click.echo("Spark Connect stopped" if stopped else "Spark Connect was not running")
+
+
+@spark.command("status")
+def spark_status() -> None:
+    """Say whether the server runs, and where Spark sessions run now."""
+    from scpro_assets.spark_server import EmbeddedSparkConnect, session_remote
+
+    settings = Settings.from_env()
+    click.echo(EmbeddedSparkConnect(settings).status().describe())
+    remote = session_remote(settings)
+    click.echo(
+        f"sessions connect to {remote}"
+        if remote
+        else f"sessions run in-process on {settings.spark_master}"
+    )
+
+
+@spark.command("startup-time")
+@click.option("--repeat", default=3, show_default=True, help="Fresh processes per way.")
+def spark_startup_time(repeat: int) -> None:
+    """Time a session's start (to its first answer) in-process and over Spark Connect.
+
+    Each try is a fresh Python process, as each Dagster run is. Needs a Connect server
+    (``scpro spark start``, or ``SCPRO_SPARK_REMOTE``).
+    """
+    from scpro_assets.spark_server import session_remote, time_session_start
+
+    settings = Settings.from_env()
+    remote = session_remote(settings)
+    if remote is None:
+        raise click.ClickException("no Spark Connect server runs: `scpro spark start` first")
+    for label, target in ((f"in-process ({settings.spark_master})", None), (remote, remote)):
+        seconds = sorted(time_session_start(settings.spark_master, target) for _ in range(repeat))
+        click.echo(
+            f"{label}: median {seconds[len(seconds) // 2]:.1f} s "
+            f"(min {seconds[0]:.1f}, max {seconds[-1]:.1f}, {repeat} runs)"
+        )
+
+
 @main.command()
 @click.argument("source", type=click.Choice(["dataco", "olist", "synthetic", "csv"]))
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder of the dataset's CSVs.")
@@ -284,6 +353,58 @@ def _stop_process_group(process: subprocess.Popen, name: str) -> None:
         process.wait(timeout=10)
 
 
+class _DemoSparkServer:
+    """The demo's Spark Connect server, started beside Dagster and stopped with it.
+
+    It starts in a thread, so Dagster and the dashboard come up meanwhile; runs that start
+    before it answers use in-process Spark (:func:`scpro_assets.spark_server.session_remote`).
+    A server that already ran, or a configured ``SCPRO_SPARK_REMOTE``, is left alone.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        import threading
+
+        from scpro_assets.spark_server import EmbeddedSparkConnect
+
+        self.remote = settings.spark_connect.remote
+        self.server = EmbeddedSparkConnect(settings)
+        self.was_running = self.server.status().running
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="spark-connect", daemon=True)
+
+    def _run(self) -> None:
+        from scpro_assets.spark_server import SparkServerError
+
+        try:
+            self.server.start()
+        except SparkServerError as error:
+            if not self.stopping:
+                click.echo(f"Spark Connect did not start, runs use in-process Spark: {error}")
+
+    def start(self) -> None:
+        """Start the embedded server in the background, unless it runs or a remote is set."""
+        if not self.remote and not self.was_running:
+            self.thread.start()
+
+    def describe(self) -> str:
+        """Where the demo's Spark sessions run."""
+        if self.remote:
+            return f"{self.remote} (SCPRO_SPARK_REMOTE)"
+        return f"Spark Connect at {self.server.status().remote} (embedded)"
+
+    def stop(self) -> None:
+        """Stop the server the demo started, even half-way through its start."""
+        if self.remote or self.was_running:
+            return
+        self.stopping = True
+        stopped = self.server.stop()
+        if self.thread.is_alive():  # its start loop sees the server gone and ends
+            self.thread.join(timeout=10)
+            stopped = self.server.stop() or stopped  # in case it was launched just now
+        if stopped:
+            click.echo("stopped: Spark Connect")
+
+
 @main.command()
 @click.option(
     "--dataset",
@@ -336,6 +457,8 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
     ensure_topics(settings.kafka)
     home = prepare_dagster_home(settings)
     stop = threading.Event()
+    spark_server = _DemoSparkServer(settings)
+    spark_server.start()
 
     def stream() -> None:
         def check(_event: object) -> None:
@@ -384,7 +507,8 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
         click.echo(
             f"\nSCPro is running:\n  Dagster UI   http://127.0.0.1:{port}\n"
             f"  Dashboard    http://127.0.0.1:{dashboard_port}{app_path()}\n"
-            f"  Kafka        {broker.bootstrap}\n  streaming    {dataset} at {speed:g} business "
+            f"  Kafka        {broker.bootstrap}\n  Spark        {spark_server.describe()}\n"
+            f"  streaming    {dataset} at {speed:g} business "
             "hours/s\nThe first orders reach the dashboard after the first Spark, model and dbt "
             "runs (a few minutes on 2 cores).\nPress Ctrl-C to stop everything.\n"
         )
@@ -401,6 +525,7 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
             _stop_process_group(process, name)
         if streamer.is_alive():
             streamer.join(timeout=10)
+        spark_server.stop()
         if broker_was_running:
             click.echo("stopped: the dashboard, Dagster and the replay (Kafka was already running)")
         else:

@@ -197,6 +197,34 @@ class LandingSettings:
         )
 
 
+#: Port of the embedded Spark Connect server (``SCPRO_SPARK_CONNECT_PORT``); Spark's own default.
+DEFAULT_SPARK_CONNECT_PORT = 15002
+
+
+@dataclass(frozen=True)
+class SparkConnectSettings:
+    """Where Spark sessions run over Spark Connect, if anywhere.
+
+    ``remote`` (``SCPRO_SPARK_REMOTE``, e.g. ``sc://spark.example.com:15002``) is a Connect server
+    SCPro does not manage: when set, every session connects there and ``scpro`` starts none of its
+    own. ``port`` is where ``scpro spark start`` runs the embedded server otherwise.
+    """
+
+    remote: str | None = None
+    port: int = DEFAULT_SPARK_CONNECT_PORT
+
+    @classmethod
+    def from_env(cls) -> SparkConnectSettings:
+        """Read ``SCPRO_SPARK_REMOTE`` and ``SCPRO_SPARK_CONNECT_PORT``."""
+        remote = _env("SCPRO_SPARK_REMOTE")
+        if remote is not None and not remote.startswith("sc://"):
+            raise ValueError(f"SCPRO_SPARK_REMOTE: expected an sc://host:port URL, got {remote!r}")
+        port = _env("SCPRO_SPARK_CONNECT_PORT", str(DEFAULT_SPARK_CONNECT_PORT))
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"SCPRO_SPARK_CONNECT_PORT: expected a TCP port, got {port!r}")
+        return cls(remote=remote, port=int(port))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where SCPro keeps its state, how it reaches Kafka and Spark, and what landing accepts."""
@@ -205,22 +233,29 @@ class Settings:
     kafka: KafkaSettings
     spark_master: str = "local[*]"
     landing: LandingSettings = field(default_factory=LandingSettings)
+    spark_connect: SparkConnectSettings = field(default_factory=SparkConnectSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read ``SCPRO_HOME``, ``SCPRO_SPARK_MASTER``, the Kafka and the landing variables."""
+        """Read ``SCPRO_HOME``, ``SCPRO_SPARK_*``, the Kafka and the landing variables."""
         home = Path(_env("SCPRO_HOME", str(REPO_ROOT / ".scpro"))).expanduser().resolve()
         return cls(
             home=home,
             kafka=KafkaSettings.from_env(),
             spark_master=_env("SCPRO_SPARK_MASTER", "local[*]"),
             landing=LandingSettings.from_env(),
+            spark_connect=SparkConnectSettings.from_env(),
         )
 
     @property
     def kafka_dir(self) -> Path:
         """Embedded broker data and logs."""
         return self.home / "kafka"
+
+    @property
+    def spark_dir(self) -> Path:
+        """The embedded Spark Connect server's status file, logs and scratch space."""
+        return self.home / "spark"
 
     @property
     def lake_dir(self) -> Path:

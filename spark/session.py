@@ -13,6 +13,9 @@ identical sessions:
   and INFO logs drown Dagster's own.
 
 Pointing at a cluster is a different ``master`` (the memory setting is then the driver's only).
+Over Spark Connect (``remote``, ``sc://host:port``) the driver is the server: it got
+:data:`SPARK_CONF` when it started (``scpro spark start``), and a client session can only set
+the runtime SQL settings, :func:`connect_conf`.
 """
 
 from __future__ import annotations
@@ -35,19 +38,36 @@ SPARK_CONF: dict[str, str] = {
 }
 
 
+def connect_conf() -> dict[str, str]:
+    """The part of :data:`SPARK_CONF` a Spark Connect session may set (the ``spark.sql.*`` ones).
+
+    The others are the server's, fixed when it started; Spark would refuse them with a warning.
+    """
+    return {key: value for key, value in SPARK_CONF.items() if key.startswith("spark.sql.")}
+
+
 def build_spark_session(
     master: str = "local[*]",
     app_name: str = "scpro",
     extra_conf: dict[str, str] | None = None,
+    remote: str | None = None,
 ) -> SparkSession:
     """Start (or reuse) a SparkSession with :data:`SPARK_CONF`, overridden by ``extra_conf``.
 
     Settings read at JVM start (driver memory, Java options) only apply when this call starts the
     JVM; a session already running in the process is reused with its runtime settings updated.
+    With ``remote`` (``sc://host:port``) the session is a Spark Connect client of that server and
+    ``master`` is the server's business.
     """
-    builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**SPARK_CONF, **(extra_conf or {})}.items():
+    if remote:
+        builder = SparkSession.builder.remote(remote)
+        conf = {**connect_conf(), **(extra_conf or {})}
+    else:
+        builder = SparkSession.builder.master(master).appName(app_name)
+        conf = {**SPARK_CONF, **(extra_conf or {})}
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    if not remote:  # a Connect client has no SparkContext; the server logs at WARN already
+        spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -11,7 +11,8 @@ from scpro_assets.clean.pipeline import (
 )
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import TOPICS, Settings
-from spark.session import SPARK_CONF
+from scpro_assets.spark_server import session_remote
+from spark.session import SPARK_CONF, connect_conf
 
 OWNER = "team:data-engineering"
 
@@ -31,7 +32,16 @@ ENTITY_DESCRIPTIONS = {
 
 
 def spark_resource(settings: Settings) -> LazyPySparkResource:
-    """Spark configured from the environment: ``local[*]`` by default, any master by setting."""
+    """Spark configured from the environment: where :func:`session_remote` says.
+
+    A Spark Connect server (``SCPRO_SPARK_REMOTE``, or the embedded one while it runs) saves
+    each run its own JVM start: dagster-pyspark's builder passes ``spark.remote`` on to pyspark,
+    which then makes a Connect session. Otherwise Spark runs in the run's process on
+    ``SCPRO_SPARK_MASTER`` (``local[*]`` by default, or any cluster master).
+    """
+    remote = session_remote(settings)
+    if remote:
+        return LazyPySparkResource(spark_config={"spark.remote": remote, **connect_conf()})
     return LazyPySparkResource(
         spark_config={
             "spark.master": settings.spark_master,

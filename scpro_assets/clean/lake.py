@@ -35,7 +35,9 @@ def publish(df: DataFrame, base: Path, name: str, partition_by: str | None = Non
     target = versions / version
     versions.mkdir(parents=True, exist_ok=True)
     writer_df = df.repartition(partition_by) if partition_by else df.coalesce(4)
-    writer = writer_df.write.mode("errorifexists")
+    # "error" (a synonym of "errorifexists", the one Spark Connect's client accepts): a new
+    # version never overwrites anything.
+    writer = writer_df.write.mode("error")
     if partition_by:
         writer = writer.partitionBy(partition_by)
     writer.parquet(str(target))
