@@ -339,8 +339,8 @@ class DataStore(param.Parameterized):
             params = [*params, int(limit)]
         return self.query(
             "select risk_rank, order_id, late_risk, risk_band, order_time, "
-            "promised_delivery_time, predicted_delivery_time, "
-            "date_diff('hour', promised_delivery_time, predicted_delivery_time) / 24.0 "
+            "promised_delivery_time, predicted_delivery_time, predicted_delivery_date, eta_low, "
+            "eta_high, date_diff('hour', promised_delivery_time, predicted_delivery_time) / 24.0 "
             "as days_past_promise, customer_segment, region, carrier_mode, main_category, "
             "net_value, status, top_reasons, customer_id "
             f"from at_risk_orders where {where} order by risk_rank{limit_sql}",
@@ -442,7 +442,8 @@ class DataStore(param.Parameterized):
         """The model registry as served, serving models first."""
         return self.query(
             "select model_name, model_version, is_serving, task, framework, algorithm, "
-            "trained_at, primary_metric, primary_metric_value, train_rows, test_rows, "
+            "trained_at, primary_metric, primary_metric_value, interval_coverage, "
+            "interval_width_days, train_rows, test_rows, "
             "serving_reason from dim_models order by is_serving desc, model_name, trained_at desc"
         )
 
