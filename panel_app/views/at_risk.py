@@ -44,8 +44,9 @@ def eta_text(eta: Any, low: Any, high: Any) -> str:
 
     Months and years are written only where the range needs them (``30 Mar (28 Mar-2 Apr)``,
     ``31 Dec 2026 (29 Dec 2026-3 Jan 2027)``; the page writes an en dash); an order without a
-    range shows its ETA alone, one not scored yet shows nothing. The text is made of dates only and the table escapes
-    every cell (Tabulator's plain-text formatter), so nothing in it can become markup.
+    range shows its ETA alone, one not scored yet shows nothing. The text is made of dates only
+    and the table escapes every cell (Tabulator's plain-text formatter), so nothing in it can
+    become markup.
     """
     if eta is None or pd.isna(eta):
         return ""
