@@ -442,8 +442,7 @@ class DataStore(param.Parameterized):
         """The model registry as served, serving models first."""
         return self.query(
             "select model_name, model_version, is_serving, task, framework, algorithm, "
-            "trained_at, primary_metric, primary_metric_value, interval_coverage, "
-            "interval_width_days, train_rows, test_rows, "
+            "trained_at, primary_metric, primary_metric_value, train_rows, test_rows, "
             "serving_reason from dim_models order by is_serving desc, model_name, trained_at desc"
         )
 
