@@ -489,7 +489,7 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     """The split-conformal quantile of ``scores``: the ceil((n+1) level)-th smallest.
 
     The finite-sample correction makes the coverage on exchangeable new orders at least
-    ``level``; on more than 1/(1-level) - 1 scores it is the order statistic itself.
+    ``level``; on too few scores for that rank it is capped at the largest score.
     """
     n = len(scores)
     rank = min(int(np.ceil((n + 1) * level)), n)
