@@ -136,10 +136,6 @@ def range_run_request(rng: OffsetRange, attempt: int = 1) -> dg.RunRequest:
             "scpro/attempt": str(attempt),
             "dagster/max_retries": "3",
             "dagster/retry_strategy": "ALL_STEPS",
-            # A landing run takes seconds to a minute (a 250k-event range); one stuck far longer
-            # (its worker wedged, not dead) is failed by run monitoring and retried, instead of
-            # holding the range until the instance-wide limit of 3 hours.
-            "dagster/max_runtime": "900",
         },
     )
 
