@@ -20,11 +20,9 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from click.testing import CliRunner
 
 from scpro_assets.clean.offline import synthetic_events, write_raw_lake
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES
-from scpro_assets.cli import main
 from scpro_assets.settings import Settings
 from scpro_assets.spark_server import SERVER_CLASS, EmbeddedSparkConnect, session_remote
 
@@ -62,10 +60,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _cli(env: dict[str, str], *args: str):
-    result = CliRunner().invoke(main, list(args), env=env)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
+def _cli(env: dict[str, str], *args: str) -> str:
+    """``scpro *args`` in its own process, as a user runs it (see tests/test_cli.py for why)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "scpro"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_client_env(env),
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def _settings(env: dict[str, str]) -> Settings:
