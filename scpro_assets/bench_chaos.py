@@ -218,21 +218,6 @@ def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def free_port_pair() -> int:
-    """A free loopback port whose successor (the embedded broker's controller port) is free too."""
-    import socket
-
-    from scpro_assets.kafka.broker import port_is_free
-
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 65000 and port_is_free("localhost", port + 1):
-            return port
-    raise RuntimeError("no free port pair for a chaos broker")
-
-
 def _kill_group(process: subprocess.Popen) -> None:
     """SIGKILL a child started in its own session, and everything it started."""
     with contextlib.suppress(ProcessLookupError):
@@ -763,7 +748,7 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
     report says so instead of counting it as survived.
     """
     from scpro_assets.bench import _bench_settings
-    from scpro_assets.kafka.broker import EmbeddedKafka
+    from scpro_assets.kafka.broker import EmbeddedKafka, free_port_pair
 
     print(f"\n{SECTION}", flush=True)
     broker_home = _bench_settings(settings)

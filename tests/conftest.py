@@ -39,17 +39,9 @@ def olist_dir() -> Path:
 
 
 def _free_port_pair() -> int:
-    import socket
+    from scpro_assets.kafka.broker import free_port_pair
 
-    from scpro_assets.kafka.broker import port_is_free
-
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 65000 and port_is_free("localhost", port + 1):
-            return port
-    raise RuntimeError("no free port pair for the test broker")
+    return free_port_pair()
 
 
 @pytest.fixture

@@ -85,6 +85,19 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port_pair() -> int:
+    """A free loopback port whose successor (the embedded broker's controller port) is free too."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < 65000 and port_is_free("localhost", port + 1):
+            return port
+    raise RuntimeError("no free port pair for an embedded broker")
+
+
 def _answers(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
