@@ -20,24 +20,11 @@ from scpro_assets.sources.common import iso, make_event
 from scpro_assets.sources.synthetic import haversine_km
 from spark import cleaning, features
 from spark.raw import parse_raw, raw_dataframe, raw_rows_from_events
-from spark.session import SPARK_CONF, build_spark_session
+from spark.session import SPARK_CONF
 
 SOURCE = "test"
 WAREHOUSE = {"city": "Venlo", "country": "Netherlands", "lat": 51.3704, "lon": 6.1724}
 LANDED = datetime(2024, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def spark():
-    # Tiny inputs: two shuffle partitions, and no adaptive re-planning between stages (it costs
-    # more than it saves here). Results do not depend on either setting.
-    session = build_spark_session(
-        "local[2]",
-        app_name="scpro-tests",
-        extra_conf={"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"},
-    )
-    yield session
-    session.stop()
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -3,16 +3,23 @@
 Two steps:
 
 1. :func:`update_event_stores`: read only the raw range files not read before (the manifest), parse
-   them against the contracts, drop events whose ``event_id`` is already stored, and append the rest
-   to ``lake/clean/events/<topic>``. Crash-safe without coordination: the manifest is saved last,
-   so a failed run re-reads its files next time and the anti-join on ``event_id`` keeps that
-   idempotent. ``full_refresh`` rebuilds the stores from every raw file.
+   them against the contracts, keep one copy of each ``event_id`` within the batch, and insert the
+   events a store does not hold yet into the Delta table ``lake/clean/events/<topic>`` (partitioned
+   by ``event_month``) with one ``MERGE ... ON event_id WHEN NOT MATCHED THEN INSERT`` per topic.
+   The merge only searches the months the batch falls in (an event id is one event, with one
+   event time, so a retry or a replay lands in the same month), so a cycle never reads the whole
+   history. The counts come from the commit's metrics, not a re-count. Crash-safe without
+   coordination: a commit is atomic (a run killed mid-merge leaves the previous version), and the
+   manifest is saved after it, so a run that dies in between re-reads its files next time and the
+   merge on ``event_id`` inserts nothing twice. ``full_refresh`` rewrites the stores from every
+   raw file in one commit each.
 2. :func:`build_entities`: rebuild the cleaned entities and the order-time feature table from the
    event stores (columnar, already parsed: cheap next to parsing JSON) and publish each atomically.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +43,7 @@ from spark.cleaning import (
 from spark.features import order_features
 from spark.raw import parse_raw
 from spark.schemas import RAW_SPARK_SCHEMA
+from spark.tables import commit_metrics, current_version, insert_new, read_table, write_table
 
 #: Cleaned entities published by :func:`build_entities`, with the column each is partitioned by.
 ENTITIES: dict[str, str | None] = {
@@ -77,6 +85,25 @@ def _events_base(clean_dir: Path) -> Path:
     return clean_dir / "events"
 
 
+def _legacy_stores(base: Path, topics: tuple[str, ...]) -> list[Path]:
+    """Event stores in the layout before Delta (a link to a Parquet version folder)."""
+    return [
+        base / t
+        for t in topics
+        if (base / t).is_symlink() or ((base / t).exists() and current_version(base / t) is None)
+    ]
+
+
+def _drop_legacy_stores(base: Path, stores: list[Path]) -> None:
+    """Remove the pre-Delta stores and their version folders (rebuilt from the raw files)."""
+    for store in stores:
+        if store.is_symlink():
+            store.unlink()
+        else:
+            shutil.rmtree(store)
+    shutil.rmtree(base / ".versions", ignore_errors=True)
+
+
 def update_event_stores(
     spark: SparkSession,
     raw_dir: Path,
@@ -84,41 +111,44 @@ def update_event_stores(
     full_refresh: bool = False,
     topics: tuple[str, ...] = TOPICS,
 ) -> EventStoreUpdate:
-    """Append the events of new raw files to the per-topic event stores (see module docstring)."""
+    """Insert the events of new raw files into the per-topic event stores (see module docstring).
+
+    Stores left by a version of SCPro before Delta are rebuilt from every raw file, as a full
+    refresh: the raw layer is the record, the stores only a parsed copy of it.
+    """
     started = time.perf_counter()
     manifest = RawManifest(clean_dir / "_state" / "raw_manifest.json")
+    base = _events_base(clean_dir)
+    legacy = _legacy_stores(base, topics)
+    if legacy:
+        _drop_legacy_stores(base, legacy)
+        full_refresh = True
     if full_refresh:
         manifest.reset()
     update = EventStoreUpdate(full_refresh=full_refresh)
-    base = _events_base(clean_dir)
     for topic in topics:
         files = manifest.new_files(raw_dir, topic)
         update.raw_files_read[topic] = len(files)
-        if not files:
-            update.raw_rows_read[topic] = update.new_events[topic] = 0
-            update.duplicates_dropped[topic] = 0
-            continue
-        raw = spark.read.schema(RAW_SPARK_SCHEMA).parquet(*map(str, files))
-        parsed = deduplicate(parse_raw(raw, topic)).cache()
-        store = None if full_refresh else read(spark, base, topic)
-        fresh = (
-            parsed
-            if store is None
-            else parsed.join(store.select("event_id"), "event_id", "left_anti")
-        )
-        fresh = fresh.select(*parsed.columns).withColumn(
-            "event_month", F.date_format("event_time", "yyyy-MM")
-        )
-        combined = fresh if store is None else store.unionByName(fresh)
-        stored_before = 0 if store is None else published_rows(base, topic)
-        publish(combined, base, topic, "event_month")
-        # Counted from Parquet footers: the raw files as landed, the store before and after.
-        update.raw_rows_read[topic] = parquet_rows(files)
-        update.new_events[topic] = published_rows(base, topic) - stored_before
+        update.raw_rows_read[topic] = parquet_rows(files)  # the raw files as landed (footers)
+        update.new_events[topic] = 0
+        if files:
+            raw = spark.read.schema(RAW_SPARK_SCHEMA).parquet(*map(str, files))
+            batch = deduplicate(parse_raw(raw, topic)).withColumn(
+                "event_month", F.date_format("event_time", "yyyy-MM")
+            )
+            store = base / topic
+            if full_refresh:
+                version = write_table(batch, store, ["event_month"])
+                update.new_events[topic] = commit_metrics(store, version)["numOutputRows"]
+            else:
+                batch = batch.cache()  # parsed once for the key check and the merge
+                _, update.new_events[topic] = insert_new(batch, store, "event_id", "event_month")
+                batch.unpersist()
+            # Saved after the commit: a run that dies in between reads these files again, and
+            # the merge on event_id inserts nothing twice.
+            manifest.mark(raw_dir, files)
+            manifest.save()
         update.duplicates_dropped[topic] = update.raw_rows_read[topic] - update.new_events[topic]
-        parsed.unpersist()
-        manifest.mark(raw_dir, files)
-        manifest.save()
     update.seconds = time.perf_counter() - started
     return update
 
@@ -131,7 +161,12 @@ def _empty_events(spark: SparkSession, topic: str) -> DataFrame:
 def load_event_stores(spark: SparkSession, clean_dir: Path) -> dict[str, DataFrame]:
     """The current event store of every topic (empty frames for topics with no data yet)."""
     base = _events_base(clean_dir)
-    return {t: read(spark, base, t) or _empty_events(spark, t) for t in TOPICS}
+    return {
+        t: _empty_events(spark, t)
+        if current_version(base / t) is None
+        else read_table(spark, base / t)
+        for t in TOPICS
+    }
 
 
 def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -> EntityBuild:

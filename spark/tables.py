@@ -1,0 +1,199 @@
+"""The lake's tables in Delta Lake: write, merge by key, read a version, know the current one.
+
+A table is a folder under the lake (``lake/clean/<name>``) holding Parquet files and a
+``_delta_log`` of numbered commits. A write or a merge is one commit: it adds files, then writes
+the next log entry atomically; readers only ever see committed versions, so a run killed in the
+middle leaves orphan files that no version references, and the next write simply goes on. Every
+commit is a version that can be read again (time travel), which is how a model's training data can
+be named: a table path and a version.
+
+These helpers take paths, not catalog names: SCPro keeps no metastore, the lake folder is the
+catalog (Spark reads a path table as ``delta.`<path>```, DuckDB as ``delta_scan('<path>')``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from uuid import uuid4
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+#: How many offending keys a rejected merge names in its error.
+_KEYS_SHOWN = 5
+
+
+def table_identifier(path: Path | str) -> str:
+    """Name a path table in Spark SQL (``delta.`<path>```), backticks in the path escaped."""
+    return "delta.`" + str(path).replace("`", "``") + "`"
+
+
+def current_version(path: Path | str) -> int | None:
+    """The table's latest committed version, or ``None`` when there is no table yet.
+
+    Read from the commit log's file names (``_delta_log/<version>.json``), not through Spark: a
+    commit *is* the atomic creation of that file, and listing a folder costs no Spark job.
+    Writers' temporary files (``.<version>.json.<uuid>.tmp``) and checksums do not match.
+    """
+    log = Path(path) / "_delta_log"
+    versions = [int(entry.stem) for entry in log.glob("*.json") if entry.stem.isdigit()]
+    return max(versions, default=None)
+
+
+def commit_metrics(path: Path | str, version: int) -> dict[str, int]:
+    """The operation metrics Delta recorded with commit ``version`` (rows written, inserted...).
+
+    Read from the commit's own log entry (its ``commitInfo`` action), not through Spark: counting
+    what a write or a merge just did must not cost a job that reads the table again. A write
+    records ``numOutputRows``; a merge ``numTargetRowsInserted``, ``numTargetRowsUpdated``, ...
+    """
+    entry = Path(path) / "_delta_log" / f"{version:020d}.json"
+    for line in entry.read_text().splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            metrics = action["commitInfo"].get("operationMetrics", {})
+            return {name: int(value) for name, value in metrics.items()}
+    raise ValueError(f"{entry} holds no commitInfo: not a Delta commit SCPro can read")
+
+
+def write_table(df: DataFrame, path: Path | str, partition_by: Sequence[str] = ()) -> int:
+    """Replace the table's rows with ``df`` in one commit (creating it); return the new version.
+
+    The schema and partitioning may change with the rows (``overwriteSchema``): a rebuild is the
+    new truth, and the previous version stays readable by :func:`read_table`.
+    """
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(str(path))
+    version = current_version(path)
+    assert version is not None  # the write above committed
+    return version
+
+
+def merge_by_key(df: DataFrame, path: Path | str, keys: Sequence[str]) -> int:
+    """Upsert ``df`` into the table by ``keys`` in one commit; return the new version.
+
+    A row whose key is in the table replaces it (every column), a new key is inserted, other rows
+    are kept. The first merge into a missing table creates it. ``df`` must hold each key once and
+    no null key: two source rows for one new key would both be inserted, and a null never equals
+    anything, so either would duplicate rows. Such input is rejected with the keys named.
+    """
+    if not keys:
+        raise ValueError("merge_by_key needs at least one key column")
+    missing = [key for key in keys if key not in df.columns]
+    if missing:
+        raise ValueError(f"merge keys {missing} are not columns of the rows ({df.columns})")
+    _reject_bad_keys(df, keys)
+    if current_version(path) is None:
+        return write_table(df, path)
+    spark = df.sparkSession
+    source = f"scpro_merge_source_{uuid4().hex}"
+    df.createOrReplaceTempView(source)
+    matched = " and ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    try:
+        spark.sql(
+            f"merge into {table_identifier(path)} t using {source} s on {matched} "
+            "when matched then update set * when not matched then insert *"
+        )
+    finally:
+        spark.catalog.dropTempView(source)
+    version = current_version(path)
+    assert version is not None  # the merge above committed
+    return version
+
+
+def insert_new(
+    df: DataFrame,
+    path: Path | str,
+    key: str,
+    partition_by: str,
+) -> tuple[int | None, int]:
+    """Insert the rows of ``df`` whose ``key`` the table does not hold yet; keep all others.
+
+    One ``MERGE ... WHEN NOT MATCHED THEN INSERT`` commit (rows already stored are never
+    rewritten), creating the table, partitioned by ``partition_by``, when it is missing. Only the
+    partitions the rows fall in are searched for their keys (``t.<partition_by> IN (<the rows'
+    values>)``), so the cost follows the batch, not the table's history: right only when a key
+    always lands in the same partition (an event id and its event month). ``df`` must hold each
+    key once and no null key (rejected, with the partitions named: both would insert duplicates).
+    Returns ``(version, rows inserted)``, the count from the commit's own metrics
+    (``numTargetRowsInserted``); a batch with no rows commits nothing (the version stays, ``None``
+    for a table still missing).
+    """
+    partitions = (
+        df.groupBy(partition_by)
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count_distinct(key).alias("keys"),
+            F.count(F.when(F.col(key).isNull(), F.lit(1))).alias("null_keys"),
+        )
+        .collect()
+    )
+    bad = [row[partition_by] for row in partitions if row["rows"] != row["keys"] + row["null_keys"]]
+    bad += [row[partition_by] for row in partitions if row["null_keys"]]
+    if bad:
+        raise ValueError(
+            f"rows to insert by {key!r} must hold each key once and no null key; "
+            f"partitions {partition_by}={sorted(set(bad), key=str)} do not"
+        )
+    version = current_version(path)
+    if not partitions:
+        return version, 0
+    if version is None:
+        version = write_table(df, path, [partition_by])
+        return version, commit_metrics(path, version).get("numOutputRows", 0)
+    values = ", ".join(sorted(_sql_literal(row[partition_by]) for row in partitions))
+    condition = f"t.`{key}` = s.`{key}` and t.`{partition_by}` in ({values})"
+    source = f"scpro_insert_source_{uuid4().hex}"
+    df.createOrReplaceTempView(source)
+    try:
+        spark = df.sparkSession
+        spark.sql(
+            f"merge into {table_identifier(path)} t using {source} s on {condition} "
+            "when not matched then insert *"
+        ).collect()
+    finally:
+        df.sparkSession.catalog.dropTempView(source)
+    version = current_version(path)
+    assert version is not None  # the merge above committed
+    return version, commit_metrics(path, version).get("numTargetRowsInserted", 0)
+
+
+def _sql_literal(value: object) -> str:
+    """A partition value as a SQL literal (strings quoted, quotes doubled; null as null)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _reject_bad_keys(df: DataFrame, keys: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming a few keys that are null or held by more than one row."""
+    null_key = F.lit(False)
+    for key in keys:
+        null_key = null_key | F.col(key).isNull()
+    offending = (
+        df.groupBy(*keys)
+        .agg(F.count(F.lit(1)).alias("rows"), F.max(null_key).alias("null_key"))
+        .where((F.col("rows") > 1) | F.col("null_key"))
+        .limit(_KEYS_SHOWN)
+        .collect()
+    )
+    if offending:
+        shown = [tuple(row[key] for key in keys) for row in offending]
+        raise ValueError(
+            f"rows to merge by {list(keys)} must hold each key once and no null key; "
+            f"offending keys (up to {_KEYS_SHOWN}): {shown}"
+        )
+
+
+def read_table(spark: SparkSession, path: Path | str, version: int | None = None) -> DataFrame:
+    """Read the table as of ``version`` (time travel), or its latest version."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(str(path))

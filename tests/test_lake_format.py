@@ -1,0 +1,346 @@
+"""The lake's open table format (Delta Lake): Spark merges by key, time-travels, survives a merge
+killed half-way, and DuckDB reads exactly Spark's rows through the PyPI extension, with no network;
+the clean layer's event stores are Delta tables that a micro-batch only inserts into."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from scpro_assets.clean.offline import synthetic_events, write_raw_lake
+from scpro_assets.clean.pipeline import load_event_stores, update_event_stores
+from scpro_assets.lake_duckdb import (
+    NO_DOWNLOAD_CONFIG,
+    connect_lake,
+    delta_extension_path,
+    delta_scan_sql,
+)
+from scpro_assets.settings import REPO_ROOT, TOPICS
+from spark.session import SPARK_CONF
+from spark.tables import (
+    commit_metrics,
+    current_version,
+    insert_new,
+    merge_by_key,
+    read_table,
+    write_table,
+)
+
+SCHEMA = (
+    "order_id long, customer string, amount decimal(18,2), placed_at timestamp, "
+    "delivery_date date, late boolean"
+)
+# One canonical row shape for both engines: timestamps as UTC epoch microseconds.
+SPARK_ROWS_SQL = (
+    "select order_id, customer, amount, unix_micros(placed_at) as placed_us, delivery_date, late "
+    "from {table} order by order_id"
+)
+DUCKDB_ROWS_SQL = (
+    "select order_id, customer, amount, epoch_us(placed_at) as placed_us, delivery_date, late "
+    "from {table} order by order_id"
+)
+
+
+def order(order_id: int, customer: str, amount: str, late: bool | None = False) -> tuple:
+    return (
+        order_id,
+        customer,
+        Decimal(amount),
+        datetime(2024, 3, order_id % 28 + 1, 13, 45, 7, 123456, tzinfo=UTC),
+        date(2024, 3, order_id % 28 + 1),
+        late,
+    )
+
+
+def orders_df(spark: SparkSession, rows: list[tuple]):
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def spark_rows(spark: SparkSession, path: Path, version: int | None = None) -> list[tuple]:
+    read_table(spark, path, version).createOrReplaceTempView("lake_rows")
+    return [tuple(row) for row in spark.sql(SPARK_ROWS_SQL.format(table="lake_rows")).collect()]
+
+
+def duckdb_rows(path: Path, version: int | None = None) -> list[tuple]:
+    with connect_lake() as con:
+        return con.execute(DUCKDB_ROWS_SQL.format(table=delta_scan_sql(path, version))).fetchall()
+
+
+def test_session_carries_the_table_format():
+    assert SPARK_CONF["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    jars = SPARK_CONF["spark.jars"].split(",")
+    assert any(Path(jar).name.startswith("delta-spark_2.13-") for jar in jars), (
+        "Delta's jars are missing: run `make setup`"
+    )
+    assert all(Path(jar).is_file() for jar in jars)
+
+
+def test_merge_upserts_by_key_and_time_travel_reads_each_version(spark, tmp_path):
+    table = tmp_path / "cleaned_orders"
+    first = [order(1, "ada", "10.00"), order(2, "bob", "20.50"), order(3, "cy", "7.25", None)]
+    assert current_version(table) is None
+    v0 = merge_by_key(orders_df(spark, first), table, ["order_id"])  # creates the table
+    changes = [order(2, "bob", "99.99", True), order(4, "dee", "1.00")]
+    v1 = merge_by_key(orders_df(spark, changes), table, ["order_id"])
+    assert (v0, v1) == (0, 1) and current_version(table) == 1
+
+    latest, first_version = spark_rows(spark, table), spark_rows(spark, table, version=0)
+    assert [row[0] for row in latest] == [1, 2, 3, 4]  # inserted once, updated in place
+    assert latest[1][1:3] == ("bob", Decimal("99.99")) and latest[1][5] is True
+    assert latest[0][2] == Decimal("10.00") and latest[2][5] is None  # untouched rows kept
+    assert [row[0] for row in first_version] == [1, 2, 3]  # time travel: the rows before
+    assert first_version[1][1:3] == ("bob", Decimal("20.50")) and first_version[1][5] is False
+
+    # DuckDB, through the PyPI extension, reads exactly Spark's rows, at each version.
+    assert duckdb_rows(table) == latest
+    assert duckdb_rows(table, version=0) == first_version
+
+    # The same merge again commits a version and changes no row: idempotent by key.
+    assert merge_by_key(orders_df(spark, changes), table, ["order_id"]) == 2
+    assert duckdb_rows(table) == latest
+
+
+def test_merge_rejects_duplicate_and_null_keys_and_changes_nothing(spark, tmp_path):
+    table = tmp_path / "cleaned_orders"
+    write_table(orders_df(spark, [order(1, "ada", "10.00")]), table)
+    twice = [order(5, "eve", "1.00"), order(5, "eve", "2.00"), order(6, "fay", "3.00")]
+    with pytest.raises(ValueError, match=r"each key once.*\(5,\)"):
+        merge_by_key(orders_df(spark, twice), table, ["order_id"])
+    with pytest.raises(ValueError, match=r"null key.*\(None,\)"):
+        merge_by_key(
+            orders_df(spark, [order(7, "gus", "1.00")]).selectExpr(
+                "cast(null as long) as order_id",
+                "customer",
+                "amount",
+                "placed_at",
+                "delivery_date",
+                "late",
+            ),
+            table,
+            ["order_id"],
+        )
+    with pytest.raises(ValueError, match="not columns"):
+        merge_by_key(orders_df(spark, [order(8, "hal", "1.00")]), table, ["order_key"])
+    assert current_version(table) == 0
+    assert [row[0] for row in spark_rows(spark, table)] == [1]
+
+
+EVENT_SCHEMA = "event_id string, event_month string, payload string"
+
+
+def events_df(spark: SparkSession, ids: list[int], month: str = "2024-03", payload: str = "p"):
+    return spark.createDataFrame([(f"e{n}", month, payload) for n in ids], EVENT_SCHEMA)
+
+
+def event_rows(spark: SparkSession, path: Path, version: int | None = None) -> list[tuple]:
+    frame = read_table(spark, path, version)
+    return sorted(
+        tuple(row) for row in frame.select("event_id", "event_month", "payload").collect()
+    )
+
+
+def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_path):
+    table = tmp_path / "events"
+    assert insert_new(events_df(spark, []), table, "event_id", "event_month") == (None, 0)
+    assert insert_new(events_df(spark, [1, 2, 3]), table, "event_id", "event_month") == (0, 3)
+    assert (table / "event_month=2024-03").is_dir()  # partitioned by month
+    # A replay of e2/e3 with other payloads and two new events: the stored copies stay as they
+    # were (never rewritten), the count is the commit's numTargetRowsInserted.
+    replay = events_df(spark, [2, 3, 4], payload="replayed").unionByName(
+        events_df(spark, [5], month="2024-04")
+    )
+    assert insert_new(replay, table, "event_id", "event_month") == (1, 2)
+    assert commit_metrics(table, 1)["numTargetRowsInserted"] == 2
+    assert event_rows(spark, table) == [
+        ("e1", "2024-03", "p"),
+        ("e2", "2024-03", "p"),
+        ("e3", "2024-03", "p"),
+        ("e4", "2024-03", "replayed"),
+        ("e5", "2024-04", "replayed"),
+    ]
+    with pytest.raises(ValueError, match=r"each key once.*2024-03"):
+        insert_new(events_df(spark, [7, 7]), table, "event_id", "event_month")
+    assert current_version(table) == 1
+
+
+KILLED_MERGE = """
+import sys
+from spark.session import build_spark_session
+from spark.tables import table_identifier
+
+spark = build_spark_session("local[2]", app_name="scpro-killed-merge",
+                            extra_conf={"spark.sql.shuffle.partitions": "2"})
+# Far more new events than can be merged before the test kills this process.
+(spark.range(0, 2_000_000_000, numPartitions=400)
+    .selectExpr("concat('new', id) as event_id", "'2024-03' as event_month", "'k' as payload")
+    .createOrReplaceTempView("batch"))
+spark.sql(f"merge into {table_identifier(sys.argv[1])} t using batch s "
+          "on t.event_id = s.event_id and t.event_month in ('2024-03') "
+          "when not matched then insert *").collect()
+print("the merge finished before it was killed", flush=True)
+"""
+
+
+def _data_files(table: Path) -> set[str]:
+    return {str(path.relative_to(table)) for path in table.rglob("*.parquet")}
+
+
+def test_a_merge_killed_in_the_middle_leaves_the_previous_version(spark, tmp_path):
+    """SIGKILL mid-MERGE: orphan files, no commit; both engines read the previous version, and
+    the next merge commits the next version with exactly the rows it should."""
+    table = tmp_path / "events"
+    assert insert_new(events_df(spark, [1, 2, 3]), table, "event_id", "event_month") == (0, 3)
+    committed_rows, committed_files = event_rows(spark, table), _data_files(table)
+
+    merger = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MERGE, str(table)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the JVM joins the merger's process group: one kill ends both
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not _data_files(table) - committed_files:  # the merge has started its files
+            assert merger.poll() is None, "the merger died before writing anything"
+            assert time.monotonic() < deadline, "the merger wrote no file in 600 s"
+            time.sleep(0.05)
+        os.killpg(merger.pid, signal.SIGKILL)
+    finally:
+        if merger.poll() is None:
+            os.killpg(merger.pid, signal.SIGKILL)
+        merger.wait(timeout=60)
+    assert merger.stdout is not None and b"finished" not in merger.stdout.read()
+    assert merger.returncode == -signal.SIGKILL
+
+    assert _data_files(table) - committed_files, "no orphan file: it was not killed mid-merge"
+    assert current_version(table) == 0
+    assert event_rows(spark, table) == committed_rows  # orphan files are in no version
+    with connect_lake() as con:
+        got = con.execute(
+            f"select event_id, event_month, payload from {delta_scan_sql(table)} order by 1"
+        ).fetchall()
+    assert got == committed_rows
+
+    # The next run converges: its batch (a retry of e3 and a new e4) commits version 1.
+    assert insert_new(events_df(spark, [3, 4]), table, "event_id", "event_month") == (1, 1)
+    assert event_rows(spark, table) == [*committed_rows, ("e4", "2024-03", "p")]
+
+
+def _land(events: list, raw: Path, prefix: str) -> None:
+    """Land ``events`` as raw range files named with ``prefix`` (a later landing of the same
+    offsets, as a replay lands them again)."""
+    staging = raw.parent / f"staging-{prefix}"
+    write_raw_lake(events, staging, chunk=100)
+    for landed in staging.rglob("*.parquet"):
+        target = raw / landed.relative_to(staging).parent / f"{prefix}-{landed.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        landed.rename(target)
+
+
+def _ids_by_topic(events: list) -> dict[str, set[str]]:
+    ids: dict[str, set[str]] = {topic: set() for topic in TOPICS}
+    for event in events:
+        ids[event.topic].add(event.event_id)
+    return ids
+
+
+def _stored_ids(spark: SparkSession, clean: Path) -> dict[str, list[str]]:
+    stores = load_event_stores(spark, clean)
+    return {t: sorted(r.event_id for r in stores[t].select("event_id").collect()) for t in TOPICS}
+
+
+def test_event_stores_merge_only_new_events_and_a_lost_manifest_inserts_nothing_twice(
+    spark, tmp_path
+):
+    raw, clean = tmp_path / "raw", tmp_path / "clean"
+    events = list(synthetic_events(300, seed=5))
+    first, second = events[:200], events[100:]  # the second batch replays 100 events
+    _land(first, raw, "a")
+    update_event_stores(spark, raw, clean)
+    manifest = clean / "_state" / "raw_manifest.json"
+    after_first = manifest.read_text()
+    _land(second, raw, "b")
+    update = update_event_stores(spark, raw, clean)
+    ids = _ids_by_topic(events)
+    new = {t: len(_ids_by_topic(second)[t] - _ids_by_topic(first)[t]) for t in TOPICS}
+    landed = {t: sum(e.topic == t for e in second) for t in TOPICS}
+    assert update.new_events == new  # numTargetRowsInserted of each topic's merge
+    assert update.duplicates_dropped == {t: landed[t] - new[t] for t in TOPICS}
+    assert sum(update.duplicates_dropped.values()) >= 100  # the replayed events at least
+    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in TOPICS}
+    assert all(current_version(clean / "events" / t) == 1 for t in TOPICS)
+
+    # A run that committed its merges and died before saving the manifest: the next run reads
+    # the same files again, and the merge on event_id inserts none of them twice.
+    manifest.write_text(after_first)
+    again = update_event_stores(spark, raw, clean)
+    assert sum(again.raw_files_read.values()) > 0 and again.new_events == dict.fromkeys(TOPICS, 0)
+    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in TOPICS}
+
+    # A store in the layout before Delta (a link to a Parquet folder) is rebuilt from every raw
+    # file, as a full refresh: the same events, each once.
+    legacy = clean / "events" / "orders"
+    shutil.rmtree(legacy)
+    legacy.symlink_to(raw / "orders")
+    rebuilt = update_event_stores(spark, raw, clean)
+    assert rebuilt.full_refresh and rebuilt.new_events == {t: len(ids[t]) for t in TOPICS}
+    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in TOPICS}
+
+
+NO_NETWORK_READER = """
+import sys
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
+
+with connect_lake() as con:
+    loaded = con.execute(
+        "select loaded from duckdb_extensions() where extension_name = 'delta'"
+    ).fetchone()
+    rows = con.execute(f"select count(*) from {delta_scan_sql(sys.argv[1])}").fetchone()
+print(loaded[0], rows[0])
+"""
+
+
+def test_duckdb_reads_the_lake_without_network(spark, tmp_path):
+    table = tmp_path / "cleaned_orders"
+    write_table(orders_df(spark, [order(n, "x", "1.00") for n in range(1, 8)]), table)
+    # A fresh process in a network namespace of its own: no interface but loopback, so any
+    # attempt to fetch an extension would fail the read.
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", NO_NETWORK_READER, str(table)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "7"]
+    assert not (tmp_path / ".duckdb").exists()  # nothing installed into DuckDB's home folder
+    assert NO_DOWNLOAD_CONFIG == {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    with connect_lake() as con:
+        settings = dict(
+            con.execute(
+                "select name, value from duckdb_settings() where name like 'auto%_known_extensions'"
+            ).fetchall()
+        )
+    assert settings == {
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "false",
+    }
+    assert delta_extension_path().is_file()
