@@ -280,6 +280,7 @@ def test_event_stores_merge_only_new_events_and_a_lost_manifest_inserts_nothing_
     assert update.duplicates_dropped == {t: landed[t] - new[t] for t in TOPICS}
     assert sum(update.duplicates_dropped.values()) >= 100  # the replayed events at least
     assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in TOPICS}
+    assert update.versions == dict.fromkeys(TOPICS, 1)  # created, then one merge each
     assert all(current_version(clean / "events" / t) == 1 for t in TOPICS)
 
     # A run that committed its merges and died before saving the manifest: the next run reads

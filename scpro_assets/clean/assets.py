@@ -98,6 +98,7 @@ def clean_entities(
                 "raw_files_read": dg.MetadataValue.json(update.raw_files_read),
                 "new_events": dg.MetadataValue.json(update.new_events),
                 "duplicates_dropped": dg.MetadataValue.json(update.duplicates_dropped),
+                "event_store_versions": dg.MetadataValue.json(update.versions),
                 "full_refresh": update.full_refresh,
                 "quarantined_by_rules": dg.MetadataValue.json(build.quarantine_reasons),
                 "seconds": round(update.seconds + build.seconds, 2),

@@ -66,6 +66,8 @@ class EventStoreUpdate:
     raw_rows_read: dict[str, int] = field(default_factory=dict)
     new_events: dict[str, int] = field(default_factory=dict)
     duplicates_dropped: dict[str, int] = field(default_factory=dict)
+    #: Each store's Delta table version after the update (``None``: no event of it yet).
+    versions: dict[str, int | None] = field(default_factory=dict)
     full_refresh: bool = False
     seconds: float = 0.0
 
@@ -149,6 +151,7 @@ def update_event_stores(
             manifest.mark(raw_dir, files)
             manifest.save()
         update.duplicates_dropped[topic] = update.raw_rows_read[topic] - update.new_events[topic]
+        update.versions[topic] = current_version(base / topic)
     update.seconds = time.perf_counter() - started
     return update
 
