@@ -318,3 +318,20 @@ def test_start_refuses_a_taken_port_and_a_stale_status_file_is_not_a_server(tmp_
     assert not server.status().running
     assert session_remote(_settings(env)) is None  # runs use in-process Spark
     assert server.stop() is False and not server.status_file.exists()
+
+
+def test_server_command_carries_delta_jars_and_refuses_to_start_without_them(tmp_path):
+    """The lake's tables are Delta tables: the server gets Delta's jars (``--jars``) and SQL
+    extension at start, and says what to run when the jars were never fetched."""
+    from scpro_assets.spark_server import SparkServerError
+
+    env = {"SCPRO_HOME": str(tmp_path), "SCPRO_SPARK_REMOTE": ""}
+    server = EmbeddedSparkConnect(_settings(env))
+    command = server._command({})
+    jars = command[command.index("--jars") + 1].split(",")
+    assert any(Path(jar).name.startswith("delta-spark_2.13-") for jar in jars)
+    assert all(Path(jar).is_file() for jar in jars)
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in command
+    assert not any(arg.startswith("spark.jars=") for arg in command)  # passed once, as --jars
+    with pytest.raises(SparkServerError, match=r"Delta Lake's jars are missing.*make setup"):
+        server._command({"spark.jars": ""})
