@@ -166,7 +166,7 @@ def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_
         ("e2", "2024-03", "p"),
         ("e3", "2024-03", "p"),
         ("e4", "2024-03", "replayed"),
-        ("e5", "2024-04", "replayed"),
+        ("e5", "2024-04", "p"),
     ]
     with pytest.raises(ValueError, match=r"each key once.*2024-03"):
         insert_new(events_df(spark, [7, 7]), table, "event_id", "event_month")
