@@ -120,8 +120,9 @@ def insert_new(
     always lands in the same partition (an event id and its event month). ``df`` must hold each
     key once and no null key (rejected, with the partitions named: both would insert duplicates).
     Returns ``(version, rows inserted)``, the count from the commit's own metrics
-    (``numTargetRowsInserted``); a batch with no rows commits nothing (the version stays, ``None``
-    for a table still missing).
+    (``numTargetRowsInserted``). A batch with no rows, or only rows already stored, commits nothing
+    (Delta skips a merge that changes nothing): the version stays (``None`` for a missing table)
+    and 0 rows are inserted.
     """
     partitions = (
         df.groupBy(partition_by)
@@ -157,9 +158,11 @@ def insert_new(
         ).collect()
     finally:
         df.sparkSession.catalog.dropTempView(source)
-    version = current_version(path)
-    assert version is not None  # the merge above committed
-    return version, commit_metrics(path, version).get("numTargetRowsInserted", 0)
+    after = current_version(path)
+    assert after is not None
+    if after == version:  # every key was stored already: Delta commits no empty merge
+        return version, 0
+    return after, commit_metrics(path, after).get("numTargetRowsInserted", 0)
 
 
 def _sql_literal(value: object) -> str:

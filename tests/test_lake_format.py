@@ -161,6 +161,9 @@ def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_
     )
     assert insert_new(replay, table, "event_id", "event_month") == (1, 2)
     assert commit_metrics(table, 1)["numTargetRowsInserted"] == 2
+    # The same batch again inserts nothing, and Delta commits no empty merge: not the previous
+    # commit's count.
+    assert insert_new(replay, table, "event_id", "event_month") == (1, 0)
     assert event_rows(spark, table) == [
         ("e1", "2024-03", "p"),
         ("e2", "2024-03", "p"),
