@@ -450,3 +450,47 @@ def test_daemon_flags_a_stale_mart_and_alerts_it_once_per_stale_period(tmp_path)
     assert [a["subject"]["asset"] for a in alerts].count("fct_deliveries") == 2
     assert [a["subject"]["asset"] for a in alerts].count("kpi_delivery_daily") == 1
     assert len({a["id"] for a in alerts}) == 3
+
+
+def test_the_at_risk_page_shows_the_latest_alerts_escaped_on_the_sample_snapshot(tmp_path):
+    """On the dashboard's sample snapshot (the mart's real columns): one alert for its high-risk
+    orders, shown on the At-risk page's panel with every value escaped."""
+    import panel_warehouse
+
+    from panel_app.store import DataStore
+    from panel_app.views import alerts_panel
+
+    warehouse = panel_warehouse.build(tmp_path)
+    high = warehouse.at_risk[warehouse.at_risk["risk_band"] == "high"]
+    assert len(high) > alerts_panel.SHOWN
+    version = warehouse.serving_current.resolve()
+    (outcome,) = alert_new_risky_orders(
+        warehouse.home, version / "warehouse.duckdb", version.name, urls=()
+    )
+    assert {o.order_id for o in outcome.newly} == set(high["order_id"].astype(str))
+    riskiest = high.sort_values("late_risk", ascending=False).iloc[0]
+    assert outcome.newly[0].order_id == str(riskiest["order_id"])
+
+    # A hostile alert of the same kind (as a channel-less outbox writer could leave one).
+    from scpro_assets.alerts import Alert, send_alert
+
+    send_alert(
+        Alert(
+            "high_risk_orders:x",
+            "high_risk_orders",
+            "warning",
+            "<img src=x onerror=alert(1)>",
+            "line 1\n<b>line 2</b>",
+            audience="operations",
+        ),
+        warehouse.home,
+        urls=(),
+    )
+    store = DataStore(serving_current=warehouse.serving_current)
+    shown = alerts_panel.latest(store).object
+    assert shown.count('class="risk-alert"') == 2
+    assert "<img" not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
+    assert "&lt;b&gt;line 2&lt;/b&gt;" in shown
+    assert f"{len(high)} open orders newly at high late risk" in shown
+    empty = alerts_panel.latest(DataStore(serving_current=tmp_path / "elsewhere" / "s" / "current"))
+    assert "No order has newly crossed" in empty.object
