@@ -31,7 +31,11 @@ from scpro_assets.resources import LakeResource
 from scpro_assets.risk_alerts import alert_new_risky_orders, alerted_orders, ledger_path
 from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
 from scpro_assets.warehouse.serving import publish_snapshot
-from sensors.alert_sensors import build_check_failure_sensor, build_high_risk_sensor
+from sensors.alert_sensors import (
+    build_check_failure_sensor,
+    build_high_risk_sensor,
+    build_stale_mart_sensor,
+)
 
 PROMISED = datetime(2026, 12, 1, 18, 0)
 
@@ -445,11 +449,35 @@ def test_daemon_flags_a_stale_mart_and_alerts_it_once_per_stale_period(tmp_path)
         finally:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=30)
+        # After the daemon: another process (this one) evaluates the sensor on the same
+        # instance and outbox, as a restarted daemon would: both marts are still stale, in the
+        # same stale periods, so nothing is sent again.
+        sensor = build_stale_mart_sensor()
+        defs = dg.Definitions(
+            assets=[_mart(n) for n in ("fct_deliveries", "kpi_delivery_daily", "fct_orders")],
+            sensors=[sensor],
+        )
+        lake = LakeResource(home=str(home))
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"lake": lake}
+        ) as context:
+            assert sensor.evaluate_tick(context).skip_message == "no news"
     alerts = stale_alerts()
     print(f"\nstale marts flagged and alerted {flagged_s:.1f} s after the daemon started")
     assert [a["subject"]["asset"] for a in alerts].count("fct_deliveries") == 2
     assert [a["subject"]["asset"] for a in alerts].count("kpi_delivery_daily") == 1
     assert len({a["id"] for a in alerts}) == 3
+
+
+def _mart(name: str) -> dg.AssetsDefinition:
+    """A mart with the dashboard marts' real freshness policy."""
+    from scpro_assets.automation import MART_FRESHNESS
+
+    @dg.asset(name=name, freshness_policy=MART_FRESHNESS)
+    def mart() -> None:
+        return None
+
+    return mart
 
 
 def test_the_at_risk_page_shows_the_latest_alerts_escaped_on_the_sample_snapshot(tmp_path):
