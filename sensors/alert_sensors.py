@@ -101,11 +101,14 @@ def check_failure_alert(record: object) -> Alert | None:
         return None
     asset = evaluation.asset_key.to_user_string()
     target = evaluation.target_materialization_data
-    judged = f"materialization {target.storage_id}" if target else f"evaluation {record.id}"
+    if target is not None:
+        judged, key = f"materialization {target.storage_id}", f"m{target.storage_id}"
+    else:
+        judged, key = f"evaluation {record.id}", f"e{record.id}"
     run = record.run_id or "no run"
     description = safe_text(evaluation.description or "no description", DESCRIPTION_CHARS)
     return Alert(
-        id=f"check_failed:{asset}:{evaluation.check_name}:{judged.split()[-1]}",
+        id=f"check_failed:{asset}:{evaluation.check_name}:{key}",
         kind="check_failed",
         severity="error",
         title=f"SCPro: check {evaluation.check_name} on {asset} failed",
