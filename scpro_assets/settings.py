@@ -360,10 +360,22 @@ class GapSettings:
         )
 
 
-def alert_urls_from_env() -> tuple[str, ...]:
-    """Apprise URLs of the alert channels (``SCPRO_ALERT_URLS``, comma-separated).
+#: Who an alert is for, and the variable holding that audience's apprise URLs: data engineers
+#: (failed runs and checks, stale marts, landing gaps) and operations (orders newly at high risk).
+ALERT_URL_VARIABLES: dict[str, str] = {
+    "data": "SCPRO_ALERT_URLS",
+    "operations": "SCPRO_ALERT_URLS_OPS",
+}
 
-    Read at the moment of sending, never stored: the URLs carry the channels' tokens.
+
+def alert_urls_from_env(audience: str = "data") -> tuple[str, ...]:
+    """Apprise URLs of ``audience``'s alert channels (:data:`ALERT_URL_VARIABLES`, comma-separated).
+
+    Read at the moment of sending, never stored: the URLs carry the channels' tokens. The two
+    audiences do not fall back on each other: customer orders are not sent to the data engineers'
+    channel unless a deployment sets both variables to it.
     """
-    text = _env("SCPRO_ALERT_URLS", "") or ""
+    if audience not in ALERT_URL_VARIABLES:
+        raise ValueError(f"alert audience must be one of {sorted(ALERT_URL_VARIABLES)}")
+    text = _env(ALERT_URL_VARIABLES[audience], "") or ""
     return tuple(url.strip() for url in text.split(",") if url.strip())

@@ -10,6 +10,7 @@ from bokeh.models.widgets.tables import DateFormatter, NumberFormatter
 
 from panel_app import ui
 from panel_app.store import DataStore, FilterState
+from panel_app.views import alerts_panel
 
 #: The table shows this many rows at most; the CSV export has every matching order.
 TABLE_ROWS = 500
@@ -95,6 +96,7 @@ def build(store: DataStore) -> pn.viewable.Viewable:
             "apply; the period does not (an open order stays here until it is delivered).",
         ),
         ui.live_cards(store, summary_cards),
+        alerts_panel.panel(store),
         download,
         ui.reactive(store, risk_table),
         sizing_mode="stretch_width",

@@ -73,7 +73,7 @@ ALERT_CSS = """
 .alert-item.warning { border-left-color: #d97706; }
 .alert-item .when { color: #64748b; font-size: 12px; }
 .alert-item .title { color: #0f172a; font-weight: 600; }
-.alert-item .body { color: #334155; font-size: 13px; }
+.alert-item .body { color: #334155; font-size: 13px; white-space: pre-line; }
 """
 
 
@@ -93,7 +93,11 @@ def alert_html(frame: pd.DataFrame, now: pd.Timestamp) -> str:
 
 
 def alerts(store: DataStore) -> pn.viewable.Viewable:
-    """The newest alerts: ranges that keep failing to land, failed runs."""
+    """The newest alerts of every kind.
+
+    For data engineers: ranges that keep failing to land, failed runs and checks, stale marts;
+    for operations: orders newly at high risk (also on the At-risk page).
+    """
     frame = store.alerts()
     if frame.empty:
         return ui.notice("No alert has been raised.", kind="success")
