@@ -1,10 +1,10 @@
 """Gaps: offset ranges that were requested but never landed are seen, requested again, alerted.
 
 The sensor's cursor moves past a range when it asks for the run that lands it (with the other
-partitions' ranges of the tick); the raw file is the range's commit record. A range whose runs all fail (a broker that cannot serve it, a bug, a run
-deleted or lost) would otherwise stay unlanded for good, below the cursor, with nothing asking
-for it again. So the sensor keeps each requested range *open* in its cursor until raw files cover
-it, and on every tick:
+partitions' ranges of the tick); the raw file is the range's commit record. A range whose runs
+all fail (a broker that cannot serve it, a bug, a run deleted or lost) would otherwise stay
+unlanded for good, below the cursor, with nothing asking for it again. So the sensor keeps each
+requested range *open* in its cursor until raw files cover it, and on every tick:
 
 - fails the raw asset's ``requested_ranges_landed`` check while a range stays unlanded past the
   deadline (:class:`~scpro_assets.settings.GapSettings`), listing the ranges and their age;
