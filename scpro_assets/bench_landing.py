@@ -151,7 +151,7 @@ def bench_landing_runs(
             r.asset_materialization.metadata
             for topic in TOPICS
             for r in instance.fetch_materializations(
-                dg.AssetKey(f"raw_{topic}"), limit=100_000
+                dg.AssetKey(f"raw_{topic}"), limit=10_000
             ).records
         ]
     in_stream = [r for r in records if started <= r.create_timestamp.timestamp() <= stream_end]
