@@ -22,7 +22,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from scpro_assets.alerts import Alert, outbox_path, read_outbox, send_alert
 from scpro_assets.definitions import build_definitions
-from scpro_assets.ingest import assets as ingest_assets
+from scpro_assets.ingest import landing as ingest_landing
+from scpro_assets.ingest import runs as landing_runs
 from scpro_assets.ingest.gaps import CHECK_NAME, gap_status_path, parse_state, uncovered
 from scpro_assets.ingest.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ingest_once
 from scpro_assets.kafka.clients import producer
@@ -128,7 +129,7 @@ def _failing_landing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args, **_kwargs):
         raise RuntimeError("the broker cannot serve this range")
 
-    monkeypatch.setattr(ingest_assets, "land_range", refuse)
+    monkeypatch.setattr(ingest_landing, "land_range", refuse)
 
 
 def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest) -> bool:
@@ -173,7 +174,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
 ):
     _publish(scpro_settings, [_payment(i) for i in range(10)])
     defs = build_definitions(scpro_settings)
-    real_land_range = ingest_assets.land_range
+    real_land_range = ingest_landing.land_range
     _failing_landing(monkeypatch)
     (first,) = ingest_once(defs, dagster_instance, topics=(TOPIC,))
     assert first.failed == ["payments-0-0-9"]  # the range's run fails: nothing lands
@@ -228,7 +229,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
     queued = dagster_instance.create_run_for_job(
         defs.resolve_job_def("land_payments"),
         run_config={"ops": {"raw_payments": {"config": {"partition": 0, "start": 0, "stop": 10}}}},
-        tags={"scpro/topic": TOPIC, "scpro/partition": "0", "scpro/range": "0-9"},
+        tags={"scpro/topic": TOPIC, "scpro/partition": "0", "scpro/range": "0-9"},  # an older run
         status=dg.DagsterRunStatus.NOT_STARTED,
     )
     clock.advance(3)
@@ -237,7 +238,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
     dagster_instance.report_run_canceled(queued)
 
     # The cause is gone: the sensor's next request lands the range, and the check passes.
-    monkeypatch.setattr(ingest_assets, "land_range", real_land_range)
+    monkeypatch.setattr(ingest_landing, "land_range", real_land_range)
     clock.advance(3)
     requested, _check, requests = _tick(defs, dagster_instance)
     assert requested == ["payments-0-0-9-retry5"]  # adopted at 1, then 2, 3, 4 since
@@ -386,12 +387,35 @@ def test_outbox_alone_is_the_default_channel_and_survives_a_torn_line(tmp_path, 
 
 
 def test_published_range_run_keys_name_the_range_and_attempt():
-    rng = ingest_assets.OffsetRange("orders", 0, 100, 200)
-    first = kafka_sensors.range_run_request(rng)
-    again = kafka_sensors.range_run_request(rng, attempt=2)
+    rng = ingest_landing.OffsetRange("orders", 0, 100, 200)
+    first = kafka_sensors.landing_run_request([rng])
+    again = kafka_sensors.landing_run_request([rng], attempt=2)
     assert first.run_key == "orders-0-100-199" and again.run_key == "orders-0-100-199-retry2"
     assert again.tags["scpro/range"] == "100-199" and again.tags["scpro/attempt"] == "2"
+    assert again.tags["scpro/partition-0"] == "100-199"
     assert again.run_config == first.run_config
+    assert landing_runs.ranges_in_tags(again.tags) == {rng}
+
+
+def test_a_run_of_several_partitions_names_every_range_in_its_key_tags_and_config():
+    ranges = [
+        ingest_landing.OffsetRange("orders", 2, 7, 10),
+        ingest_landing.OffsetRange("orders", 0, 100, 200),
+    ]
+    request = kafka_sensors.landing_run_request(ranges)
+    assert request.run_key == "orders-0-100-199+2-7-9"
+    assert {k: v for k, v in request.tags.items() if k.startswith("scpro/partition")} == {
+        "scpro/partition-0": "100-199",
+        "scpro/partition-2": "7-9",
+    }
+    assert request.tags["scpro/events"] == "103"
+    assert landing_runs.ranges_in_tags(request.tags) == set(ranges)
+    assert request.run_config["ops"]["raw_orders"]["config"]["ranges"] == [
+        {"partition": 0, "start": 100, "stop": 200},
+        {"partition": 2, "start": 7, "stop": 10},
+    ]
+    with pytest.raises(ValueError, match="one range per partition"):
+        landing_runs.run_key([ranges[0], ingest_landing.OffsetRange("orders", 2, 10, 12)])
 
 
 # --- completeness per snapshot, and the Data health page's data -------------------------------
