@@ -180,22 +180,38 @@ class LiveUpdates:
 
 
 class Dashboard(param.Parameterized):
-    """The page switcher: builds a page the first time it is shown, then reuses it."""
+    """The page switcher: builds a page the first time it is shown, then reuses it.
+
+    Each page reads through its own store (:meth:`DataStore.for_page`), kept in line with the
+    session's store (filters, snapshot version) while the page is shown and brought in line
+    when it is shown again. So a filter change or a new snapshot re-runs the parts of the page
+    on screen only: with three pages visited on a 100k-order snapshot, a new version cost one
+    session 4.4 s of server time when every page followed it (rebuilding the hidden Deliveries
+    page's figures was 3.2 s of it).
+    """
 
     page = param.Selector(default="overview", objects={label: k for k, (label, _) in PAGES.items()})
 
     def __init__(self, store: DataStore, **params: object) -> None:
         super().__init__(**params)
         self._store = store
-        self._built: dict[str, pn.viewable.Viewable] = {}
+        self._built: dict[str, tuple[DataStore, pn.viewable.Viewable]] = {}
         self.main = pn.Column(sizing_mode="stretch_width", css_classes=["scpro-main"])
+        store.param.watch(self._follow, ["state", "version"])
         self._show()
+
+    def _follow(self, *_events: object) -> None:
+        """Bring the page on screen in line with the session's filters and version."""
+        self._built[self.page][0].align_with(self._store)
 
     @param.depends("page", watch=True)
     def _show(self) -> None:
         if self.page not in self._built:
-            self._built[self.page] = PAGES[self.page][1](self._store)
-        self.main.objects = [self._built[self.page]]
+            page_store = self._store.for_page()
+            self._built[self.page] = (page_store, PAGES[self.page][1](page_store))
+        page_store, view = self._built[self.page]
+        page_store.align_with(self._store)
+        self.main.objects = [view]
 
     def navigation(self) -> pn.widgets.RadioButtonGroup:
         """A vertical menu of the pages."""

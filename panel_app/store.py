@@ -207,6 +207,30 @@ class DataStore(param.Parameterized):
         self.version = snapshot.version
         self.param.trigger("state")
 
+    def for_page(self) -> DataStore:
+        """A store for one page of a session: the same version and filters, its own watchers.
+
+        The app keeps it in line with the session's store only while its page is shown
+        (:meth:`align_with`), so a hidden page recomputes nothing.
+        """
+        page = DataStore(serving_current=self.serving_current, state=self.state)
+        page._snapshot = self.snapshot()
+        page.version = page._snapshot.version
+        return page
+
+    def align_with(self, other: DataStore) -> None:
+        """Read ``other``'s version with ``other``'s filters; re-run the parts only if needed."""
+        snapshot = other.snapshot()
+        if snapshot == self.snapshot() and other.state == self.state:
+            return
+        if snapshot != self.snapshot():
+            self._snapshot = snapshot
+            self.version = snapshot.version
+        if other.state != self.state:
+            self.state = other.state
+        else:
+            self.param.trigger("state")
+
     def follow(self) -> Snapshot | None:
         """Switch to the version ``current`` names now, if it is newer; return it (or None)."""
         latest = self.newer_snapshot()

@@ -346,7 +346,7 @@ def static(store: Any, render: Callable[..., pn.viewable.Viewable]) -> pn.param.
 LIVE_CSS = """
 :host { margin-left: auto; }
 .live { font-family: system-ui, sans-serif; font-size: 13px; color: #e2e8f0; display: flex;
-        gap: 10px; align-items: center; flex-wrap: wrap; justify-content: flex-end; }
+        gap: 6px; align-items: center; flex-wrap: wrap; justify-content: flex-end; }
 .live b { color: #fff; }
 .live .newly-high-risk { background: #e69f00; color: #1f2937; border-radius: 999px;
                          padding: 2px 10px; font-weight: 700; }
@@ -390,9 +390,9 @@ def live_status(
     comes from data or errors is escaped.
     """
     parts = [
-        f'<span class="updated">Updated <b>{updated_at:%H:%M:%S}</b> UTC</span>',
+        f'<span class="updated" title="snapshot {html.escape(version)}">'
+        f"Updated <b>{updated_at:%H:%M:%S}</b> UTC</span>",
         f'<span>· data as of <b class="as-of">{html.escape(as_of_text(as_of))}</b></span>',
-        f'<span class="version" title="snapshot version">· {html.escape(version)}</span>',
     ]
     if newly_high_risk is not None:
         parts.append(newly_high_risk_badge(newly_high_risk))

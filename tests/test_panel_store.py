@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -213,7 +214,10 @@ def test_a_live_session_follows_new_versions_and_keeps_the_last_good_data(
     store = DataStore(serving_current=first.serving_current)
     filters = Filters(store)
     filters.region = "South Asia"
-    dashboard = Dashboard(store)
+    dashboard = Dashboard(store, page="at_risk")
+    at_risk_cards = dashboard.main.objects[0].objects[1]
+    at_risk_shown = at_risk_cards.object
+    dashboard.page = "overview"  # At-risk stays built, hidden
     cards = dashboard.main.objects[0].objects[1]  # the overview's KPI cards
     ticks = iter(datetime(2026, 1, 5, 8, 0, s, tzinfo=UTC) for s in range(60))
     live = LiveUpdates(store, filters, clock=lambda: next(ticks))
@@ -267,6 +271,15 @@ def test_a_live_session_follows_new_versions_and_keeps_the_last_good_data(
     _, start, end = window(second.deliveries, 90)
     assert f">{len(in_range(asia, 'order_date', start, end)):,}<" in cards.object
     assert store.state.region == "South Asia"  # the filters stay
+
+    # The hidden page computed nothing; it is brought up to date when shown again.
+    assert at_risk_cards.object == at_risk_shown
+    dashboard.page = "at_risk"
+    assert dashboard.main.objects[0].objects[1] is at_risk_cards
+    high_in_asia = second.at_risk.query("risk_band == 'high' and region == 'South Asia'")
+    assert at_risk_cards.object != at_risk_shown
+    shown_high = re.search(r'data-kpi="high">.*?class="value">([^<]*)<', at_risk_cards.object)
+    assert shown_high is not None and shown_high.group(1) == str(len(high_in_asia))
 
 
 def test_missing_snapshot_gives_a_friendly_page(tmp_path: Path) -> None:
