@@ -165,7 +165,9 @@ class LiveUpdates:
         self, problem: str | None, error: Exception | None = None, force: bool = False
     ) -> None:
         if error is not None and problem != self._problem:
-            log.warning("dashboard: %s; showing the last good data", problem, exc_info=error)
+            # A snapshot not there (yet, or any more) is a state of the pipeline, not a bug.
+            trace = None if isinstance(error, NoSnapshotError) else error
+            log.warning("dashboard: %s; showing the last good data", problem, exc_info=trace)
         if problem == self._problem and not force:
             return
         self._problem = problem
@@ -257,6 +259,35 @@ def no_data_page(reason: str) -> pn.template.BaseTemplate:
     return _template([], [message])
 
 
+def _in_served_session() -> bool:
+    return pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+
+
+def _open_when_published(
+    page: pn.template.BaseTemplate, serving_current: Path, refresh_seconds: float
+) -> None:
+    """On the "no data yet" page: load the dashboard by itself once a snapshot is published.
+
+    The page has no store to switch, so the browser reloads it: the server changes a hidden
+    widget's value and a JavaScript callback on that change reloads the page.
+    """
+    if not _in_served_session():
+        return
+    signal = pn.widgets.TextInput(value="", visible=False, css_classes=["scpro-reload"])
+    signal.jscallback(value="window.location.reload()")
+    page.main.append(signal)
+
+    def look() -> None:
+        try:
+            resolve_snapshot(serving_current)
+        except NoSnapshotError:
+            return
+        callback.stop()
+        signal.value = "published"
+
+    callback = pn.state.add_periodic_callback(look, period=round(refresh_seconds * 1000))
+
+
 def create_app(
     serving_current: Path | None = None, refresh_seconds: float | None = None
 ) -> pn.template.BaseTemplate:
@@ -271,7 +302,9 @@ def create_app(
         store = DataStore(serving_current=serving_current)
         filters = Filters(store)
     except NoSnapshotError as error:
-        return no_data_page(str(error))
+        page = no_data_page(str(error))
+        _open_when_published(page, serving_current, refresh_seconds)
+        return page
     dashboard = Dashboard(store)
     if pn.state.location is not None:
         pn.state.location.sync(dashboard, {"page": "page"})
@@ -280,7 +313,7 @@ def create_app(
             {name: name for name in ("period", "region", "carrier_mode", "category", "segment")},
         )
     live = LiveUpdates(store, filters)
-    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+    if _in_served_session():
         # Scoped to the session: Panel stops it when the browser tab goes away.
         pn.state.add_periodic_callback(live.check, period=round(refresh_seconds * 1000))
     sidebar = [

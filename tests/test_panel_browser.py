@@ -307,3 +307,28 @@ def test_an_open_page_follows_a_newly_published_snapshot_without_reload(
         link = warehouse.serving_current.with_name(".current-v1")
         link.symlink_to(v1)
         link.replace(warehouse.serving_current)
+
+
+def test_a_vanished_snapshot_keeps_the_last_good_data_and_a_new_one_opens_the_dashboard(
+    page: Page, app_url: str, warehouse: PanelWarehouse
+) -> None:
+    open_page(page, app_url, "overview", '[data-kpi="orders"]')
+    orders = page.locator('[data-kpi="orders"] .value')
+    shown = orders.inner_text()
+    v1 = os.readlink(warehouse.serving_current)
+    warehouse.serving_current.unlink()
+    try:
+        problem = page.locator(".scpro-live .problem")
+        expect(problem).to_contain_text("cannot be read now", timeout=WAIT_MS)
+        expect(problem).to_contain_text("showing the last good data")
+        expect(orders).to_have_text(shown)
+
+        page.goto(app_url)  # a page opened now: nothing to show yet
+        expect(page.locator(".no-data")).to_be_visible(timeout=WAIT_MS)
+        page.evaluate("window.scproWaiting = true")
+    finally:
+        link = warehouse.serving_current.with_name(".current-v1")
+        link.symlink_to(v1)
+        link.replace(warehouse.serving_current)
+    expect(orders).to_have_text(shown, timeout=WAIT_MS)  # it opened the dashboard by itself
+    assert page.evaluate("window.scproWaiting") is None
