@@ -127,10 +127,40 @@ def resolve_snapshot(serving_current: Path) -> Snapshot:
     )
 
 
+_CONNECTION_KEY = "scpro-duckdb:"
+
+
 def _connection(db_path: str) -> duckdb.DuckDBPyConnection:
     """One read-only connection per snapshot file, shared through Panel's process cache."""
-    return pn.state.as_cached(
-        f"scpro-duckdb:{db_path}", lambda: duckdb.connect(db_path, read_only=True)
+    key = f"{_CONNECTION_KEY}{db_path}"
+    if (key,) not in pn.state.cache:
+        close_pruned_connections()
+    return pn.state.as_cached(key, lambda: duckdb.connect(db_path, read_only=True))
+
+
+def close_pruned_connections() -> list[str]:
+    """Close the connections to versions the publisher has pruned; return their paths.
+
+    Open sessions follow every publication, so a long-running server opens every version; an
+    open file keeps its disk space after the publisher deletes it, and the connection its
+    memory. Done whenever a new version is first opened.
+    """
+    closed = []
+    for cache_key in [k for k in list(pn.state.cache) if _is_connection_key(k)]:
+        path = cache_key[0].removeprefix(_CONNECTION_KEY)
+        if not Path(path).exists():
+            connection, _expiry = pn.state.cache.pop(cache_key)
+            connection.close()
+            closed.append(path)
+    return closed
+
+
+def _is_connection_key(key: object) -> bool:
+    return (
+        isinstance(key, tuple)
+        and len(key) == 1
+        and isinstance(key[0], str)
+        and key[0].startswith(_CONNECTION_KEY)
     )
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import panel as pn
 import panel_warehouse
 import pytest
 from panel_warehouse import PanelWarehouse, expected_kpis, in_range, window
 
+from panel_app.sample_snapshot import SampleSpec, publish
 from panel_app.store import ALL, DataStore, FilterState, NoSnapshotError
 
 
@@ -202,6 +205,13 @@ def test_store_reads_one_version_until_it_switches_to_a_newly_published_one(
     assert 0 < len(newly) < len(_high_risk(second))  # some were high already, some are new
     assert store.high_risk_order_ids() == _high_risk(second)
 
+    # The publisher prunes v1: its connection is closed when the next version is first opened.
+    shutil.rmtree(v1.path.parent)
+    publish(tmp_path, SampleSpec(orders=50, days=30, seed=5, version="v3"))
+    assert store.follow() is not None and store.kpis(state).at["orders", "current"] == 50
+    cached = {key[0] for key in pn.state.cache if isinstance(key, tuple)}
+    assert f"scpro-duckdb:{v1.path}" not in cached and f"scpro-duckdb:{v2.path}" in cached
+
 
 def test_a_live_session_follows_new_versions_and_keeps_the_last_good_data(
     tmp_path: Path,
@@ -334,3 +344,28 @@ def test_cards_and_trends_follow_the_filters_in_place(warehouse: PanelWarehouse)
     assert sum(shown_orders()) < sum(everywhere)
     assert cards.object != before
     assert f">{store.kpis().at['orders', 'current']:,.0f}<" in cards.object
+
+
+def test_filters_keep_a_choice_a_new_snapshot_no_longer_offers(
+    store: DataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from panel_app.filters import Filters
+
+    filters = Filters(store)
+    filters.region = "South Asia"
+    offered = store.options()
+    offered["region"] = ["Oceania", "Western Europe"]
+    monkeypatch.setattr(store, "options", lambda: offered)
+    filters.refresh_options()
+    assert filters.param["region"].objects == [ALL, "Oceania", "Western Europe", "South Asia"]
+    assert filters.region == "South Asia" and store.state.region == "South Asia"
+
+
+def test_refresh_period_comes_from_the_environment() -> None:
+    from panel_app.app import DEFAULT_REFRESH_SECONDS, refresh_seconds_from_env
+
+    assert refresh_seconds_from_env({}) == DEFAULT_REFRESH_SECONDS == 3.0
+    assert refresh_seconds_from_env({"SCPRO_PANEL_REFRESH_SECONDS": " 1.5 "}) == 1.5
+    for bad in ("soon", "0", "-2", "86400"):
+        with pytest.raises(ValueError, match="SCPRO_PANEL_REFRESH_SECONDS"):
+            refresh_seconds_from_env({"SCPRO_PANEL_REFRESH_SECONDS": bad})
