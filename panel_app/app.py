@@ -144,17 +144,15 @@ class LiveUpdates:
         return True
 
     def _switch(self, previous: Snapshot, latest: Snapshot) -> None:
-        latest_high = self._store.high_risk_order_ids(latest)
+        self._store.high_risk_order_ids(latest)  # unreadable: refused before anything changed
         try:
-            previous_high: frozenset[str] | None = self._store.high_risk_order_ids(previous)
-        except Exception:  # the previous version was pruned before this session read it
-            previous_high = None
+            newly: list[str] | None = self._store.newly_high_risk(previous, latest)
+        except Exception:  # the previous version was pruned before this session compared
+            newly = None
         self._store.switch_to(latest)
         self._filters.refresh_options()
         self._as_of = self._store.as_of()
-        self._newly_high_risk = (
-            None if previous_high is None else sorted(latest_high - previous_high)
-        )
+        self._newly_high_risk = newly
 
     def _restore(self, previous: Snapshot) -> None:
         try:
