@@ -702,6 +702,7 @@ def readers_while_publishing(
         reads, errors, versions = 0, [], set()
         while not done.is_set() or reads == 0:
             try:
+                store.follow()  # as an open page does: one version per refresh
                 versions.add(store.snapshot().version)
                 orders = int(store.kpis(state).at["orders", "current"])
                 store.kpis(filtered)

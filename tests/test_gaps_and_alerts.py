@@ -501,6 +501,7 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     assert status.startswith("unknown: ConnectionError")
     assert (partitions, in_kafka, unlanded, complete) == (None, None, None, None)
     assert (covered, landed, bad) == (11, 9, 2)
+    assert store.follow() is not None  # the store reads one version until it switches
     assert store.completeness().set_index("topic")["is_complete"].isna().all()
 
     # Evidence's driver (Node's @duckdb/node-api) reads the table, nulls included.
