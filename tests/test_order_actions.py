@@ -113,13 +113,13 @@ def test_bad_input_is_refused_with_a_message(kwargs, message):
 def test_kafka_down_is_said_plainly_and_nothing_is_recorded(free_port):
     event = new_action("o-1", "note", "ana", note="call them")
     dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port}")
-    with pytest.raises(ActionNotSent, match="did not take the action.*your text is still there"):
+    with pytest.raises(ActionNotSent, match=r"did not take the action.*your text is still there"):
         publish_action(dead, event, timeout_s=2)
 
 
 def test_the_trail_escapes_every_text_and_shows_unsnapshotted_sends():
-    from scpro_assets.actions import SentAction
     from panel_app.views.action_queue import trail_html
+    from scpro_assets.actions import SentAction
 
     hostile = '<img src=x onerror="alert(1)">'
     trail = pd.DataFrame(

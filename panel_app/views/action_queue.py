@@ -90,8 +90,7 @@ def trail_html(order_id: str, trail: pd.DataFrame, pending: list[SentAction]) ->
         )
     if not rows:
         return (
-            f'<div class="trail-empty">Nobody has acted on order {html.escape(order_id)} yet.'
-            "</div>"
+            f'<div class="trail-empty">Nobody has acted on order {html.escape(order_id)} yet.</div>'
         )
     return (
         f'<div class="trail-title">Trail of order {html.escape(order_id)}</div>'

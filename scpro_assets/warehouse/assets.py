@@ -4,8 +4,8 @@ One ``@dbt_assets`` definition covers the whole dbt project (group ``warehouse``
 ``duckdb``). Its translator maps the dbt sources onto the assets that write them: ``clean.<name>``
 to the Spark asset ``<name>``, ``raw.raw_<topic>`` to the landing asset ``raw_<topic>`` (the
 ``actions`` topic, which dbt reads without a Spark pass), ``ml.<name>`` to the ML asset ``<name>``,
-``lake.lake_inventory`` to :func:`lake_inventory`. dbt tests are asset checks. The manifest is prepared ahead of time
-(``python -m scpro_assets.warehouse.prepare``), never parsed at import.
+``lake.lake_inventory`` to :func:`lake_inventory`. dbt tests are asset checks. The manifest is
+prepared ahead of time (``python -m scpro_assets.warehouse.prepare``), never parsed at import.
 
 A build first pins its inputs (:mod:`scpro_assets.warehouse.inputs`) and passes them to dbt as
 vars; after a successful build, :func:`serving_snapshot` publishes a read-only copy.
