@@ -120,7 +120,7 @@ class ExceptionQueue(pn.viewable.Viewer):
             css_classes=["q-note"],
         )
         self.buttons = [
-            pn.widgets.Button(name=label, button_type=kind, css_classes=[f"q-{action}"])
+            pn.widgets.Button(name=label, button_type=kind, css_classes=[f"q-do-{action}"])
             for action, label, kind in (
                 ("acknowledge", "Acknowledge", "primary"),
                 ("assign", "Assign", "primary"),
