@@ -282,6 +282,9 @@ def test_dbt_sources_map_to_the_spark_and_ml_assets():
     assert parents("stg_ml__late_risk_scores") == {"late_risk_scores"}
     assert parents("stg_ml__customer_segments") == {"customer_segments"}
     assert parents("stg_lake__inventory") == {"lake_inventory"}
+    assert parents("stg_raw__order_actions") == {"raw_actions"}  # dbt reads the landed actions
+    assert "fct_order_actions" in parents("at_risk_orders")
+    assert "raw_actions" not in parents("cleaned_orders")  # no Spark pass for an action
     assert {"int_orders_segmented", "int_deliveries_scored"} <= parents("fct_deliveries")
     assert "fct_deliveries" in parents("serving_snapshot")
     for name in ("fct_deliveries", "kpi_delivery_daily", "stg_clean__orders"):
@@ -507,9 +510,16 @@ def test_an_action_clicked_on_the_at_risk_page_comes_back_through_kafka_landing_
 ):
     """In Chromium: assign and resolve from the page, refuse bad input with a message, then see
     the new owner and status in the list once the events are landed and dbt has run."""
-    from playwright.sync_api import expect, sync_playwright
+    import re
+
+    from playwright.sync_api import Page, expect, sync_playwright
 
     from panel_app.bench import CHROMIUM_ARGS
+
+    def row_of(page: Page, order_id: str):
+        """The list's row of one order (an id can be the prefix of another: match it whole)."""
+        cell = page.locator('[tabulator-field="Order"]', has_text=re.compile(f"^{order_id}$"))
+        return page.locator(".at-risk-table .tabulator-row", has=cell)
 
     settings = scored
     listed = {r[0] for r in _query(settings, "select order_id from at_risk_orders")}
@@ -535,7 +545,7 @@ def test_an_action_clicked_on_the_at_risk_page_comes_back_through_kafka_landing_
         message = page.locator(".q-message")
 
         # a click on the order's row chooses it; assign it with a note holding HTML
-        page.locator(".at-risk-table .tabulator-row", has_text=target).click()
+        row_of(page, target).click()
         expect(page.locator(".q-order input")).to_have_value(target, timeout=wait)
         page.locator(".q-assignee input").fill("Team Blue")
         page.locator(".q-note textarea").fill(note)
@@ -579,12 +589,10 @@ def test_an_action_clicked_on_the_at_risk_page_comes_back_through_kafka_landing_
 
         # the list shows the new owner and status; the trail the note, escaped
         page.reload()
-        row = page.locator(".at-risk-table .tabulator-row", has_text=target)
+        row = row_of(page, target)
         expect(row).to_contain_text("assigned", timeout=wait)
         expect(row).to_contain_text("Team Blue")
-        expect(page.locator(".at-risk-table .tabulator-row", has_text=resolved)).to_contain_text(
-            "resolved"
-        )
+        expect(row_of(page, resolved)).to_contain_text("resolved")
         row.click()
         expect(page.locator(".q-trail")).to_contain_text(note, timeout=wait)
         expect(page.locator(".q-trail")).not_to_contain_text("not in a snapshot yet")
