@@ -124,14 +124,19 @@ def publish_action(
     """
     client = None
     try:
+        timeout_ms = int(timeout_s * 1000)
         client = producer(
             settings,
             linger_ms=0,
-            retries=3,
-            # a person is waiting: every step gives up after the timeout (bootstrap took 30 s)
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-            max_block_ms=int(timeout_s * 1000),
-            request_timeout_ms=int(timeout_s * 1000),
+            # a partition without a leader for a moment (a new topic, a broker restarting) is
+            # retried; the whole delivery still gives up within the timeout, so a person waits
+            # at most that long and "not sent" means Kafka will not write it later
+            retries=20,
+            retry_backoff_ms=250,
+            bootstrap_timeout_ms=timeout_ms,
+            max_block_ms=timeout_ms,
+            request_timeout_ms=timeout_ms // 2,
+            delivery_timeout_ms=timeout_ms,
         )
         future = client.send(
             settings.topic_name(ACTIONS_TOPIC),
