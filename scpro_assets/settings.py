@@ -15,8 +15,16 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: The four event topics; their names are prefixed with ``SCPRO_TOPIC_PREFIX`` on the broker.
-TOPICS: tuple[str, ...] = ("orders", "payments", "shipments", "ops_logs")
+#: The business event topics the Spark clean layer reads (the replayed or live operations).
+BUSINESS_TOPICS: tuple[str, ...] = ("orders", "payments", "shipments", "ops_logs")
+
+#: What the people working the At-risk page did to an order (acknowledge, assign, note, resolve).
+#: Landed exactly once like the business topics; dbt reads its raw ranges directly (a few events
+#: a minute do not need a Spark pass, and an action reaches the dashboard without one).
+ACTIONS_TOPIC = "actions"
+
+#: Every topic SCPro lands; names are prefixed with ``SCPRO_TOPIC_PREFIX`` on the broker.
+TOPICS: tuple[str, ...] = (*BUSINESS_TOPICS, ACTIONS_TOPIC)
 
 
 def _env(name: str, default: str | None = None) -> str | None:

@@ -27,7 +27,7 @@ from scpro_assets.ingest import runs as landing_runs
 from scpro_assets.ingest.gaps import CHECK_NAME, gap_status_path, parse_state, uncovered
 from scpro_assets.ingest.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ingest_once
 from scpro_assets.kafka.clients import producer
-from scpro_assets.settings import GapSettings, Settings
+from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
 from sensors import kafka_sensors
 from sensors.alert_sensors import run_failure_alerts
@@ -461,13 +461,13 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     rows = _snapshot_rows(snapshot)
     # status, partitions, in Kafka, offsets landed, landed, quarantined, no event, unlanded, complete
     assert rows["payments"] == ("read", 2, 15, 11, 9, 2, 0, 4, False)
-    for topic in ("orders", "shipments", "ops_logs"):
+    for topic in ("orders", "shipments", "ops_logs", "actions"):
         assert rows[topic] == ("read", 2, 0, 0, 0, 0, 0, 0, True)
     (materialization,) = result.asset_materializations_for_node("serving_snapshot")
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["offsets_unlanded"], meta["complete"], meta["events_landed"]) == (4, "no", 9)
     published = json.loads((snapshot / "published.json").read_text())
-    assert published["tables"]["snapshot_completeness"] == 4
+    assert published["tables"]["snapshot_completeness"] == len(TOPICS)  # one row per topic
     assert (snapshot / "parquet" / "snapshot_completeness.parquet").is_file()
 
     # The Data health page's data: this snapshot's completeness, the alerts and the gaps now.

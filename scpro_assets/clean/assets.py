@@ -10,7 +10,7 @@ from scpro_assets.clean.pipeline import (
     update_event_stores,
 )
 from scpro_assets.resources import LakeResource
-from scpro_assets.settings import TOPICS, Settings
+from scpro_assets.settings import BUSINESS_TOPICS, Settings
 from scpro_assets.spark_server import session_remote
 from spark.session import SPARK_CONF, connect_conf
 
@@ -67,7 +67,7 @@ class CleanConfig(dg.Config):
             owners=[OWNER],
             description=ENTITY_DESCRIPTIONS[name]
             + f" Parquet at lake/clean/{name} (atomically swapped versions).",
-            deps=[dg.AssetKey(f"raw_{t}") for t in TOPICS],
+            deps=[dg.AssetKey(f"raw_{t}") for t in BUSINESS_TOPICS],
         )
         for name in ENTITIES
     ],

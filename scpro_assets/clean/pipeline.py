@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scpro_assets.clean.lake import RawManifest, parquet_rows, publish, published_rows, read
-from scpro_assets.settings import TOPICS
+from scpro_assets.settings import BUSINESS_TOPICS
 from spark.cleaning import (
     clean_incidents,
     clean_order_items,
@@ -82,7 +82,7 @@ def update_event_stores(
     raw_dir: Path,
     clean_dir: Path,
     full_refresh: bool = False,
-    topics: tuple[str, ...] = TOPICS,
+    topics: tuple[str, ...] = BUSINESS_TOPICS,
 ) -> EventStoreUpdate:
     """Append the events of new raw files to the per-topic event stores (see module docstring)."""
     started = time.perf_counter()
@@ -131,7 +131,7 @@ def _empty_events(spark: SparkSession, topic: str) -> DataFrame:
 def load_event_stores(spark: SparkSession, clean_dir: Path) -> dict[str, DataFrame]:
     """The current event store of every topic (empty frames for topics with no data yet)."""
     base = _events_base(clean_dir)
-    return {t: read(spark, base, t) or _empty_events(spark, t) for t in TOPICS}
+    return {t: read(spark, base, t) or _empty_events(spark, t) for t in BUSINESS_TOPICS}
 
 
 def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -> EntityBuild:

@@ -25,6 +25,7 @@ TOPIC_DESCRIPTIONS = {
     "payments": "payments captured or refused",
     "shipments": "carrier tracking: shipped, in transit, delivered, exception, canceled",
     "ops_logs": "web access logs and warehouse/carrier incidents (opened, resolved)",
+    "actions": "what people did about at-risk orders (acknowledge, assign, note, resolve)",
 }
 
 
