@@ -66,8 +66,16 @@ def evaluate_protocol(frame: pd.DataFrame, name: str) -> dict[str, Any]:
             f"{len(result.split.fit)} / {len(result.split.test)}"
         )
         if task == "delivery_time":
-            for model in ("promise", "median", "tf", "gb"):
-                figures[f"days MAE {model}"] = c[f"delivery_time_{model}"].metrics["mae"]
+            for model in ("promise", "median", "tf", "gb", "gb_slip"):
+                if f"delivery_time_{model}" in c:
+                    figures[f"days MAE {model}"] = c[f"delivery_time_{model}"].metrics["mae"]
+            served_mae = result.value(result.serving)
+            promise_mae = c["delivery_time_promise"].metrics["mae"]
+            figures["days MAE served / promise"] = served_mae / promise_mae
+            for method, measured in result.interval_candidates.items():
+                figures[f"ETA 80% interval {method}: coverage"] = measured["coverage"]
+                figures[f"ETA 80% interval {method}: width days"] = measured["width_days"]
+            figures["ETA interval served"] = result.interval_figures.get("interval_method")
         else:
             for model in ("mode_rate", "tf", "gb"):
                 m = c[f"late_risk_{model}"].metrics

@@ -132,6 +132,78 @@ class SklearnModel:
 
 
 @dataclass
+class SlipModel:
+    """Delivery days as the promise plus a predicted slip (actual - promised days).
+
+    Where a promise exists it already carries the seller's knowledge of the route; learning only
+    how far reality slips from it keeps the model anchored to it. An order without a promise
+    gets the training median in its place (``params["median"]``).
+    """
+
+    slip: SklearnModel
+    features: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:  # noqa: D102
+        if len(frame) == 0:
+            return np.zeros(0)
+        return promised_days(frame, float(self.params["median"])) + self.slip.predict(frame)
+
+    def save(self, folder: Path) -> Path:  # noqa: D102
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.pkl"
+        with path.open("wb") as handle:
+            pickle.dump(self, handle, protocol=5)
+        return path
+
+
+def promised_days(frame: pd.DataFrame, fallback: float) -> np.ndarray:
+    """The promise in days per order (``scheduled_days``), ``fallback`` where there is none."""
+    if "scheduled_days" not in frame:
+        return np.full(len(frame), fallback)
+    promise = pd.to_numeric(frame["scheduled_days"], errors="coerce").astype(float)
+    return promise.fillna(fallback).to_numpy()
+
+
+@dataclass
+class IntervalModel:
+    """The low and high ends of a delivery-time interval around the served point prediction.
+
+    ``method`` is ``conformal`` (signed residual quantiles of a calibration slice, added to the
+    point prediction), ``quantile`` (quantile gradient boosting of the low and high ends) or
+    ``cqr`` (conformalised quantile regression: the quantile ends widened, or narrowed, by the
+    calibration slice's conformity score). The interval always holds its point prediction and
+    never starts below zero days.
+    """
+
+    method: str
+    level: float
+    low: SklearnModel | None = None
+    high: SklearnModel | None = None
+    offsets: tuple[float, float] = (0.0, 0.0)
+    features: list[str] = field(default_factory=list)
+
+    def bounds(self, frame: pd.DataFrame, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Low and high delivery days per row of ``frame`` around ``point``."""
+        below, above = self.offsets  # days added to the low and the high end
+        if self.low is None or self.high is None:
+            low, high = point + below, point + above
+        else:
+            low = self.low.predict(frame) + below
+            high = self.high.predict(frame) + above
+        low = np.clip(np.minimum(low, point), 0.0, None)
+        return low, np.maximum(high, point)
+
+    def save(self, folder: Path) -> Path:
+        """Pickle next to the point model (trusted artifacts only: we wrote them)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "interval.pkl"
+        with path.open("wb") as handle:
+            pickle.dump(self, handle, protocol=5)
+        return path
+
+
+@dataclass
 class BaselineModel:
     """A rule a model must beat: the promise, the training median or a per-mode late rate.
 
@@ -148,8 +220,7 @@ class BaselineModel:
         if self.kind == "median":
             return np.full(n, float(self.params["median"]))
         if self.kind == "promise":
-            promise = pd.to_numeric(frame["scheduled_days"], errors="coerce").astype(float)
-            return promise.fillna(float(self.params["median"])).to_numpy()
+            return promised_days(frame, float(self.params["median"]))
         out = np.full(n, float(self.params["overall"]))
         for column in reversed(self.params["by"]):  # the first column wins where it knows
             rates = self.params["rates"][column]
@@ -181,6 +252,12 @@ def group_rate_baseline(fit: pd.DataFrame, min_orders: int = 5) -> BaselineModel
         }
     params = {"by": by, "rates": rates, "overall": float(late.mean())}
     return BaselineModel("group_rate", params, by)
+
+
+def load_interval(artifact_path: str | Path) -> IntervalModel:
+    """Load an interval artifact (``interval.pkl``) the registry points at."""
+    with Path(artifact_path).open("rb") as handle:
+        return pickle.load(handle)
 
 
 def load_model(artifact_path: str | Path) -> Servable:
