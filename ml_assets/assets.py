@@ -226,10 +226,8 @@ def _train_model_asset(
             "data_version": dg.MetadataValue.json(served["data_version"]),
             "artifact": dg.MetadataValue.path(served["artifact_path"]),
             "seconds": round(time.perf_counter() - started, 1),
-            **{
-                k: v if k != "interval_candidates" else dg.MetadataValue.json(v)
-                for k, v in result.interval_figures.items()
-            },
+            **result.interval_figures,
+            **({"interval_seconds": round(result.interval_seconds, 1)} if result.interval else {}),
         },
         check_results=[
             baseline_check_result(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +21,19 @@ from ml_assets.features import CATEGORICAL, model_inputs
 
 if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
     from sklearn.pipeline import Pipeline
+
+#: OpenMP threads for a gradient-boosting fit or prediction. One, because the box is never idle:
+#: beside Kafka, Spark and the other tests, OpenMP's spinning threads fight for the same cores. One
+#: DataCo delivery-time fit took 185 s with the default two threads and 4.5 s with one (2 cores,
+#: load average 27); the ETA interval's fits inside every training had hung the end-to-end test.
+GRADIENT_BOOSTING_THREADS = 1
+
+
+def gradient_boosting_threads() -> AbstractContextManager[Any]:
+    """Limit OpenMP (histogram gradient boosting) to :data:`GRADIENT_BOOSTING_THREADS` inside."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=GRADIENT_BOOSTING_THREADS, user_api="openmp")
 
 
 class Servable(Protocol):
@@ -114,13 +128,15 @@ class SklearnModel:
         if len(frame) == 0:
             return np.zeros(0)
         x = _frame_for_sklearn(frame, self.features)
-        if self.task == "regression":
-            return np.asarray(self.pipeline.predict(x), dtype=np.float64)
-        return np.asarray(self.pipeline.predict_proba(x)[:, 1], dtype=np.float64)
+        with gradient_boosting_threads():
+            if self.task == "regression":
+                return np.asarray(self.pipeline.predict(x), dtype=np.float64)
+            return np.asarray(self.pipeline.predict_proba(x)[:, 1], dtype=np.float64)
 
     def fit(self, frame: pd.DataFrame, target: np.ndarray) -> SklearnModel:
-        """Fit the pipeline on ``frame``."""
-        self.pipeline.fit(_frame_for_sklearn(frame, self.features), target)
+        """Fit the pipeline on ``frame`` (on :data:`GRADIENT_BOOSTING_THREADS` threads)."""
+        with gradient_boosting_threads():
+            self.pipeline.fit(_frame_for_sklearn(frame, self.features), target)
         return self
 
     def save(self, folder: Path) -> Path:  # noqa: D102
@@ -169,30 +185,22 @@ def promised_days(frame: pd.DataFrame, fallback: float) -> np.ndarray:
 class IntervalModel:
     """The low and high ends of a delivery-time interval around the served point prediction.
 
-    ``method`` is ``conformal`` (signed residual quantiles of a calibration slice, added to the
-    point prediction), ``quantile`` (quantile gradient boosting of the low and high ends) or
-    ``cqr`` (conformalised quantile regression: the quantile ends widened, or narrowed, by the
-    calibration slice's conformity score). The interval always holds its point prediction and
-    never starts below zero days.
+    Split conformal (``method``): ``offsets`` are the signed residual quantiles of a calibration
+    slice the point model did not learn from, added to the point prediction. The interval always
+    holds its point prediction and never starts below zero days. Nothing is fitted at scoring
+    time, so an interval costs two additions per order.
     """
 
     method: str
     level: float
-    low: SklearnModel | None = None
-    high: SklearnModel | None = None
     offsets: tuple[float, float] = (0.0, 0.0)
     features: list[str] = field(default_factory=list)
 
-    def bounds(self, frame: pd.DataFrame, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Low and high delivery days per row of ``frame`` around ``point``."""
+    def bounds(self, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Low and high delivery days around each ``point`` prediction (days)."""
         below, above = self.offsets  # days added to the low and the high end
-        if self.low is None or self.high is None:
-            low, high = point + below, point + above
-        else:
-            low = self.low.predict(frame) + below
-            high = self.high.predict(frame) + above
-        low = np.clip(np.minimum(low, point), 0.0, None)
-        return low, np.maximum(high, point)
+        low = np.clip(np.minimum(point + below, point), 0.0, None)
+        return low, np.maximum(point + above, point)
 
     def save(self, folder: Path) -> Path:
         """Pickle next to the point model (trusted artifacts only: we wrote them)."""

@@ -226,7 +226,7 @@ def score_delivery_time(
     interval = interval or load_serving_interval(entry)
     days = np.clip(model.predict(frame), 0.0, None)
     if interval is not None:
-        low, high = interval.bounds(frame, days)
+        low, high = interval.bounds(days)
     else:
         low = high = np.full(len(frame), np.nan)
     eta = pd.to_datetime(frame["order_time"], utc=True) + pd.to_timedelta(days, unit="D")
