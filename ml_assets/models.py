@@ -22,18 +22,19 @@ from ml_assets.features import CATEGORICAL, model_inputs
 if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
     from sklearn.pipeline import Pipeline
 
-#: OpenMP threads for a gradient-boosting fit or prediction. One, because the box is never idle:
-#: beside Kafka, Spark and the other tests, OpenMP's spinning threads fight for the same cores. One
-#: DataCo delivery-time fit took 185 s with the default two threads and 4.5 s with one (2 cores,
-#: load average 27); the ETA interval's fits inside every training had hung the end-to-end test.
-GRADIENT_BOOSTING_THREADS = 1
+#: OpenMP threads for a scikit-learn fit or prediction (gradient boosting, k-means). One, because
+#: the box is never idle: beside Kafka, Spark and the other tests, OpenMP's spinning threads fight
+#: for the same cores. One DataCo delivery-time fit took 185 s with the default two threads and
+#: 4.5 s with one (2 cores, load average 27); the ETA interval's fits inside every training had
+#: hung the end-to-end test, where customer segments then took 4m24s (load average 40).
+OPENMP_THREADS = 1
 
 
-def gradient_boosting_threads() -> AbstractContextManager[Any]:
-    """Limit OpenMP (histogram gradient boosting) to :data:`GRADIENT_BOOSTING_THREADS` inside."""
+def openmp_threads() -> AbstractContextManager[Any]:
+    """Limit OpenMP (scikit-learn's gradient boosting and k-means) to :data:`OPENMP_THREADS`."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=GRADIENT_BOOSTING_THREADS, user_api="openmp")
+    return threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
 
 
 class Servable(Protocol):
@@ -128,14 +129,14 @@ class SklearnModel:
         if len(frame) == 0:
             return np.zeros(0)
         x = _frame_for_sklearn(frame, self.features)
-        with gradient_boosting_threads():
+        with openmp_threads():
             if self.task == "regression":
                 return np.asarray(self.pipeline.predict(x), dtype=np.float64)
             return np.asarray(self.pipeline.predict_proba(x)[:, 1], dtype=np.float64)
 
     def fit(self, frame: pd.DataFrame, target: np.ndarray) -> SklearnModel:
-        """Fit the pipeline on ``frame`` (on :data:`GRADIENT_BOOSTING_THREADS` threads)."""
-        with gradient_boosting_threads():
+        """Fit the pipeline on ``frame`` (on :data:`OPENMP_THREADS` threads)."""
+        with openmp_threads():
             self.pipeline.fit(_frame_for_sklearn(frame, self.features), target)
         return self
 

@@ -243,6 +243,18 @@ def test_eta_interval_holds_its_level_on_the_time_split(trained):
     assert figures["interval_width_days"] == pytest.approx(np.mean(high - low))
 
 
+def test_a_tampered_eta_interval_is_refused(trained, tmp_path: Path):
+    """The interval artifact is hashed like the model: scoring refuses one that changed."""
+    frame, results = trained
+    save_task(results["delivery_time"], tmp_path, {"order_features": {"version": "v1"}})
+    entry = registry.serving_entry(tmp_path, "delivery_time")
+    interval = Path(entry["interval_artifact_path"])
+    assert entry["interval_artifact_sha256"] == registry.file_sha256(interval)
+    interval.write_bytes(interval.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="does not match its registry hash"):
+        score_delivery_time(frame, np.ones(len(frame), dtype=bool), entry)
+
+
 def test_gradient_boosting_fits_and_predicts_on_one_openmp_thread(trained):
     """Two OpenMP threads on a busy box made one fit 40 times slower (185 s against 4.5 s)."""
     from threadpoolctl import threadpool_info
