@@ -461,8 +461,8 @@ class DataStore(param.Parameterized):
             params = [*params, int(limit)]
         return self.query(
             "select risk_rank, order_id, late_risk, risk_band, order_time, "
-            "promised_delivery_time, predicted_delivery_time, "
-            "date_diff('hour', promised_delivery_time, predicted_delivery_time) / 24.0 "
+            "promised_delivery_time, predicted_delivery_time, predicted_delivery_date, eta_low, "
+            "eta_high, date_diff('hour', promised_delivery_time, predicted_delivery_time) / 24.0 "
             "as days_past_promise, customer_segment, region, carrier_mode, main_category, "
             "net_value, status, top_reasons, customer_id "
             f"from at_risk_orders where {where} order by risk_rank{limit_sql}",

@@ -8,7 +8,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -251,7 +251,7 @@ def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
         "sum(scored_delivered_orders), sum(high_risk_open_orders), sum(open_orders) "
         "from kpi_delivery_weekly",
     )[0]
-    assert scored == written["delivery_time_predictions"]
+    assert scored == written["delivery_time_predictions"] - open_orders
     assert gap == pytest.approx(0.5)
     assert (high_open, opened) == (high, open_orders)
     daily = _query(
@@ -265,7 +265,17 @@ def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
     )
     customers = _query(settings, "select count(*) from dim_customers")[0][0]
     assert set(segments) == {"Loyal", "Occasional"} and sum(segments.values()) == customers
-    assert _query(settings, "select count(*) from dim_models where is_serving") == [(1,)]
+    assert _query(settings, "select count(*) from dim_models where is_serving") == [(2,)]
+    # the ETA and its 80% range flow from the scores to the work list; coverage to dim_models
+    assert _query(
+        settings,
+        "select count(*), min(eta_low), max(predicted_delivery_date), max(eta_high) "
+        "from at_risk_orders where eta_low is not null",
+    ) == [(open_orders, date(2024, 6, 3), date(2024, 6, 5), date(2024, 6, 8))]
+    assert _query(
+        settings,
+        "select interval_level, interval_coverage from dim_models where task = 'delivery_time'",
+    ) == [(0.8, 0.79)]
     assert _query(settings, "select count(*), count(actual_orders) from fct_demand") == [(4, 2)]
 
 

@@ -63,6 +63,7 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     assert {
         ("delivery_time_model", "beats_baseline"),
         ("delivery_time_model", "no_leakage"),
+        ("delivery_time_model", "interval_coverage"),
         ("late_risk_model", "beats_baseline"),
         ("late_risk_model", "no_leakage"),
         ("late_risk_scores", "score_drift"),
@@ -73,6 +74,12 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     assert checks[("late_risk_model", "no_leakage")].passed
     assert checks[("delivery_time_model", "no_leakage")].passed
     assert checks[("delivery_time_model", "beats_baseline")].passed
+    # the ETA range's coverage on the time split is measured, in the check and the registry
+    coverage = checks[("delivery_time_model", "interval_coverage")].metadata
+    served_days = reg.loc[reg["model_version"] == days["model_version"].iloc[0]].iloc[0]
+    assert coverage["coverage"].value == pytest.approx(served_days["interval_coverage"])
+    assert served_days["interval_level"] == 0.8 and served_days["interval_width_days"] > 0
+    assert days[["predicted_delivery_date", "eta_low", "eta_high"]].notna().all().all()
     drift = checks[("late_risk_scores", "score_drift")].metadata
     assert drift["psi"].value >= 0
     # the last 30 days' orders are compared: enough rows to judge
@@ -147,6 +154,8 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
     assert all(not e.passed and "not judged" in e.description for e in not_judged)
     assert all(e.severity == dg.AssetCheckSeverity.WARN for e in not_judged)
     assert all(e.metadata["rows"].value < e.metadata["min_rows"].value for e in not_judged)
+    interval = evaluations[("delivery_time_model", "interval_coverage")]
+    assert interval.passed and interval.description.startswith("not judged")
     # No score to compare: the drift checks are not judged and pass, so no retrain is asked for.
     for name in ("late_risk_scores", "delivery_time_predictions"):
         drift = evaluations[(name, "score_drift")]

@@ -27,6 +27,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from panel_app import ui
 from panel_app.bench import CHROMIUM_ARGS
+from panel_app.views.at_risk import eta_text
 from scpro_assets.settings import REPO_ROOT
 
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
@@ -175,6 +176,10 @@ def test_at_risk_page_ranks_filters_and_exports(
     expect(high).to_have_text(ui.count((at_risk["risk_band"] == "high").sum()))
     first_row = page.locator(".at-risk-table .tabulator-row").first
     expect(first_row).to_contain_text(at_risk["order_id"].iloc[0], timeout=WAIT_MS)
+    top = at_risk.iloc[0]  # its ETA and 80% range, "ETA 12 Mar (10-15 Mar)"
+    eta = eta_text(top["predicted_delivery_date"], top["eta_low"], top["eta_high"])
+    assert eta.startswith("ETA ")
+    expect(first_row).to_contain_text(eta)
     screenshot(page, shots, "at-risk")
 
     choose(page, "region", "Western Europe")

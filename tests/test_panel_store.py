@@ -138,6 +138,25 @@ def test_at_risk_orders_are_filtered_and_ranked(
     assert len(store.at_risk(state, limit=3)) == min(3, len(expected))
 
 
+def test_at_risk_orders_carry_their_eta_range(store: DataStore, warehouse: PanelWarehouse) -> None:
+    """The ETA and its 80% range reach the work list, and the page writes them as agents read."""
+    from panel_app.views.at_risk import eta_text
+
+    frame = store.at_risk(FilterState())
+    expected = warehouse.at_risk.set_index("order_id")
+    for column in ("predicted_delivery_date", "eta_low", "eta_high"):
+        shown = pd.to_datetime(frame.set_index("order_id")[column])
+        assert shown.equals(pd.to_datetime(expected.loc[shown.index, column])), column
+    scored = frame.dropna(subset=["eta_low"])
+    assert len(scored) > 0
+    assert (scored["eta_low"] <= scored["predicted_delivery_date"]).all()
+    assert (scored["predicted_delivery_date"] <= scored["eta_high"]).all()
+    first = scored.iloc[0]
+    text = eta_text(first["predicted_delivery_date"], first["eta_low"], first["eta_high"])
+    eta = pd.Timestamp(first["predicted_delivery_date"])
+    assert text.startswith(f"ETA {eta.day} {eta:%b}") and "\u2013" in text
+
+
 def test_segment_performance(store: DataStore, warehouse: PanelWarehouse) -> None:
     state = FilterState(region="Western Europe", period="Last 365 days")
     _, start, end = window(warehouse.deliveries, 365)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from datetime import date
 from functools import partial
+from typing import Any
 
 import pandas as pd
 import panel as pn
@@ -15,6 +17,8 @@ from panel_app.store import DataStore, FilterState
 from panel_app.views import alerts_panel
 from panel_app.views.action_queue import ExceptionQueue
 
+#: Between the first and last day of an ETA range (an en dash, as in "10-15 Mar" typeset).
+DASH = "\u2013"
 #: The table shows this many rows at most; the CSV export has every matching order.
 TABLE_ROWS = 500
 COLUMNS: dict[str, str] = {
@@ -24,7 +28,7 @@ COLUMNS: dict[str, str] = {
     "risk_band": "Band",
     "top_reasons": "Why (model's top reasons)",
     "promised_delivery_time": "Promised",
-    "predicted_delivery_time": "Predicted",
+    "eta": "ETA (80% range)",
     "days_past_promise": "Days over promise",
     "customer_segment": "Segment",
     "region": "Region",
@@ -37,6 +41,32 @@ COLUMNS: dict[str, str] = {
     "owner": "Owner",
     "waiting": "Waiting",
 }
+
+
+def _day(value: date) -> str:
+    return f"{value.day} {value:%b}"
+
+
+def eta_text(eta: Any, low: Any, high: Any) -> str:
+    """``ETA 12 Mar (10-15 Mar)``: the predicted day and its 80% range, as an agent reads it.
+
+    Months and years are written only where the range needs them (``30 Mar (28 Mar-2 Apr)``,
+    ``31 Dec 2026 (29 Dec 2026-3 Jan 2027)``; the page writes an en dash); an order without a
+    range shows its ETA alone, one not scored yet shows nothing. The text is made of dates only
+    and the table escapes every cell (Tabulator's plain-text formatter), so nothing in it can
+    become markup.
+    """
+    if eta is None or pd.isna(eta):
+        return ""
+    eta = pd.Timestamp(eta).date()
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return f"ETA {_day(eta)}"
+    low, high = pd.Timestamp(low).date(), pd.Timestamp(high).date()
+    if len({eta.year, low.year, high.year}) > 1:
+        return f"ETA {_day(eta)} {eta.year} ({_day(low)} {low.year}{DASH}{_day(high)} {high.year})"
+    if low.month == high.month:
+        return f"ETA {_day(eta)} ({low.day}{DASH}{_day(high)})"
+    return f"ETA {_day(eta)} ({_day(low)}{DASH}{_day(high)})"
 
 
 def summary_cards(store: DataStore, state: FilterState) -> str:
@@ -93,6 +123,14 @@ def risk_table(
             "delivered, or the risk model has not scored the open orders yet."
         )
     frame = with_queue(store, frame)
+    frame = frame.assign(
+        eta=[
+            eta_text(*row)
+            for row in zip(
+                frame["predicted_delivery_date"], frame["eta_low"], frame["eta_high"], strict=True
+            )
+        ]
+    )
     shown = frame[list(COLUMNS)].rename(columns=COLUMNS)
     stamp = DateFormatter(format="%Y-%m-%d %H:%M")
     table = ui.table(
@@ -104,7 +142,6 @@ def risk_table(
         formatters={
             "Late risk": NumberFormatter(format="0.0%"),
             "Promised": stamp,
-            "Predicted": stamp,
             "Days over promise": NumberFormatter(format="+0.0"),
             "Value": NumberFormatter(format="$0,0.00"),
             "Why (model's top reasons)": {"type": "textarea"},

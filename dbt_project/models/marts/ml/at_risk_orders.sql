@@ -18,6 +18,11 @@ ranked as (
         promised_delivery_time,
         predicted_delivery_time,
 
+        -- ETA range (UTC dates)
+        predicted_delivery_date,
+        eta_low,
+        eta_high,
+
         -- risk
         late_risk,
         risk_band,
