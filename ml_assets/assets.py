@@ -112,11 +112,14 @@ def _not_enough_data(
     settings: Settings, output: str, reason: str, rows: int, min_rows: int
 ) -> dg.MaterializeResult:
     """Publish an empty ``output`` (dbt and the dashboard stay valid) and a warning check."""
-    from ml_assets.outputs import SCHEMAS
-
     write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
     return dg.MaterializeResult(
-        metadata={"skipped": reason, "input_rows": rows, "dagster/row_count": 0},
+        metadata={
+            "skipped": reason,
+            "input_rows": rows,
+            "dagster/row_count": 0,
+            **column_schema_metadata(SCHEMAS[output]),
+        },
         check_results=[not_judged("beats_baseline", reason, rows, min_rows, train_again=True)],
     )
 
