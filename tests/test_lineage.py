@@ -363,9 +363,8 @@ def test_kafka_transport_waits_for_the_broker_and_reports_a_dead_one(kafka_broke
 
     kafka = kafka_broker.settings.kafka
     topic = "openlineage-test"
-    for future in (
-        AdminClient(rdkafka_config(kafka)).create_topics([NewTopic(topic, 1, 1)]).values()
-    ):
+    admin = AdminClient(rdkafka_config(kafka))  # kept alive until the topic exists
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
         future.result(timeout=30)
     config = LineageConfig(lineage_dir=tmp_path, kafka_topic=topic, kafka=kafka)
     emitter = LineageEmitter.from_config(config)
