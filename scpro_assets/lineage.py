@@ -369,6 +369,8 @@ def _http_transport(config: LineageConfig, url: str) -> HttpTransport:
             "backoff_factor": 0.5,
             "status_forcelist": list(RETRIED_STATUSES),
             "allowed_methods": ["POST"],
+            # A Retry-After of an hour must not hold the sensor's tick: the next tick retries.
+            "respect_retry_after_header": False,
         },
     }
     if config.api_key:
