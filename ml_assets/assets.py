@@ -30,7 +30,7 @@ from ml_assets.demand import (
     fit_demand,
 )
 from ml_assets.features import leakage_violations
-from ml_assets.outputs import write_output
+from ml_assets.outputs import SCHEMAS, write_output
 from ml_assets.scoring import (
     MIN_ROWS_TO_JUDGE,
     PSI_THRESHOLD,
@@ -48,6 +48,7 @@ from ml_assets.training import (
     save_task,
     train_task,
 )
+from scpro_assets.column_schema import column_schema_metadata
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
 
@@ -118,11 +119,14 @@ def _not_enough_data(
     settings: Settings, output: str, reason: str, rows: int, min_rows: int
 ) -> dg.MaterializeResult:
     """Publish an empty ``output`` (dbt and the dashboard stay valid) and a warning check."""
-    from ml_assets.outputs import SCHEMAS
-
     write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
     return dg.MaterializeResult(
-        metadata={"skipped": reason, "input_rows": rows, "dagster/row_count": 0},
+        metadata={
+            "skipped": reason,
+            "input_rows": rows,
+            "dagster/row_count": 0,
+            **column_schema_metadata(SCHEMAS[output]),
+        },
         check_results=[not_judged("beats_baseline", reason, rows, min_rows, train_again=True)],
     )
 
@@ -416,12 +420,14 @@ def _no_model_in_service(settings: Settings, output: str, task: str) -> dg.Mater
     dbt and the dashboard then show the orders as unscored; the drift check is not judged (no
     score to compare), so it does not ask for a retrain the automation already schedules.
     """
-    from ml_assets.outputs import SCHEMAS
-
     write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
     reason = f"no {task} model in service yet"
     return dg.MaterializeResult(
-        metadata={"skipped": reason, "dagster/row_count": 0},
+        metadata={
+            "skipped": reason,
+            "dagster/row_count": 0,
+            **column_schema_metadata(SCHEMAS[output]),
+        },
         check_results=[not_judged("score_drift", reason, 0, MIN_ROWS_TO_JUDGE)],
     )
 
@@ -471,7 +477,11 @@ def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
     run = _score_orders(lake, "delivery_time", "delivery_time_predictions", score_delivery_time)
     days = run.table.column("predicted_delivery_days").to_numpy()
     return dg.MaterializeResult(
-        metadata={**run.metadata(), "orders_per_second": run.orders_per_second},
+        metadata={
+            **run.metadata(),
+            **column_schema_metadata(SCHEMAS["delivery_time_predictions"]),
+            "orders_per_second": run.orders_per_second,
+        },
         check_results=[
             drift_check_result(run.entry, days, run.frame, run.is_open, "predicted_delivery_days")
         ],
@@ -500,6 +510,7 @@ def late_risk_scores(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             **run.metadata(),
+            **column_schema_metadata(SCHEMAS["late_risk_scores"]),
             "risk_bands": dg.MetadataValue.json(bands),
             "thresholds": dg.MetadataValue.json(thresholds),
             "orders_per_second_with_reasons": run.orders_per_second,
@@ -639,6 +650,7 @@ def customer_segments(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,
+            **column_schema_metadata(SCHEMAS["customer_segments"]),
             "k": model.k,
             "silhouette": silhouette,
             "baseline_silhouette_monetary_quartiles": model.baseline_silhouette,
@@ -748,6 +760,7 @@ def demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,
+            **column_schema_metadata(SCHEMAS["demand_forecast"]),
             "wape": result.wape_model,
             "wape_seasonal_naive": result.wape_naive,
             "grain": result.grain,
@@ -784,6 +797,7 @@ def model_registry(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.num_rows,
+            **column_schema_metadata(SCHEMAS["model_registry"]),
             "serving": dg.MetadataValue.json(serving),
             "path": dg.MetadataValue.path(str(path)),
         }

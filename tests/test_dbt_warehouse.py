@@ -628,3 +628,54 @@ def test_an_action_clicked_on_the_at_risk_page_comes_back_through_kafka_landing_
     assert _query(
         settings, f"select actor, note from fct_order_actions where order_id = '{target}'"
     ) == [("Test Agent", note)]
+
+
+def test_marts_and_spark_outputs_publish_their_columns_to_dagster_and_openlineage(built):
+    """The build attaches each table model's row count and every model's columns (Dagster's
+    Columns tab); the OpenLineage COMPLETE event of a mart and of a Spark output carries the same
+    columns in its schema facet, valid against the spec."""
+    from openlineage_spec import validate
+
+    from scpro_assets.column_schema import parquet_column_schema_metadata
+    from scpro_assets.lineage import as_json, lineage_run_id, run_event
+
+    settings, result = built
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+
+    def complete_event(name: str, meta) -> dict:
+        key = dg.AssetKey(name)
+        return as_json(
+            run_event("COMPLETE", 0.0, lineage_run_id(result.run_id, key), key, [], metadata=meta)
+        )
+
+    mart = metadata["fct_deliveries"]
+    columns = [
+        row[0]
+        for row in _query(
+            settings,
+            "select column_name from information_schema.columns "
+            "where table_name = 'fct_deliveries' order by ordinal_position",
+        )
+    ]
+    rows = _query(settings, "select count(*) from fct_deliveries")[0][0]
+    assert [c.name for c in mart["dagster/column_schema"].schema.columns] == columns
+    assert mart["dagster/row_count"].value == rows > 0
+    event = complete_event("fct_deliveries", mart)
+    validate(event)
+    [output] = event["outputs"]
+    assert [f["name"] for f in output["facets"]["schema"]["fields"]] == columns
+    assert output["outputFacets"]["outputStatistics"]["rowCount"] == rows
+    for name in CONTRACT_TABLES:
+        assert "dagster/column_schema" in metadata[name], name
+
+    # A Spark output: the columns of the DataFrame that cleaned_orders was written from.
+    written = json.loads((settings.clean_dir / "cleaned_orders" / "_schema.json").read_text())
+    spark_columns = [f["name"] for f in written["fields"]]
+    schema = parquet_column_schema_metadata(settings.clean_dir / "cleaned_orders")
+    assert [c.name for c in schema["dagster/column_schema"].columns] == spark_columns
+    event = complete_event("cleaned_orders", schema)
+    validate(event)
+    assert [f["name"] for f in event["outputs"][0]["facets"]["schema"]["fields"]] == spark_columns

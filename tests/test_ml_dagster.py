@@ -39,6 +39,9 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
 
     for name in ML_OUTPUTS:
         assert read_output(settings.ml_dir, name).num_rows > 0, name
+        [materialization] = result.asset_materializations_for_node(name)
+        columns = materialization.metadata["dagster/column_schema"].value.columns
+        assert [c.name for c in columns] == read_output(settings.ml_dir, name).schema.names
     late = read_output(settings.ml_dir, "late_risk_scores").to_pandas()
     days = read_output(settings.ml_dir, "delivery_time_predictions").to_pandas()
     features = pd.read_parquet(settings.clean_dir / "order_features")
@@ -114,7 +117,7 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
         late_risk_model,
         late_risk_scores,
     )
-    from ml_assets.outputs import read_output
+    from ml_assets.outputs import SCHEMAS, read_output
     from scpro_assets.clean.offline import build_clean_lake
     from scpro_assets.resources import LakeResource
     from scpro_assets.settings import KafkaSettings, Settings
@@ -134,6 +137,10 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
     assert result.success
     for name in ("customer_segments", "demand_forecast", *(a.key.path[-1] for a in scores)):
         assert read_output(settings.ml_dir, name).num_rows == 0, name
+        # Published empty, with its contract's columns for the Columns tab and OpenLineage.
+        [materialization] = result.asset_materializations_for_node(name)
+        columns = materialization.metadata["dagster/column_schema"].value.columns
+        assert [c.name for c in columns] == SCHEMAS[name].names, name
     for model in models:
         [materialization] = result.asset_materializations_for_node(model.key.path[-1])
         assert materialization.metadata["trained"].value is False

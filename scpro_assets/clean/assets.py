@@ -9,6 +9,7 @@ from scpro_assets.clean.pipeline import (
     build_features,
     update_event_stores,
 )
+from scpro_assets.column_schema import parquet_column_schema_metadata
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import BUSINESS_TOPICS, Settings
 from scpro_assets.spark_server import session_remote
@@ -94,6 +95,7 @@ def clean_entities(
             asset_key=name,
             metadata={
                 "dagster/row_count": build.rows[name],
+                **parquet_column_schema_metadata(build.paths[name]),
                 "path": dg.MetadataValue.path(str(build.paths[name])),
                 "raw_files_read": dg.MetadataValue.json(update.raw_files_read),
                 "new_events": dg.MetadataValue.json(update.new_events),
@@ -121,7 +123,11 @@ def order_features(pyspark: LazyPySparkResource, lake: LakeResource) -> dg.Mater
     """Rebuild the order-time feature table from the cleaned entities."""
     rows, path = build_features(pyspark.spark_session, lake.clean_dir)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows, "path": dg.MetadataValue.path(str(path))}
+        metadata={
+            "dagster/row_count": rows,
+            **parquet_column_schema_metadata(path),
+            "path": dg.MetadataValue.path(str(path)),
+        }
     )
 
 

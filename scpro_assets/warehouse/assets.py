@@ -112,7 +112,11 @@ def warehouse_dbt(
     )
     dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
     invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
-    yield from invocation.stream()
+    # Each table's row count and each model's column types, read back once the model is built:
+    # Dagster's Columns tab and the OpenLineage schema/outputStatistics facets show them.
+    yield from (
+        invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
+    )
 
 
 @dg.asset(
