@@ -801,3 +801,133 @@ def test_dataco_sample_end_to_end(spark, dataco_dir: Path):
         "rates_without_history": 0,
         "late": expected_late,
     }
+
+
+# --- the event-time watermark ----------------------------------------------------------------------
+
+
+def _land(raw_dir: Path, events, next_offset: dict[str, int]) -> None:
+    """Land ``events`` as one range file per topic (partition 0), offsets going on from before."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scpro_assets.ingest.landing import RAW_SCHEMA
+
+    rows = raw_rows_from_events(events, partitions=1, landed_at=LANDED)
+    for topic in {r["topic"] for r in rows}:
+        mine = [r for r in rows if r["topic"] == topic]
+        base = next_offset.get(topic, 0)
+        for row in mine:
+            row["offset"] += base
+        first, last = mine[0]["offset"], mine[-1]["offset"]
+        next_offset[topic] = last + 1
+        folder = raw_dir / topic / "partition-0"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{topic}-p0-{first:012d}-{last:012d}.parquet"
+        pq.write_table(pa.Table.from_pylist(mine, schema=RAW_SCHEMA), folder / name)
+
+
+def _payment(order_id: str, when: datetime):
+    return make_event(
+        SOURCE,
+        "payment_captured",
+        when,
+        (order_id, "paid"),
+        order_id,
+        order_id=order_id,
+        payment_type="credit_card",
+        installments=1,
+        sequence=1,
+        amount=10.0,
+    )
+
+
+def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, tmp_path):
+    from scpro_assets.clean.pipeline import (
+        build_entities,
+        load_watermark,
+        update_event_stores,
+        watermark_path,
+    )
+    from scpro_assets.clean.lake import read
+    from spark.watermark import event_watermark
+
+    raw_dir, clean_dir, quarantine_dir = tmp_path / "raw", tmp_path / "clean", tmp_path / "q"
+    offsets: dict[str, int] = {}
+    in_flight = {("orders", 0), ("payments", 0), ("shipments", 0)}  # each has more in Kafka
+
+    def snapshot() -> tuple[dict, dict]:
+        update_event_stores(spark, raw_dir, clean_dir)
+        build = build_entities(spark, clean_dir, quarantine_dir, in_flight)
+        deliveries = by(read(spark, clean_dir, "cleaned_deliveries").collect())
+        record = load_watermark(watermark_path(clean_dir))
+        assert record is not None and record["watermark"] == build.watermark.time.isoformat()
+        return deliveries, {t["topic"]: t for t in record["topics"]}
+
+    # Landed so far: payments up to day 5, orders up to day 7, shipments up to day 8.
+    _land(
+        raw_dir,
+        [
+            order("o-1", at(1)),
+            order("o-2", at(4)),
+            order("o-3", at(7)),  # placed after the watermark: waits
+            _payment("o-1", at(1, 1)),
+            _payment("o-2", at(5)),
+            tracking("o-1", "shipped", at(2), at(1)),
+            tracking("o-1", "delivered", at(6), at(1)),  # after the watermark: o-1 still open
+            tracking("o-2", "shipped", at(4, 12), at(4)),
+            tracking("o-3", "shipped", at(8), at(7)),
+        ],
+        offsets,
+    )
+    deliveries, topics = snapshot()
+    assert {k: v["status"] for k, v in deliveries.items()} == {"o-1": "shipped", "o-2": "shipped"}
+    assert deliveries["o-1"]["delivered_at"] is None and deliveries["o-1"]["is_late"] is None
+    assert {t: (v["events_after_watermark"], v["holds_watermark"]) for t, v in topics.items()} == {
+        "orders": (1, False),
+        "payments": (0, True),
+        "shipments": (2, False),
+        "ops_logs": (0, False),  # no event at all: it carries no business time and holds nothing
+    }
+    assert load_watermark(watermark_path(clean_dir))["watermark"] == at(5).isoformat()
+    assert read(spark, clean_dir, "cleaned_orders").count() == 2
+    assert read(spark, clean_dir, "cleaned_shipments").count() == 2
+    assert read(spark, clean_dir, "cleaned_payments").count() == 2
+
+    # The payments catch up to day 9 and the orders go on; the shipments have landed nothing new:
+    # the next cut is at day 8, where they stand. o-1 is delivered now, o-3 is there and shipped.
+    _land(raw_dir, [_payment("o-3", at(9)), order("o-4", at(9, 12))], offsets)
+    deliveries, topics = snapshot()
+    assert load_watermark(watermark_path(clean_dir))["watermark"] == at(8).isoformat()
+    assert {k: v["status"] for k, v in deliveries.items()} == {
+        "o-1": "delivered",
+        "o-2": "shipped",
+        "o-3": "shipped",
+    }
+    assert utc(deliveries["o-1"]["delivered_at"]) == at(6)
+    assert deliveries["o-1"]["delivery_days"] == 5.0 and deliveries["o-1"]["is_late"] is True
+    assert {t: (v["events_after_watermark"], v["holds_watermark"]) for t, v in topics.items()} == {
+        "orders": (1, False),
+        "payments": (1, False),
+        "shipments": (0, True),
+        "ops_logs": (0, False),
+    }
+
+    # Nothing in flight any more (every offset in Kafka landed, or the producers went quiet): no
+    # partition holds the watermark back, and nothing is cut.
+    _land(raw_dir, [tracking("o-2", "delivered", at(10), at(4))], offsets)
+    update_event_stores(spark, raw_dir, clean_dir)
+    stores = {
+        t: read(spark, clean_dir / "events", t) for t in ("orders", "payments", "shipments")
+    }
+    assert event_watermark(stores, in_flight=set()).time == at(10)
+    # A quiet partition (nothing in flight) does not hold the others back.
+    assert event_watermark(stores, {("orders", 0), ("shipments", 0)}).time == at(9, 12)
+    build = build_entities(spark, clean_dir, quarantine_dir)
+    assert build.watermark.time == at(10) and build.watermark.after_watermark["orders"] == 0
+    assert {r.order_id: r.status for r in read(spark, clean_dir, "cleaned_deliveries").collect()} == {
+        "o-1": "delivered",
+        "o-2": "delivered",
+        "o-3": "shipped",
+        "o-4": "placed",
+    }

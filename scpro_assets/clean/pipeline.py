@@ -9,11 +9,18 @@ Two steps:
    idempotent. ``full_refresh`` rebuilds the stores from every raw file.
 2. :func:`build_entities`: rebuild the cleaned entities and the order-time feature table from the
    event stores (columnar, already parsed: cheap next to parsing JSON) and publish each atomically.
+   The stores are first cut at the event-time watermark (:mod:`spark.watermark`), so every entity
+   is as of one business time; the later events wait in the stores for the next build. The
+   watermark is kept in ``_state/watermark.json`` and published with the serving snapshot.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +43,7 @@ from spark.cleaning import (
 from spark.features import order_features
 from spark.raw import parse_raw
 from spark.schemas import RAW_SPARK_SCHEMA
+from spark.watermark import Watermark, before_watermark, event_watermark, with_waiting_counts
 
 #: Cleaned entities published by :func:`build_entities`, with the column each is partitioned by.
 ENTITIES: dict[str, str | None] = {
@@ -70,7 +78,29 @@ class EntityBuild:
     quarantined: dict[str, int] = field(default_factory=dict)
     quarantine_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
+    watermark: Watermark = field(default_factory=lambda: Watermark(None))
     seconds: float = 0.0
+
+
+def watermark_path(clean_dir: Path) -> Path:
+    """Where the last build's watermark record is kept (read when the snapshot is published)."""
+    return clean_dir / "_state" / "watermark.json"
+
+
+def save_watermark(path: Path, record: dict[str, object]) -> None:
+    """Write the watermark record atomically (a reader sees the old one or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+
+
+def load_watermark(path: Path) -> dict[str, object] | None:
+    """The last watermark record written, or None (none yet, or unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _events_base(clean_dir: Path) -> Path:
@@ -134,10 +164,21 @@ def load_event_stores(spark: SparkSession, clean_dir: Path) -> dict[str, DataFra
     return {t: read(spark, base, t) or _empty_events(spark, t) for t in TOPICS}
 
 
-def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -> EntityBuild:
-    """Rebuild and publish every cleaned entity from the event stores."""
+def build_entities(
+    spark: SparkSession,
+    clean_dir: Path,
+    quarantine_dir: Path,
+    in_flight: Collection[tuple[str, int]] | None = None,
+) -> EntityBuild:
+    """Rebuild and publish every cleaned entity from the event stores, as of their watermark.
+
+    ``in_flight`` names the (topic, partition) pairs with offsets in Kafka not landed yet (see
+    :func:`spark.watermark.event_watermark`); None means everything is landed, so nothing is cut.
+    """
     started = time.perf_counter()
-    events = load_event_stores(spark, clean_dir)
+    stores = load_event_stores(spark, clean_dir)
+    watermark = with_waiting_counts(stores, event_watermark(stores, in_flight))
+    events = {topic: before_watermark(df, watermark) for topic, df in stores.items()}
     orders, orders_q = clean_orders(events["orders"])
     orders = orders.withColumn("order_month", F.date_format("order_time", "yyyy-MM")).cache()
     items = clean_order_items(events["orders"]).withColumn(  # lines of clean orders only
@@ -179,6 +220,8 @@ def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -
             build.quarantine_reasons.setdefault(entity, {})[reason] = count
     orders.unpersist()
     shipments.unpersist()
+    build.watermark = watermark
+    save_watermark(watermark_path(clean_dir), watermark.record(TOPICS))
     build.seconds = time.perf_counter() - started
     return build
 

@@ -190,6 +190,32 @@ def topic_completeness(
     )
 
 
+def partitions_in_flight(
+    kafka: KafkaSettings | None, raw_dir: Path, topics: Iterable[str] = TOPICS
+) -> frozenset[tuple[str, int]]:
+    """The (topic, partition) pairs with offsets in Kafka that no raw range file covers yet.
+
+    These hold the clean layer's event-time watermark (:mod:`spark.watermark`): their events
+    are on the way. Measured before the clean layer reads the raw files, so every file that
+    makes a partition count as landed here is read by that build. When Kafka is not configured
+    or does not answer, nothing is known to be landed, so every partition with a range file is
+    taken to be in flight: the watermark is then the most careful one, never too late.
+    """
+    landed = {topic: landed_ranges(raw_dir, topic) for topic in topics}
+    try:
+        if kafka is None:
+            raise ConnectionError("no Kafka configured")
+        offsets = kafka_offsets(kafka, tuple(landed))
+    except Exception:  # the clean layer must go on: assume everything may still be landing
+        return frozenset((t, p) for t, spans in landed.items() for p in spans)
+    return frozenset(
+        (topic, p)
+        for topic, partitions in offsets.items()
+        for p, (beginning, end) in partitions.items()
+        if uncovered(beginning, end, landed[topic].get(p, []))
+    )
+
+
 def measure_completeness(
     kafka: KafkaSettings | None,
     raw_dir: Path,
