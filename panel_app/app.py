@@ -91,10 +91,11 @@ def no_data_page(reason: str) -> pn.template.BaseTemplate:
     """What a user sees before the pipeline has published anything: what to do, no traceback."""
     message = pn.pane.Alert(
         "## No data published yet\n\n"
-        "The dashboard reads the warehouse snapshot that the pipeline publishes after each "
+        "SCPro is landing the stream; the first snapshot appears after the first Spark, model "
+        "and dbt cycle (a few minutes after the stream starts), with nobody clicking. "
+        "Reload this page then.\n\n"
+        "The dashboard reads the warehouse snapshot the platform publishes after each "
         "successful dbt build, and there is none yet.\n\n"
-        "**Run the pipeline** (for example `make demo`, then materialize the assets in Dagster), "
-        "and reload this page once it has finished.\n\n"
         f"<small>Details: {reason}</small>",
         alert_type="info",
         sizing_mode="stretch_width",
@@ -126,7 +127,7 @@ def create_app(serving_current: Path | None = None) -> pn.template.BaseTemplate:
         pn.pane.Markdown("### Filters", margin=(10, 10, 0, 10)),
         filters,
         pn.pane.Markdown(
-            f"<small>Data as of **{store.as_of():%d %b %Y}** · snapshot {snapshot.version}</small>",
+            f"<small>Data as of **{store.as_of_text()}** · snapshot {snapshot.version}</small>",
             margin=(10, 10),
         ),
     ]

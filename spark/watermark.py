@@ -126,7 +126,8 @@ def event_watermark(
     means none (everything is landed: a bulk load, the tests). One small Spark job.
     """
     frames = [
-        df.groupBy("partition").agg(
+        df.groupBy("partition")
+        .agg(
             F.count(F.lit(1)).alias("events"),
             F.max(F.unix_micros("event_time")).alias("latest"),
         )

@@ -843,13 +843,9 @@ def _payment(order_id: str, when: datetime):
 
 
 def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, tmp_path):
-    from scpro_assets.clean.pipeline import (
-        build_entities,
-        load_watermark,
-        update_event_stores,
-        watermark_path,
-    )
     from scpro_assets.clean.lake import read
+    from scpro_assets.clean.pipeline import build_entities, update_event_stores
+    from scpro_assets.warehouse.completeness import load_watermark, watermark_path
     from spark.watermark import event_watermark
 
     raw_dir, clean_dir, quarantine_dir = tmp_path / "raw", tmp_path / "clean", tmp_path / "q"
@@ -917,15 +913,15 @@ def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, t
     # partition holds the watermark back, and nothing is cut.
     _land(raw_dir, [tracking("o-2", "delivered", at(10), at(4))], offsets)
     update_event_stores(spark, raw_dir, clean_dir)
-    stores = {
-        t: read(spark, clean_dir / "events", t) for t in ("orders", "payments", "shipments")
-    }
+    stores = {t: read(spark, clean_dir / "events", t) for t in ("orders", "payments", "shipments")}
     assert event_watermark(stores, in_flight=set()).time == at(10)
     # A quiet partition (nothing in flight) does not hold the others back.
     assert event_watermark(stores, {("orders", 0), ("shipments", 0)}).time == at(9, 12)
     build = build_entities(spark, clean_dir, quarantine_dir)
     assert build.watermark.time == at(10) and build.watermark.after_watermark["orders"] == 0
-    assert {r.order_id: r.status for r in read(spark, clean_dir, "cleaned_deliveries").collect()} == {
+    assert {
+        r.order_id: r.status for r in read(spark, clean_dir, "cleaned_deliveries").collect()
+    } == {
         "o-1": "delivered",
         "o-2": "delivered",
         "o-3": "shipped",

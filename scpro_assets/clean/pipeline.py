@@ -16,10 +16,7 @@ Two steps:
 
 from __future__ import annotations
 
-import json
-import os
 import time
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +27,7 @@ from pyspark.sql import functions as F
 
 from scpro_assets.clean.lake import RawManifest, parquet_rows, publish, published_rows, read
 from scpro_assets.settings import TOPICS
+from scpro_assets.warehouse.completeness import save_watermark, watermark_path
 from spark.cleaning import (
     clean_incidents,
     clean_order_items,
@@ -80,27 +78,6 @@ class EntityBuild:
     paths: dict[str, Path] = field(default_factory=dict)
     watermark: Watermark = field(default_factory=lambda: Watermark(None))
     seconds: float = 0.0
-
-
-def watermark_path(clean_dir: Path) -> Path:
-    """Where the last build's watermark record is kept (read when the snapshot is published)."""
-    return clean_dir / "_state" / "watermark.json"
-
-
-def save_watermark(path: Path, record: dict[str, object]) -> None:
-    """Write the watermark record atomically (a reader sees the old one or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
-
-
-def load_watermark(path: Path) -> dict[str, object] | None:
-    """The last watermark record written, or None (none yet, or unreadable)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _events_base(clean_dir: Path) -> Path:
