@@ -144,8 +144,7 @@ class DemoStatus:
     def line(self, now: float, published: int) -> str:
         """One status line."""
         parts = [
-            f"[{_elapsed(now - self.started)}]",
-            f"published {published:,}",
+            f"[{_elapsed(now - self.started)}] published {published:,}",
             f"landed {events_landed(self.settings.raw_dir):,}",
         ]
         snap = self.snapshot

@@ -118,12 +118,17 @@ class Watermark:
 
 
 def event_watermark(
-    stores: Mapping[str, DataFrame], in_flight: Collection[tuple[str, int]] | None = None
+    stores: Mapping[str, DataFrame],
+    in_flight: Collection[tuple[str, int]] | None = None,
+    not_before: datetime | None = None,
 ) -> Watermark:
     """The watermark of the event stores ``{topic: events}`` (see the module docstring).
 
     ``in_flight`` names the (topic, partition) pairs with offsets in Kafka not landed yet; None
-    means none (everything is landed: a bulk load, the tests). One small Spark job.
+    means none (everything is landed: a bulk load, the tests). ``not_before`` is the previous
+    build's watermark: it never goes back, so a snapshot never reopens an order an earlier one
+    showed delivered (after a quiet spell, new events may arrive on a partition that had landed
+    less far). One small Spark job.
     """
     frames = [
         df.groupBy("partition")
@@ -154,6 +159,8 @@ def event_watermark(
     holding = [p.latest_event_micros for p in partitions if p.in_flight]
     everything = [p.latest_event_micros for p in partitions]
     micros = min(holding) if holding else max(everything, default=None)
+    if micros is not None and not_before is not None:
+        micros = max(micros, (not_before - _EPOCH) // timedelta(microseconds=1))
     return Watermark(micros, partitions)
 
 

@@ -927,3 +927,12 @@ def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, t
         "o-3": "shipped",
         "o-4": "placed",
     }
+
+    # After the quiet spell, an order lands that the orders partition had not reached: the
+    # watermark does not go back (o-2 stays delivered), and the order is in.
+    _land(raw_dir, [order("o-5", at(9, 18))], offsets)
+    update_event_stores(spark, raw_dir, clean_dir)
+    build = build_entities(spark, clean_dir, quarantine_dir, {("orders", 0)})
+    assert build.watermark.time == at(10)
+    states = {r.order_id: r.status for r in read(spark, clean_dir, "cleaned_deliveries").collect()}
+    assert (states["o-2"], states["o-5"]) == ("delivered", "placed")

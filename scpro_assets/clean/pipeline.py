@@ -27,7 +27,11 @@ from pyspark.sql import functions as F
 
 from scpro_assets.clean.lake import RawManifest, parquet_rows, publish, published_rows, read
 from scpro_assets.settings import TOPICS
-from scpro_assets.warehouse.completeness import save_watermark, watermark_path
+from scpro_assets.warehouse.completeness import (
+    previous_watermark,
+    save_watermark,
+    watermark_path,
+)
 from spark.cleaning import (
     clean_incidents,
     clean_order_items,
@@ -151,10 +155,12 @@ def build_entities(
 
     ``in_flight`` names the (topic, partition) pairs with offsets in Kafka not landed yet (see
     :func:`spark.watermark.event_watermark`); None means everything is landed, so nothing is cut.
+    The watermark never goes back from the previous build's.
     """
     started = time.perf_counter()
     stores = load_event_stores(spark, clean_dir)
-    watermark = with_waiting_counts(stores, event_watermark(stores, in_flight))
+    previous = previous_watermark(watermark_path(clean_dir))
+    watermark = with_waiting_counts(stores, event_watermark(stores, in_flight, previous))
     events = {topic: before_watermark(df, watermark) for topic, df in stores.items()}
     orders, orders_q = clean_orders(events["orders"])
     orders = orders.withColumn("order_month", F.date_format("order_time", "yyyy-MM")).cache()

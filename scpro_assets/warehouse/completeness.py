@@ -252,6 +252,16 @@ def load_watermark(path: Path) -> dict[str, object] | None:
         return None
 
 
+def previous_watermark(path: Path) -> datetime | None:
+    """The watermark of the last record written (aware, UTC), or None."""
+    record = load_watermark(path)
+    value = record.get("watermark") if record else None
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def with_watermark(
     rows: list[TopicCompleteness], record: Mapping[str, object] | None
 ) -> list[TopicCompleteness]:
