@@ -15,6 +15,9 @@ which every topic partition has landed.
   whose landing lags (or is stuck on a gap) holds it, as it should: its events are on the way.
 - When no partition has events in flight (a bulk load, or a stream that ended and is all
   landed), the watermark is the latest event time of all: nothing is cut.
+- It never goes back from the previous build's: after a quiet spell, new events may arrive on a
+  partition that had landed less far, and a snapshot must not reopen an order an earlier one
+  showed delivered. Such events enter the next build as they land.
 
 Every event later than the watermark waits in the event store for the next snapshot: orders
 placed after it are absent, and tracking, payments and incidents after it have not happened yet
@@ -51,11 +54,6 @@ class PartitionProgress:
     events: int
     latest_event_micros: int
     in_flight: bool
-
-    @property
-    def latest_event_time(self) -> datetime:
-        """The latest event time landed in this partition (UTC)."""
-        return _EPOCH + timedelta(microseconds=self.latest_event_micros)
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ def completeness(store: DataStore) -> pn.viewable.Viewable:
             "events_quarantined": "Quarantined",
             "offsets_without_event": "No event (markers, expired)",
             "offsets_unlanded": "Not landed yet",
-            "latest_event_time": "Landed up to (business time)",
+            "latest_event_time": "Latest event landed",
             "events_after_watermark": "Waiting (after the watermark)",
             "holds_watermark": "Holds the watermark",
             "kafka_status": "Kafka",
