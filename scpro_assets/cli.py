@@ -347,7 +347,7 @@ STOP_GRACE_S = 10.0
 #: The demo's pace in business hours per second. Every snapshot has open orders at any pace (it
 #: is cut at its watermark), but once the replay ends and all is landed, every DataCo order is
 #: closed: at 24 (a day a second) the sample lasted 19 minutes, less than a first cycle took on a
-#: busy box; at 6 it streams for 78 minutes, and the first training still has a few hundred
+#: busy box; at 6 it streams for 75 minutes, and the first training still has a few hundred
 #: delivered orders.
 DEMO_SPEED = 6.0
 
