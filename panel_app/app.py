@@ -93,7 +93,7 @@ class LiveUpdates:
         self._clock = clock
         self._updated_at = clock()
         self._newly_high_risk: list[str] | None = None
-        self._as_of = store.as_of()
+        self._as_of = store.as_of_text()
         self._problem: str | None = None
         self._refused: Path | None = None
         self.status = pn.pane.HTML(
@@ -151,7 +151,7 @@ class LiveUpdates:
             newly = None
         self._store.switch_to(latest)
         self._filters.refresh_options()
-        self._as_of = self._store.as_of()
+        self._as_of = self._store.as_of_text()
         self._newly_high_risk = newly
 
     def _restore(self, previous: Snapshot) -> None:
@@ -248,10 +248,11 @@ def no_data_page(reason: str) -> pn.template.BaseTemplate:
     """What a user sees before the pipeline has published anything: what to do, no traceback."""
     message = pn.pane.Alert(
         "## No data published yet\n\n"
-        "The dashboard reads the warehouse snapshot that the pipeline publishes after each "
+        "SCPro is landing the stream; the first snapshot appears after the first Spark, model "
+        "and dbt cycle (a few minutes after the stream starts), with nobody clicking. "
+        "Reload this page then.\n\n"
+        "The dashboard reads the warehouse snapshot the platform publishes after each "
         "successful dbt build, and there is none yet.\n\n"
-        "**Run the pipeline** (for example `make demo`, then materialize the assets in Dagster), "
-        "and reload this page once it has finished.\n\n"
         f"<small>Details: {reason}</small>",
         alert_type="info",
         sizing_mode="stretch_width",

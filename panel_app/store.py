@@ -298,11 +298,32 @@ class DataStore(param.Parameterized):
             result[name] = [str(v) for v in frame["v"]]
         return result
 
+    def watermark(self) -> pd.Timestamp | None:
+        """The business time the snapshot is cut at (UTC), or None for older snapshots.
+
+        Every topic had landed up to it, and nothing later is in the snapshot (issue #15).
+        """
+        if not self.has_table("snapshot_watermark"):
+            return None
+        frame = self.query("select max(watermark) as w from snapshot_watermark")
+        value = frame["w"].iloc[0]
+        return None if pd.isna(value) else pd.Timestamp(value)
+
     def as_of(self) -> date:
-        """The latest order date: periods are counted back from the data, not the wall clock."""
+        """The watermark's date (else the latest order date): periods end there, not today."""
+        watermark = self.watermark()
+        if watermark is not None:
+            return watermark.date()
         frame = self.query("select max(order_date) as d from fct_deliveries")
         value = frame["d"].iloc[0]
         return date.today() if pd.isna(value) else pd.Timestamp(value).date()
+
+    def as_of_text(self) -> str:
+        """"Data as of" everywhere: the watermark to the minute, or the latest order date."""
+        watermark = self.watermark()
+        if watermark is None:
+            return f"{self.as_of():%d %b %Y}"
+        return f"{watermark:%d %b %Y %H:%M} UTC"
 
     def window(self, state: FilterState | None = None) -> Window:
         """The selected period, ending the day after the latest order, and the one before it."""

@@ -13,7 +13,7 @@ import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -357,11 +357,6 @@ LIVE_CSS = """
 NEWLY_HIGH_RISK_SHOWN = 10
 
 
-def as_of_text(as_of: date) -> str:
-    """How "data as of" reads everywhere: '30 Jun 2025'."""
-    return f"{as_of:%d %b %Y}"
-
-
 def newly_high_risk_badge(order_ids: list[str]) -> str:
     """'3 orders newly high-risk', with the first ids in its tooltip (``data-count`` for tests)."""
     n = len(order_ids)
@@ -379,7 +374,7 @@ def newly_high_risk_badge(order_ids: list[str]) -> str:
 
 def live_status(
     updated_at: datetime,
-    as_of: date,
+    as_of: str,
     version: str,
     newly_high_risk: list[str] | None,
     problem: str | None,
@@ -392,7 +387,7 @@ def live_status(
     parts = [
         f'<span class="updated" title="snapshot {html.escape(version)}">'
         f"Updated <b>{updated_at:%H:%M:%S}</b> UTC</span>",
-        f'<span>· data as of <b class="as-of">{html.escape(as_of_text(as_of))}</b></span>',
+        f'<span>· data as of <b class="as-of">{html.escape(as_of)}</b></span>',
     ]
     if newly_high_risk is not None:
         parts.append(newly_high_risk_badge(newly_high_risk))

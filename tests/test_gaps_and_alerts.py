@@ -29,6 +29,7 @@ from scpro_assets.ingest.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ing
 from scpro_assets.kafka.clients import producer
 from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
+from scpro_assets.warehouse.completeness import save_watermark, watermark_path
 from sensors import kafka_sensors
 from sensors.alert_sensors import run_failure_alerts
 from sensors.kafka_sensors import sensor_name
@@ -434,7 +435,11 @@ def _snapshot_rows(path: Path) -> dict[str, tuple]:
     import duckdb
 
     with duckdb.connect(str(path / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.execute("select * from snapshot_completeness order by topic").fetchall()
+        rows = con.execute(
+            "select topic, kafka_status, partitions, offsets_in_kafka, offsets_landed, "
+            "events_landed, events_quarantined, offsets_without_event, offsets_unlanded, "
+            "is_complete from snapshot_completeness order by topic"
+        ).fetchall()
     return {row[0]: row[1:] for row in rows}
 
 
@@ -454,6 +459,22 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     ingest_until_caught_up(defs, dagster_instance, topics=(TOPIC,))
     _publish(scpro_settings, [_payment(i) for i in range(9, 13)], partition=1)  # not landed
     _tiny_warehouse(scpro_settings)
+    # The clean layer's last cut: the payments hold the watermark, 3 of their events wait.
+    watermark = {
+        "watermark": "2024-05-01T12:00:00+00:00",
+        "computed_at": "2024-05-01T12:05:00+00:00",
+        "topics": [
+            {
+                "topic": "payments",
+                "events": 9,
+                "events_after_watermark": 3,
+                "latest_event_time": "2024-05-01T12:00:00+00:00",
+                "partitions_in_flight": 1,
+                "holds_watermark": True,
+            }
+        ],
+    }
+    save_watermark(watermark_path(scpro_settings.clean_dir), watermark)
 
     resources = {k: v for k, v in warehouse_resources(scpro_settings).items() if k != "dbt"}
     result = dg.materialize([serving_snapshot], instance=dagster_instance, resources=resources)
@@ -468,6 +489,8 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     assert (meta["offsets_unlanded"], meta["complete"], meta["events_landed"]) == (4, "no", 9)
     published = json.loads((snapshot / "published.json").read_text())
     assert published["tables"]["snapshot_completeness"] == len(TOPICS)  # one row per topic
+    assert published["watermark"] == "2024-05-01T12:00:00+00:00"
+    assert published["tables"]["snapshot_watermark"] == 1
     assert (snapshot / "parquet" / "snapshot_completeness.parquet").is_file()
 
     # The Data health page's data: this snapshot's completeness, the alerts and the gaps now.
@@ -480,6 +503,11 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     assert frame.loc["payments", "offsets_unlanded"] == 4
     assert frame.loc["payments", "events_quarantined"] == 2
     assert not frame.loc["payments", "is_complete"]
+    assert frame.loc["payments", "events_after_watermark"] == 3
+    assert frame.loc["payments", "holds_watermark"]
+    assert frame.loc["orders", "events_after_watermark"] == 0
+    assert store.watermark() == pd.Timestamp("2024-05-01 12:00")
+    assert store.as_of_text() == "01 May 2024 12:00 UTC"
     (alert,) = store.alerts().itertuples()
     assert alert.title == "<script>alert(1)</script>" and alert.severity == "error"
     shown = alert_html(store.alerts(), alert.time)

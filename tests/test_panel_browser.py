@@ -248,7 +248,7 @@ def test_health_page_shows_layers_models_and_alerts(
     expect(page.locator(".alerts .alert-item img")).to_have_count(0)
     expect(page.locator(".alerts .alert-item b")).to_have_count(0)
     payments = page.locator(".completeness-table .tabulator-row", has_text="payments")
-    expect(payments).to_contain_text("missing events")
+    expect(payments).to_contain_text("landing (events in flight)")
     expect(page.locator(".completeness-table .tabulator-row")).to_have_count(4)
     expect(page.locator(".health-table .tabulator-row")).to_have_count(5)
     expect(

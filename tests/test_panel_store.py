@@ -320,7 +320,8 @@ def test_missing_snapshot_gives_a_friendly_page(tmp_path: Path) -> None:
     page = create_app(tmp_path / "serving" / "current")
     text = " ".join(str(getattr(obj, "object", "")) for obj in page.main)
     assert "No data published yet" in text
-    assert "Run the pipeline" in text
+    assert "SCPro is landing the stream" in text
+    assert "materialize the assets" not in text  # the platform does that by itself
 
 
 def test_app_builds_every_page_without_a_browser(warehouse: PanelWarehouse) -> None:
