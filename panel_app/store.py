@@ -319,7 +319,7 @@ class DataStore(param.Parameterized):
         return date.today() if pd.isna(value) else pd.Timestamp(value).date()
 
     def as_of_text(self) -> str:
-        """ "Data as of" everywhere: the watermark to the minute, or the latest order date."""
+        """The "Data as of" text: the watermark to the minute, else the latest order date."""
         watermark = self.watermark()
         if watermark is None:
             return f"{self.as_of():%d %b %Y}"
