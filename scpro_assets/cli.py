@@ -246,20 +246,23 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
     failed = 0
     for topic in topics or TOPICS:
         mine = [t for t in ticks if t.topic == topic]
-        landed = sum(len(t.succeeded) for t in mine)
+        succeeded = [key for t in mine for key in t.succeeded]
+        # One run per topic and tick lands a range per partition; its key names each ("+").
+        ranges = sum(key.count("+") + 1 for key in succeeded)
+        landed = len(succeeded)
         retried = sum(len(t.retried) for t in mine)
         already = sum(len(t.skipped_existing) for t in mine)
         failed_here = sum(len(t.failed) for t in mine)
         failed += failed_here
         if landed or retried or already or failed_here:
             click.echo(
-                f"{topic}: {landed} ranges landed, {retried} retried, {already} already run, "
-                f"{failed_here} failed"
+                f"{topic}: {ranges} ranges landed in {landed} run{'s' * (landed != 1)}, "
+                f"{retried} retried, {already} already run, {failed_here} failed"
             )
         else:
             click.echo(f"{topic}: {mine[-1].skip_reason}")
     if failed:
-        raise click.ClickException(f"{failed} ranges failed; see the runs in the Dagster UI")
+        raise click.ClickException(f"{failed} landing runs failed; see them in the Dagster UI")
 
 
 @main.command()
