@@ -845,7 +845,7 @@ def _payment(order_id: str, when: datetime):
 def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, tmp_path):
     from scpro_assets.clean.lake import read
     from scpro_assets.clean.pipeline import build_entities, update_event_stores
-    from scpro_assets.settings import TOPICS
+    from scpro_assets.settings import BUSINESS_TOPICS
     from scpro_assets.warehouse.completeness import load_watermark, watermark_path
     from spark.watermark import before_watermark, event_watermark, with_waiting_counts
 
@@ -854,13 +854,14 @@ def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, t
     def snapshot(events) -> tuple[object, dict, dict]:
         """The clean layer's cut of ``events`` (one partition per topic), in memory."""
         frame = raw_dataframe(spark, raw_rows_from_events(events, partitions=1, landed_at=LANDED))
-        stores = {topic: parse_raw(frame, topic) for topic in TOPICS}
+        stores = {topic: parse_raw(frame, topic) for topic in BUSINESS_TOPICS}
         watermark = with_waiting_counts(stores, event_watermark(stores, in_flight))
         cut = {topic: before_watermark(df, watermark) for topic, df in stores.items()}
         orders, _ = cleaning.clean_orders(cut["orders"])
         state, _ = cleaning.order_delivery_state(cleaning.clean_shipments(cut["shipments"]), orders)
         topics = {
-            t.topic: (t.events_after_watermark, t.holds_watermark) for t in watermark.topics(TOPICS)
+            t.topic: (t.events_after_watermark, t.holds_watermark)
+            for t in watermark.topics(BUSINESS_TOPICS)
         }
         return watermark, by(state.collect()), topics
 

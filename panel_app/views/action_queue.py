@@ -169,8 +169,12 @@ class ExceptionQueue(pn.viewable.Viewer):
 
     def check(self, order_id: str) -> None:
         """Refuse an order the newest snapshot does not list, or that is already resolved."""
-        version = self._store.snapshot().version
-        row = order_in_queue(self._store, order_id)
+        # A session's store reads one version until the page follows the next (panel_app.app);
+        # the check asks the version ``current`` names now, so a page that has not caught up
+        # yet cannot act on an order a newer snapshot says is resolved or gone.
+        newest = DataStore(serving_current=self._store.serving_current, state=self._store.state)
+        version = newest.snapshot().version
+        row = order_in_queue(newest, order_id)
         if row is None:
             raise ActionRefused(
                 f"Order {order_id} is not in the at-risk list of the newest snapshot "
