@@ -73,7 +73,7 @@ format: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 demo: setup
 	$(BIN)/scpro demo

@@ -30,7 +30,7 @@ from ml_assets.demand import (
     fit_demand,
 )
 from ml_assets.features import leakage_violations
-from ml_assets.outputs import write_output
+from ml_assets.outputs import SCHEMAS, write_output
 from ml_assets.scoring import (
     MIN_ROWS_TO_JUDGE,
     PSI_THRESHOLD,
@@ -40,7 +40,15 @@ from ml_assets.scoring import (
     score_late_risk,
 )
 from ml_assets.segments import K_RANGE, customer_features, fit_segments
-from ml_assets.training import TASKS, NotEnoughDataError, save_task, train_task
+from ml_assets.training import (
+    INTERVAL_LEVEL,
+    INTERVAL_TOLERANCE,
+    TASKS,
+    NotEnoughDataError,
+    save_task,
+    train_task,
+)
+from scpro_assets.column_schema import column_schema_metadata
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
 
@@ -111,11 +119,14 @@ def _not_enough_data(
     settings: Settings, output: str, reason: str, rows: int, min_rows: int
 ) -> dg.MaterializeResult:
     """Publish an empty ``output`` (dbt and the dashboard stay valid) and a warning check."""
-    from ml_assets.outputs import SCHEMAS
-
     write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
     return dg.MaterializeResult(
-        metadata={"skipped": reason, "input_rows": rows, "dagster/row_count": 0},
+        metadata={
+            "skipped": reason,
+            "input_rows": rows,
+            "dagster/row_count": 0,
+            **column_schema_metadata(SCHEMAS[output]),
+        },
         check_results=[not_judged("beats_baseline", reason, rows, min_rows, train_again=True)],
     )
 
@@ -145,6 +156,34 @@ def baseline_check_result(
     )
 
 
+def interval_check_result(figures: dict[str, Any], test_rows: int) -> dg.AssetCheckResult:
+    """``interval_coverage``: the ETA interval's test coverage within tolerance of its level.
+
+    A coverage on fewer than :data:`MIN_ROWS_TO_JUDGE` orders has a standard error of 0.03 or
+    more (0.8 on 200 orders), so below that the check says "not judged".
+    """
+    if not figures:
+        return not_judged("interval_coverage", "no interval was fitted", test_rows, 10)
+    level, coverage = figures["interval_level"], figures["interval_coverage"]
+    about = {
+        "method": figures["interval_method"],
+        "level": level,
+        "coverage": coverage,
+        "width_days": figures["interval_width_days"],
+        "tolerance": INTERVAL_TOLERANCE,
+    }
+    if test_rows < MIN_ROWS_TO_JUDGE:
+        reason = f"{test_rows} test orders; a coverage needs {MIN_ROWS_TO_JUDGE}"
+        return not_judged("interval_coverage", reason, test_rows, MIN_ROWS_TO_JUDGE, metadata=about)
+    return dg.AssetCheckResult(
+        check_name="interval_coverage",
+        passed=abs(coverage - level) <= INTERVAL_TOLERANCE,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{coverage:.1%} of test deliveries fell inside their {level:.0%} ETA range",
+        metadata={**about, "judged": True, "rows": test_rows, "min_rows": MIN_ROWS_TO_JUDGE},
+    )
+
+
 def leakage_check_result(
     frame: pd.DataFrame, features: list[str], cutoff: pd.Timestamp | None = None
 ) -> dg.AssetCheckResult:
@@ -167,7 +206,7 @@ def _train_model_asset(
     try:
         result = train_task(features.frame, task, network_config=_network_config(config))
     except NotEnoughDataError as error:
-        return _not_trained_yet(context, error, len(features.frame))
+        return _not_trained_yet(context, error, len(features.frame), task)
     entries = save_task(result, settings.models_dir, {"order_features": features.lineage()})
     served = next(e for e in entries if e["is_serving"])
     metric = TASKS[task]["metric"]
@@ -191,6 +230,8 @@ def _train_model_asset(
             "data_version": dg.MetadataValue.json(served["data_version"]),
             "artifact": dg.MetadataValue.path(served["artifact_path"]),
             "seconds": round(time.perf_counter() - started, 1),
+            **result.interval_figures,
+            **({"interval_seconds": round(result.interval_seconds, 1)} if result.interval else {}),
         },
         check_results=[
             baseline_check_result(
@@ -203,12 +244,17 @@ def _train_model_asset(
                 },
             ),
             leakage_check_result(result.split.fit, result.features, result.split.cutoff),
+            *(
+                [interval_check_result(result.interval_figures, served["test_rows"])]
+                if task == "delivery_time"
+                else []
+            ),
         ],
     )
 
 
 def _not_trained_yet(
-    context: dg.AssetExecutionContext, error: NotEnoughDataError, rows: int
+    context: dg.AssetExecutionContext, error: NotEnoughDataError, rows: int, task: str
 ) -> dg.MaterializeResult:
     """No model yet (a stream has just started): say so instead of failing the run.
 
@@ -229,12 +275,24 @@ def _not_trained_yet(
                 passed=True,
                 description="not judged: no model was trained",
             ),
+            *(
+                [not_judged("interval_coverage", reason, error.rows, error.min_rows)]
+                if task == "delivery_time"
+                else []
+            ),
         ],
     )
 
 
 def _model_checks(asset: str, metric: str) -> list[dg.AssetCheckSpec]:
+    interval = dg.AssetCheckSpec(
+        "interval_coverage",
+        asset=asset,
+        description=f"The served ETA interval ({INTERVAL_LEVEL:.0%}) holds the actual delivery "
+        f"of {INTERVAL_LEVEL:.0%} ± {INTERVAL_TOLERANCE:.0%} of the time-split test's orders.",
+    )
     return [
+        *([interval] if asset == "delivery_time_model" else []),
         dg.AssetCheckSpec(
             "beats_baseline",
             asset=asset,
@@ -362,12 +420,14 @@ def _no_model_in_service(settings: Settings, output: str, task: str) -> dg.Mater
     dbt and the dashboard then show the orders as unscored; the drift check is not judged (no
     score to compare), so it does not ask for a retrain the automation already schedules.
     """
-    from ml_assets.outputs import SCHEMAS
-
     write_output(settings.ml_dir, output, SCHEMAS[output].empty_table())
     reason = f"no {task} model in service yet"
     return dg.MaterializeResult(
-        metadata={"skipped": reason, "dagster/row_count": 0},
+        metadata={
+            "skipped": reason,
+            "dagster/row_count": 0,
+            **column_schema_metadata(SCHEMAS[output]),
+        },
         check_results=[not_judged("score_drift", reason, 0, MIN_ROWS_TO_JUDGE)],
     )
 
@@ -417,7 +477,11 @@ def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
     run = _score_orders(lake, "delivery_time", "delivery_time_predictions", score_delivery_time)
     days = run.table.column("predicted_delivery_days").to_numpy()
     return dg.MaterializeResult(
-        metadata={**run.metadata(), "orders_per_second": run.orders_per_second},
+        metadata={
+            **run.metadata(),
+            **column_schema_metadata(SCHEMAS["delivery_time_predictions"]),
+            "orders_per_second": run.orders_per_second,
+        },
         check_results=[
             drift_check_result(run.entry, days, run.frame, run.is_open, "predicted_delivery_days")
         ],
@@ -446,6 +510,7 @@ def late_risk_scores(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             **run.metadata(),
+            **column_schema_metadata(SCHEMAS["late_risk_scores"]),
             "risk_bands": dg.MetadataValue.json(bands),
             "thresholds": dg.MetadataValue.json(thresholds),
             "orders_per_second_with_reasons": run.orders_per_second,
@@ -585,6 +650,7 @@ def customer_segments(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,
+            **column_schema_metadata(SCHEMAS["customer_segments"]),
             "k": model.k,
             "silhouette": silhouette,
             "baseline_silhouette_monetary_quartiles": model.baseline_silhouette,
@@ -694,6 +760,7 @@ def demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,
+            **column_schema_metadata(SCHEMAS["demand_forecast"]),
             "wape": result.wape_model,
             "wape_seasonal_naive": result.wape_naive,
             "grain": result.grain,
@@ -730,6 +797,7 @@ def model_registry(lake: LakeResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.num_rows,
+            **column_schema_metadata(SCHEMAS["model_registry"]),
             "serving": dg.MetadataValue.json(serving),
             "path": dg.MetadataValue.path(str(path)),
         }

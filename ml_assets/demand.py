@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ml_assets.models import openmp_threads
 from ml_assets.training import NotEnoughDataError
 
 TOP_CATEGORIES = 12
@@ -265,14 +266,16 @@ def fit_demand(daily: pd.DataFrame, test_share: float = 0.2) -> DemandResult:
     train = known.loc[known["day"] < test_start]
     test = known.loc[known["day"] >= test_start]
     x = list(FEATURES[grain])
-    model = _new_model(grain).fit(train[x], train["orders"])
-    result_wape = wape(test["orders"].to_numpy(), model.predict(test[x]))
-    naive_wape = wape(test["orders"].to_numpy(), test[NAIVE[grain]].to_numpy())
-    final = _new_model(grain).fit(known[x], known["orders"])
     rows = frame.loc[frame[longest].notna() | frame["is_future"]].copy()
     history = ~rows["is_future"]
+    with openmp_threads():  # gradient boosting: see OPENMP_THREADS
+        model = _new_model(grain).fit(train[x], train["orders"])
+        result_wape = wape(test["orders"].to_numpy(), model.predict(test[x]))
+        final = _new_model(grain).fit(known[x], known["orders"])
+        forecast = np.where(history, model.predict(rows[x]), final.predict(rows[x]))
+    naive_wape = wape(test["orders"].to_numpy(), test[NAIVE[grain]].to_numpy())
     rows["period_start"] = rows["day"]
-    rows["forecast_orders"] = np.where(history, model.predict(rows[x]), final.predict(rows[x]))
+    rows["forecast_orders"] = forecast
     rows["baseline_orders"] = rows[NAIVE[grain]]
     rows["actual_orders"] = rows["orders"].where(history)
     return DemandResult(

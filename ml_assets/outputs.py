@@ -33,6 +33,13 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("order_id", pa.string(), nullable=False),
             pa.field("predicted_delivery_days", pa.float64()),
             pa.field("predicted_delivery_time", _TS),
+            # The ETA and its interval (``interval_level`` of the registry entry, 80 %) as UTC
+            # dates: the day the order should arrive, and the first and last likely days.
+            pa.field("predicted_delivery_date", pa.date32()),
+            pa.field("eta_low", pa.date32()),
+            pa.field("eta_high", pa.date32()),
+            pa.field("eta_low_days", pa.float64()),
+            pa.field("eta_high_days", pa.float64()),
             pa.field("is_open", pa.bool_()),
             *_MODEL_COLUMNS,
         ]
@@ -98,6 +105,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("primary_metric", pa.string()),
             pa.field("primary_metric_value", pa.float64()),
             pa.field("is_serving", pa.bool_()),
+            # Delivery time's serving model only: its ETA interval on the time-split test.
+            pa.field("interval_level", pa.float64()),
+            pa.field("interval_coverage", pa.float64()),
+            pa.field("interval_width_days", pa.float64()),
             pa.field("serving_reason", pa.string()),
             pa.field("artifact_path", pa.string()),
             pa.field("artifact_sha256", pa.string()),

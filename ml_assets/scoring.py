@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ml_assets.models import Servable, load_model
+from ml_assets.models import IntervalModel, Servable, load_interval, load_model
 from ml_assets.outputs import SCHEMAS
 from ml_assets.registry import file_sha256
 from ml_assets.training import population_stability
@@ -93,6 +93,22 @@ def load_serving(entry: dict[str, Any]) -> Servable:
     if digest != entry["artifact_sha256"]:
         raise ValueError(f"{path} does not match its registry hash: refusing to score with it")
     return load_model(path)
+
+
+def load_serving_interval(entry: dict[str, Any]) -> IntervalModel | None:
+    """The entry's ETA interval after checking its hash; None for an entry without one."""
+    if not entry.get("interval_artifact_path"):
+        return None
+    path = Path(entry["interval_artifact_path"])
+    if file_sha256(path) != entry["interval_artifact_sha256"]:
+        raise ValueError(f"{path} does not match its registry hash: refusing to score with it")
+    return load_interval(path)
+
+
+def _eta_dates(order_time: pd.Series, days: np.ndarray) -> list:
+    """UTC calendar dates ``days`` after each order time (None where unknown)."""
+    moments = pd.to_datetime(order_time, utc=True) + pd.to_timedelta(days, unit="D")
+    return [None if pd.isna(m) else m.date() for m in moments]
 
 
 def _number(value: Any) -> float | None:
@@ -198,16 +214,31 @@ def score_delivery_time(
     entry: dict[str, Any],
     scored_at: datetime | None = None,
     model: Servable | None = None,
+    interval: IntervalModel | None = None,
 ) -> pa.Table:
-    """``delivery_time_predictions`` for every order of ``frame``."""
+    """``delivery_time_predictions`` for every order of ``frame``, with its ETA interval.
+
+    ``interval`` defaults to the entry's; an entry without one (trained before intervals
+    existed) scores with null interval ends.
+    """
     scored_at = scored_at or datetime.now(UTC)
     model = model or load_serving(entry)
+    interval = interval or load_serving_interval(entry)
     days = np.clip(model.predict(frame), 0.0, None)
+    if interval is not None:
+        low, high = interval.bounds(days)
+    else:
+        low = high = np.full(len(frame), np.nan)
     eta = pd.to_datetime(frame["order_time"], utc=True) + pd.to_timedelta(days, unit="D")
     data = {
         "order_id": frame["order_id"].astype(str).tolist(),
         "predicted_delivery_days": days.tolist(),
         "predicted_delivery_time": eta.dt.floor("us").tolist(),
+        "predicted_delivery_date": _eta_dates(frame["order_time"], days),
+        "eta_low": _eta_dates(frame["order_time"], low),
+        "eta_high": _eta_dates(frame["order_time"], high),
+        "eta_low_days": [None if np.isnan(v) else float(v) for v in low],
+        "eta_high_days": [None if np.isnan(v) else float(v) for v in high],
         "is_open": [bool(v) for v in is_open],
         **_model_columns(entry, len(frame), scored_at),
     }

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ml_assets.models import openmp_threads
+
 if TYPE_CHECKING:  # sklearn is imported where it is used: loading the code location stays fast
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
@@ -158,15 +160,16 @@ def fit_segments(features: pd.DataFrame, seed: int = 0) -> SegmentModel:
     silhouettes: dict[int, float] = {}
     fitted: dict[int, KMeans] = {}
     large_enough: set[int] = set()
-    for k in K_RANGE:
-        if k >= len(x):
-            break
-        km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
-        sizes = np.bincount(km.labels_, minlength=k) / len(x)
-        if sizes.min() >= MIN_SEGMENT_SHARE:
-            large_enough.add(k)
-        silhouettes[k] = _silhouette(x, km.labels_, idx)
-        fitted[k] = km
+    with openmp_threads():  # k-means is OpenMP too: see OPENMP_THREADS
+        for k in K_RANGE:
+            if k >= len(x):
+                break
+            km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+            sizes = np.bincount(km.labels_, minlength=k) / len(x)
+            if sizes.min() >= MIN_SEGMENT_SHARE:
+                large_enough.add(k)
+            silhouettes[k] = _silhouette(x, km.labels_, idx)
+            fitted[k] = km
     if not fitted:
         raise ValueError("too few customers to segment")
     # Outliers (a handful of huge spenders) can give every k a tiny segment: then size is ignored.

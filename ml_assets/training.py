@@ -7,9 +7,12 @@ Dagster asset, the benchmark and the tests share:
    (:func:`ml_assets.features.assert_no_leakage`).
 2. Fit the baselines of ``EVALUATION.md`` (promise and training median for delivery days, late
    rate per shipping mode for late risk), the Keras network (early stopping on the last,
-   time-ordered slice of the training period) and a histogram gradient-boosting challenger.
-3. Score all of them on the same future test rows; the better of network and challenger on the
-   task's primary metric serves (ties go to the network), and the reason is written down.
+   time-ordered slice of the training period), a histogram gradient-boosting challenger and,
+   for delivery days where the promise is informative, gradient boosting of the slip from it.
+3. Score all of them on the same future test rows; the best of network and challengers (and the
+   promise, which may serve) on the task's primary metric serves (ties go to the network), and
+   the reason is written down. Delivery days get an 80 % ETA interval around the served
+   prediction (split conformal, :func:`conformal_interval`), its test coverage measured.
 4. Optionally save every candidate with its registry entry (:mod:`ml_assets.registry`).
 """
 
@@ -34,11 +37,14 @@ from ml_assets.features import (
 )
 from ml_assets.models import (
     BaselineModel,
+    IntervalModel,
     NetworkModel,
     Servable,
     SklearnModel,
+    SlipModel,
     gradient_boosting_pipeline,
     group_rate_baseline,
+    promised_days,
 )
 
 #: Per task: label, network task, primary metric and whether higher is better.
@@ -89,6 +95,13 @@ GB_PARAMS: dict[str, dict[str, Any]] = {
         "random_state": 0,
     },
 }
+#: Delivery-time intervals: the share of orders whose delivery should fall inside their ETA range,
+#: and how far the time-split test coverage may stray from it before the check fails.
+INTERVAL_LEVEL = 0.8
+INTERVAL_TOLERANCE = 0.05
+#: The promise (``scheduled_days``) is informative, a challenger that can serve and the anchor of
+#: the slip model, when at least this share of training orders carries one.
+PROMISE_MIN_SHARE = 0.5
 #: Late-risk bands: ``high`` = the riskiest 20 % of the training period's orders, ``medium`` = the
 #: next 30 %, ``low`` = the rest. Quantiles rather than fixed probabilities, so the bands mean the
 #: same workload for agents whatever the base late rate (55 % on DataCo, 8 % on Olist).
@@ -232,6 +245,21 @@ class TaskResult:
     serving_reason: str
     baseline_best: float
     entries: list[dict[str, Any]] = field(default_factory=list)
+    interval: IntervalModel | None = None
+    interval_test: dict[str, float] = field(default_factory=dict)
+    interval_seconds: float = 0.0
+
+    @property
+    def interval_figures(self) -> dict[str, Any]:
+        """The served interval's method, level, test coverage and width (empty without one)."""
+        if self.interval is None:
+            return {}
+        return {
+            "interval_method": self.interval.method,
+            "interval_level": self.interval.level,
+            "interval_coverage": self.interval_test["coverage"],
+            "interval_width_days": self.interval_test["width_days"],
+        }
 
     @property
     def primary(self) -> str:
@@ -375,6 +403,22 @@ def train_task(
         )
     )
 
+    promise_informative = kind == "regression" and promise_share(fit) >= PROMISE_MIN_SHARE
+    if promise_informative:
+        started = time.perf_counter()
+        slip = fit_slip_model(fit, y_fit, features, params)
+        fitted.append(
+            (
+                f"{task}_gb_slip",
+                "scikit-learn",
+                "histogram gradient boosting of the slip (actual - promised days)",
+                slip,
+                {**params, "target": "delivery_days - scheduled_days"},
+                time.perf_counter() - started,
+                {},
+            )
+        )
+
     candidates: dict[str, Candidate] = {}
     for name, framework, algorithm, model, hyper, seconds, extra in fitted:
         test_pred = model.predict(test)
@@ -395,18 +439,120 @@ def train_task(
     sign = 1.0 if higher else -1.0
     baselines = [c for c in candidates.values() if c.framework == "baseline"]
     baseline_best = max(baselines, key=lambda c: sign * c.metrics[metric]).metrics[metric]
-    tf_name, gb_name = f"{task}_tf", f"{task}_gb"
-    tf_value, gb_value = candidates[tf_name].metrics[metric], candidates[gb_name].metrics[metric]
-    serving = tf_name if sign * tf_value >= sign * gb_value else gb_name
-    other = gb_name if serving == tf_name else tf_name
-    served, lost = candidates[serving].metrics[metric], candidates[other].metrics[metric]
+    # Ties go to the first: the network, then the challengers, then the promise.
+    contenders = [n for n in (f"{task}_tf", f"{task}_gb", f"{task}_gb_slip") if n in candidates]
+    if promise_informative:
+        contenders.append("delivery_time_promise")
+    serving = max(
+        contenders, key=lambda n: (sign * candidates[n].metrics[metric], -contenders.index(n))
+    )
+    served = candidates[serving].metrics[metric]
     beats = sign * served > sign * baseline_best
+    others = ", ".join(
+        f"{n} {candidates[n].metrics[metric]:.4f}" for n in contenders if n != serving
+    )
     reason = (
-        f"{serving} has the better {metric} on the time-split test ({served:.4f} vs {lost:.4f} "
-        f"for {other}); best baseline {baseline_best:.4f}: "
+        f"{serving} has the better {metric} on the time-split test ({served:.4f}; {others}); "
+        f"best baseline {baseline_best:.4f}: "
         + ("beaten" if beats else "NOT beaten, the beats-baseline check fails")
     )
-    return TaskResult(task, split, features, candidates, serving, reason, baseline_best)
+    if serving == "delivery_time_promise":
+        reason += " (no model beat the promise, so the promise serves)"
+    result = TaskResult(task, split, features, candidates, serving, reason, baseline_best)
+    if kind == "regression":
+        started = time.perf_counter()
+        result.interval, result.interval_test = fit_interval(result, target, params)
+        result.interval_seconds = time.perf_counter() - started
+    return result
+
+
+def promise_share(frame: pd.DataFrame) -> float:
+    """Share of ``frame``'s orders that carry a promise (``scheduled_days``)."""
+    if "scheduled_days" not in frame or len(frame) == 0:
+        return 0.0
+    return float(pd.to_numeric(frame["scheduled_days"], errors="coerce").notna().mean())
+
+
+def fit_slip_model(
+    fit: pd.DataFrame, y_fit: np.ndarray, features: list[str], params: dict[str, Any]
+) -> SlipModel:
+    """Gradient boosting of the slip from the promise, on the training orders that have one."""
+    median = float(np.median(y_fit))
+    has_promise = pd.to_numeric(fit["scheduled_days"], errors="coerce").notna().to_numpy()
+    slip = y_fit - promised_days(fit, median)
+    model = SklearnModel(
+        gradient_boosting_pipeline(features, "regression", params), features, "regression"
+    )
+    model.fit(fit.loc[has_promise], slip[has_promise])
+    return SlipModel(model, features, {"median": median})
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The split-conformal quantile of ``scores``: the ceil((n+1) level)-th smallest.
+
+    The finite-sample correction makes the coverage on exchangeable new orders at least
+    ``level``; on too few scores for that rank it is capped at the largest score.
+    """
+    n = len(scores)
+    rank = min(int(np.ceil((n + 1) * level)), n)
+    return float(np.sort(scores)[rank - 1])
+
+
+def interval_metrics(y: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
+    """Coverage (share of actual days inside [low, high]) and mean width in days."""
+    inside = (y >= low) & (y <= high)
+    return {
+        "coverage": float(np.mean(inside)) if len(y) else float("nan"),
+        "width_days": float(np.mean(high - low)) if len(y) else float("nan"),
+    }
+
+
+def conformal_interval(
+    split: TimeSplit,
+    features: list[str],
+    target: str,
+    params: dict[str, Any],
+    level: float = INTERVAL_LEVEL,
+) -> IntervalModel:
+    """Split conformal: how far below and above a point prediction the ``level`` range reaches.
+
+    A gradient boosting fitted on the training slice only predicts the calibration slice (the
+    end of the training period, time order kept); the (1-level)/2 and (1+level)/2 quantiles of
+    its signed residuals, finite-sample corrected, are the offsets. One fit, no test rows.
+
+    The network's own calibration residuals would cost nothing, but early stopping chose its
+    epoch on that very slice and they are too small: 0.766 coverage on the DataCo protocol,
+    against 0.797 with this refit. Quantile gradient boosting and conformalised quantile
+    regression covered 0.97 on DataCo and 0.66-0.70 on Olist and cost four more fits each
+    training: they live in the benchmark (:func:`ml_assets.evaluation.interval_comparison`).
+    """
+    tail = (1 - level) / 2
+    y_train = split.train[target].astype(float).to_numpy()
+    y_calib = split.valid[target].astype(float).to_numpy()
+    point = SklearnModel(
+        gradient_boosting_pipeline(features, "regression", params), features, "regression"
+    ).fit(split.train, y_train)
+    residuals = y_calib - point.predict(split.valid)
+    below = -conformal_quantile(-residuals, 1 - tail)  # the tail-quantile, conservatively
+    above = conformal_quantile(residuals, 1 - tail)
+    return IntervalModel("conformal", level, offsets=(below, above), features=features)
+
+
+def fit_interval(
+    result: TaskResult, target: str, params: dict[str, Any], level: float = INTERVAL_LEVEL
+) -> tuple[IntervalModel | None, dict[str, float]]:
+    """The served ETA interval (:func:`conformal_interval`) and its coverage on the test.
+
+    Returns no interval when the calibration slice is too small to estimate a tail (under 10
+    orders).
+    """
+    split = result.split
+    if len(split.valid) < 10:
+        return None, {}
+    interval = conformal_interval(split, result.features, target, params, level)
+    point = np.clip(result.candidates[result.serving].test_predictions, 0.0, None)
+    low, high = interval.bounds(point)
+    return interval, interval_metrics(split.test[target].astype(float).to_numpy(), low, high)
 
 
 def _time(value: Any) -> str:
@@ -436,6 +582,13 @@ def save_task(
             "reference_values": _reference_values(fit, result.features),
             "train_seconds": candidate.train_seconds,
         }
+        if name == result.serving and result.interval is not None:
+            interval_path = result.interval.save(folder)
+            extra.update(
+                result.interval_figures,
+                interval_artifact_path=str(interval_path),
+                interval_artifact_sha256=registry.file_sha256(interval_path),
+            )
         if result.task == "late_risk":
             thresholds = {
                 band: float(np.quantile(candidate.fit_scores, q))

@@ -33,9 +33,19 @@ class Filters(pn.viewable.Viewer):
     def __init__(self, store: DataStore, **params: object) -> None:
         super().__init__(**params)
         self._store = store
-        for name, values in store.options().items():
-            self.param[name].objects = [ALL, *values]
+        self.refresh_options()
         self._store.state = self.state()
+
+    def refresh_options(self) -> None:
+        """Offer the values of the snapshot the store reads (a newly published one adds some).
+
+        A selected value the snapshot no longer has stays selected (and offered): the user
+        chose it, and the pages say that nothing matches.
+        """
+        for name, values in self._store.options().items():
+            selected = getattr(self, name)
+            kept = [] if selected == ALL or selected in values else [selected]
+            self.param[name].objects = [ALL, *values, *kept]
 
     def state(self) -> FilterState:
         """The current selection as an immutable value."""

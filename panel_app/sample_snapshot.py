@@ -132,6 +132,16 @@ def _orders_frame(spec: SampleSpec) -> pd.DataFrame:
     )
     frame.loc[~arrived, "is_late"] = pd.NA
     frame.loc[~scored, "predicted_delivery_time"] = pd.NaT
+    # ETA dates and an 80% range of about +-25% of the predicted days (at least a day each side).
+    eta = order_time + pd.to_timedelta(np.nan_to_num(predicted), "D")
+    spread = pd.to_timedelta(np.maximum(np.nan_to_num(predicted) * 0.25, 1.0), "D")
+    for column, moment in (
+        ("predicted_delivery_date", eta),
+        ("eta_low", eta - spread),
+        ("eta_high", eta + spread),
+    ):
+        dates = pd.Series(pd.DatetimeIndex(moment).date, index=frame.index, dtype="object")
+        frame[column] = dates.where(scored, None)
     frame["prediction_gap_days"] = (
         frame["predicted_delivery_days"] - frame["delivery_days"]
     ).round(4)
@@ -162,7 +172,9 @@ select 'pay-' || order_id as event_id, order_id, 'captured' as payment_status,
 from fct_deliveries where status <> 'canceled';
 create table at_risk_orders as
 select row_number() over (order by late_risk desc, order_id)::bigint as risk_rank, order_id,
-       customer_id, order_time, promised_delivery_time, predicted_delivery_time, late_risk,
+       customer_id, order_time, promised_delivery_time, predicted_delivery_time,
+       predicted_delivery_date::date as predicted_delivery_date, eta_low::date as eta_low,
+       eta_high::date as eta_high, late_risk,
        risk_band, top_reasons, customer_segment, region, carrier_mode, main_category, net_value,
        status
 from fct_deliveries where is_open and late_risk is not null;
@@ -288,6 +300,10 @@ def _models_frame(spec: SampleSpec) -> pd.DataFrame:
     frame["metrics"] = [
         json.dumps({m: v}) for m, v in zip(frame.primary_metric, frame.iloc[:, 6], strict=True)
     ]
+    delivery = frame["task"] == "delivery_time"
+    frame["interval_level"] = np.where(delivery, 0.8, np.nan)
+    frame["interval_coverage"] = np.where(delivery, 0.81, np.nan)
+    frame["interval_width_days"] = np.where(delivery, 3.2, np.nan)
     frame["is_serving"] = frame["model_version"] != "risk-v1"
     frame["serving_reason"] = np.where(
         frame["is_serving"], "best on holdout", "superseded by risk-v2"

@@ -11,6 +11,9 @@ Behind a reverse proxy or on another host name, ``SCPRO_PANEL_ALLOWED_ORIGINS`` 
 connections from any other origin) and ``SCPRO_PANEL_PREFIX`` the URL path the proxy serves it
 under (``/scpro`` makes the page ``https://host/scpro/app``); the proxy's ``X-Forwarded-*``
 headers are then trusted for the client's address and scheme.
+
+Every open page looks for a newly published snapshot every ``SCPRO_PANEL_REFRESH_SECONDS``
+(3 s; see :class:`panel_app.app.LiveUpdates`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import panel as pn
 
-from panel_app.app import TITLE, create_app
+from panel_app.app import TITLE, create_app, refresh_seconds_from_env
 from scpro_assets.settings import Settings
 
 
@@ -96,8 +99,9 @@ def serve(
     """Serve the cockpit at ``http://<address>:<port>/app`` until interrupted."""
     pn.extension("tabulator", notifications=False, loading_indicator=True)
     current = settings.serving_current
+    refresh_seconds = refresh_seconds_from_env()  # a bad value fails here, not in each session
     pn.serve(
-        {"app": lambda: create_app(current)},
+        {"app": lambda: create_app(current, refresh_seconds)},
         port=port,
         address=address,
         show=show,

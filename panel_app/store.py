@@ -5,6 +5,10 @@ so tests check its numbers without rendering anything. Filter values always trav
 parameters; the only identifiers ever put into SQL text come from fixed whitelists.
 Results are cached per (snapshot file, query, parameters): the file path names the version, so a
 newly published snapshot is a cache miss by construction and old entries simply age out.
+
+A store reads one version until it is told to switch (:meth:`DataStore.switch_to`): every figure
+a page shows then comes from the same complete version, even while ``current`` moves on between
+two of its queries. A live session asks :meth:`DataStore.newer_snapshot` every few seconds.
 """
 
 from __future__ import annotations
@@ -123,10 +127,40 @@ def resolve_snapshot(serving_current: Path) -> Snapshot:
     )
 
 
+_CONNECTION_KEY = "scpro-duckdb:"
+
+
 def _connection(db_path: str) -> duckdb.DuckDBPyConnection:
     """One read-only connection per snapshot file, shared through Panel's process cache."""
-    return pn.state.as_cached(
-        f"scpro-duckdb:{db_path}", lambda: duckdb.connect(db_path, read_only=True)
+    key = f"{_CONNECTION_KEY}{db_path}"
+    if (key,) not in pn.state.cache:
+        close_pruned_connections()
+    return pn.state.as_cached(key, lambda: duckdb.connect(db_path, read_only=True))
+
+
+def close_pruned_connections() -> list[str]:
+    """Close the connections to versions the publisher has pruned; return their paths.
+
+    Open sessions follow every publication, so a long-running server opens every version; an
+    open file keeps its disk space after the publisher deletes it, and the connection its
+    memory. Done whenever a new version is first opened.
+    """
+    closed = []
+    for cache_key in [k for k in list(pn.state.cache) if _is_connection_key(k)]:
+        path = cache_key[0].removeprefix(_CONNECTION_KEY)
+        if not Path(path).exists():
+            connection, _expiry = pn.state.cache.pop(cache_key)
+            connection.close()
+            closed.append(path)
+    return closed
+
+
+def _is_connection_key(key: object) -> bool:
+    return (
+        isinstance(key, tuple)
+        and len(key) == 1
+        and isinstance(key[0], str)
+        and key[0].startswith(_CONNECTION_KEY)
     )
 
 
@@ -159,18 +193,91 @@ def _where(
 
 
 class DataStore(param.Parameterized):
-    """Figures for every page, derived from the current snapshot and the filter state."""
+    """Figures for every page, derived from the snapshot it reads and the filter state."""
 
     serving_current = param.ClassSelector(class_=Path, doc="SCPRO_HOME/serving/current")
     state = param.ClassSelector(class_=FilterState, default=FilterState())
+    version = param.String(
+        default="", doc="The version read now; set by switch_to (parts not bound to state watch it)"
+    )
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._snapshot: Snapshot | None = None
 
     def snapshot(self) -> Snapshot:
-        """The version ``current`` names now; reading it per batch picks up new publications."""
-        return resolve_snapshot(self.serving_current)
+        """The version this store reads: ``current`` when first asked, then until a switch."""
+        if self._snapshot is None:
+            self._snapshot = resolve_snapshot(self.serving_current)
+            with param.parameterized.discard_events(self):  # a first read, not a switch
+                self.version = self._snapshot.version
+        return self._snapshot
+
+    def newer_snapshot(self) -> Snapshot | None:
+        """The version ``current`` names now if it is not the one read, else None.
+
+        Cheap enough to ask every few seconds per session: one ``realpath`` while nothing was
+        published (``published.json`` is read only when the link moved). Raises
+        :class:`NoSnapshotError` when ``current`` or its warehouse is gone.
+        """
+        read = self.snapshot()
+        if self.serving_current.resolve() == read.path.parent and read.path.is_file():
+            return None
+        latest = resolve_snapshot(self.serving_current)
+        return None if latest.path == read.path else latest
+
+    def switch_to(self, snapshot: Snapshot) -> None:
+        """Read ``snapshot`` from now on, and derive every figure of the session again.
+
+        A new version is, for each part of a page, like a new filter state: the parts bound to
+        ``state`` (cards, charts, tables) are re-run in place; the parts that do not depend on
+        the filters watch ``version``.
+        """
+        self._snapshot = snapshot
+        self.version = snapshot.version
+        self.param.trigger("state")
+
+    def for_page(self) -> DataStore:
+        """A store for one page of a session: the same version and filters, its own watchers.
+
+        The app keeps it in line with the session's store only while its page is shown
+        (:meth:`align_with`), so a hidden page recomputes nothing.
+        """
+        page = DataStore(serving_current=self.serving_current, state=self.state)
+        page._snapshot = self.snapshot()
+        page.version = page._snapshot.version
+        return page
+
+    def align_with(self, other: DataStore) -> None:
+        """Read ``other``'s version with ``other``'s filters; re-run the parts only if needed."""
+        snapshot = other.snapshot()
+        if snapshot == self.snapshot() and other.state == self.state:
+            return
+        if snapshot != self.snapshot():
+            self._snapshot = snapshot
+            self.version = snapshot.version
+        if other.state != self.state:
+            self.state = other.state
+        else:
+            self.param.trigger("state")
+
+    def follow(self) -> Snapshot | None:
+        """Switch to the version ``current`` names now, if it is newer; return it (or None)."""
+        latest = self.newer_snapshot()
+        if latest is not None:
+            self.switch_to(latest)
+        return latest
 
     def query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> pd.DataFrame:
-        """A cached query on the current snapshot."""
-        return _query(str(self.snapshot().path), sql, tuple(params))
+        """A cached query on the snapshot this store reads."""
+        return self.query_on(self.snapshot(), sql, params)
+
+    @staticmethod
+    def query_on(
+        snapshot: Snapshot, sql: str, params: list[Any] | tuple[Any, ...] = ()
+    ) -> pd.DataFrame:
+        """A cached query on a given version (to compare two of them)."""
+        return _query(str(snapshot.path), sql, tuple(params))
 
     def has_table(self, name: str) -> bool:
         """Whether the snapshot has a table (older or partial publications may lack one)."""
@@ -191,11 +298,32 @@ class DataStore(param.Parameterized):
             result[name] = [str(v) for v in frame["v"]]
         return result
 
+    def watermark(self) -> pd.Timestamp | None:
+        """The business time the snapshot is cut at (UTC), or None for older snapshots.
+
+        Every topic had landed up to it, and nothing later is in the snapshot (issue #15).
+        """
+        if not self.has_table("snapshot_watermark"):
+            return None
+        frame = self.query("select max(watermark) as w from snapshot_watermark")
+        value = frame["w"].iloc[0]
+        return None if pd.isna(value) else pd.Timestamp(value)
+
     def as_of(self) -> date:
-        """The latest order date: periods are counted back from the data, not the wall clock."""
+        """The watermark's date (else the latest order date): periods end there, not today."""
+        watermark = self.watermark()
+        if watermark is not None:
+            return watermark.date()
         frame = self.query("select max(order_date) as d from fct_deliveries")
         value = frame["d"].iloc[0]
         return date.today() if pd.isna(value) else pd.Timestamp(value).date()
+
+    def as_of_text(self) -> str:
+        """The "Data as of" text: the watermark to the minute, else the latest order date."""
+        watermark = self.watermark()
+        if watermark is None:
+            return f"{self.as_of():%d %b %Y}"
+        return f"{watermark:%d %b %Y %H:%M} UTC"
 
     def window(self, state: FilterState | None = None) -> Window:
         """The selected period, ending the day after the latest order, and the one before it."""
@@ -354,13 +482,30 @@ class DataStore(param.Parameterized):
             params = [*params, int(limit)]
         return self.query(
             "select risk_rank, order_id, late_risk, risk_band, order_time, "
-            "promised_delivery_time, predicted_delivery_time, "
-            "date_diff('hour', promised_delivery_time, predicted_delivery_time) / 24.0 "
+            "promised_delivery_time, predicted_delivery_time, predicted_delivery_date, eta_low, "
+            "eta_high, date_diff('hour', promised_delivery_time, predicted_delivery_time) / 24.0 "
             "as days_past_promise, customer_segment, region, carrier_mode, main_category, "
             "net_value, status, top_reasons, customer_id "
             f"from at_risk_orders where {where} order by risk_rank{limit_sql}",
             params,
         )
+
+    def high_risk_order_ids(self, snapshot: Snapshot | None = None) -> frozenset[str]:
+        """Ids of the open orders in band ``high`` (of a given version, or the one read)."""
+        frame = self.query_on(
+            snapshot or self.snapshot(),
+            "select order_id from at_risk_orders where risk_band = 'high'",
+        )
+        return frozenset(str(order_id) for order_id in frame["order_id"])
+
+    def newly_high_risk(self, previous: Snapshot, latest: Snapshot) -> list[str]:
+        """Orders at high risk in ``latest`` that were not in ``previous``, sorted.
+
+        Unfiltered on purpose: the count says what changed between two snapshots, and must not
+        change when the user changes a filter.
+        """
+        before = self.high_risk_order_ids(previous)
+        return sorted(self.high_risk_order_ids(latest) - before)
 
     def at_risk_summary(self, state: FilterState | None = None) -> dict[str, float]:
         """How many open orders are at high risk, and how much revenue they carry."""

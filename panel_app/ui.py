@@ -13,6 +13,7 @@ import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -327,12 +328,69 @@ def reactive(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.p
     )
 
 
-def static(store: object, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
-    """A part of a page built once, when first shown, right after the page is.
+def static(store: Any, render: Callable[..., pn.viewable.Viewable]) -> pn.param.ParamFunction:
+    """A part of a page that does not depend on the filters, built right after the page is.
 
-    It does not depend on the filters, or it follows them itself (like
-    :class:`~panel_app.views.overview.Trends`).
+    A function is run again when the store switches to a newly published version. A class
+    (like :class:`~panel_app.views.overview.Trends`) is built once: it follows the store's
+    state itself, and a new version re-runs it through that state.
     """
-    return pn.param.ParamFunction(
-        pn.bind(render, store), lazy=True, defer_load=True, sizing_mode="stretch_width"
+    if isinstance(render, type):
+        bound = pn.bind(render, store)
+    else:
+        bound = pn.bind(lambda store, _version: render(store), store, store.param.version)
+    return pn.param.ParamFunction(bound, lazy=True, defer_load=True, sizing_mode="stretch_width")
+
+
+# ---- the live status in the header ---------------------------------------------------------
+LIVE_CSS = """
+:host { margin-left: auto; }
+.live { font-family: system-ui, sans-serif; font-size: 13px; color: #e2e8f0; display: flex;
+        gap: 6px; align-items: center; flex-wrap: wrap; justify-content: flex-end; }
+.live b { color: #fff; }
+.live .newly-high-risk { background: #e69f00; color: #1f2937; border-radius: 999px;
+                         padding: 2px 10px; font-weight: 700; }
+.live .newly-high-risk.none { background: #e2e8f0; color: #334155; font-weight: 600; }
+.live .problem { background: #d55e00; color: #fff; border-radius: 6px; padding: 2px 8px; }
+"""
+#: Order ids listed in the badge's tooltip.
+NEWLY_HIGH_RISK_SHOWN = 10
+
+
+def newly_high_risk_badge(order_ids: list[str]) -> str:
+    """'3 orders newly high-risk', with the first ids in its tooltip (``data-count`` for tests)."""
+    n = len(order_ids)
+    shown = ", ".join(order_ids[:NEWLY_HIGH_RISK_SHOWN]) + (
+        ", …" if n > NEWLY_HIGH_RISK_SHOWN else ""
     )
+    noun = "order" if n == 1 else "orders"
+    tone = "" if n else " none"
+    return (
+        f'<span class="newly-high-risk{tone}" data-count="{n}" '
+        f'title="{html.escape(shown or "no order became high-risk")}">'
+        f"{n:,} {noun} newly high-risk</span>"
+    )
+
+
+def live_status(
+    updated_at: datetime,
+    as_of: str,
+    version: str,
+    newly_high_risk: list[str] | None,
+    problem: str | None,
+) -> str:
+    """The header's 'Updated HH:MM:SS · data as of …' line, the badge and any problem, as HTML.
+
+    ``newly_high_risk`` is None until the session has seen a second snapshot. Everything that
+    comes from data or errors is escaped.
+    """
+    parts = [
+        f'<span class="updated" title="snapshot {html.escape(version)}">'
+        f"Updated <b>{updated_at:%H:%M:%S}</b> UTC</span>",
+        f'<span>· data as of <b class="as-of">{html.escape(as_of)}</b></span>',
+    ]
+    if newly_high_risk is not None:
+        parts.append(newly_high_risk_badge(newly_high_risk))
+    if problem:
+        parts.append(f'<span class="problem" role="alert">⚠ {html.escape(problem)}</span>')
+    return f'<div class="live" data-version="{html.escape(version)}">{"".join(parts)}</div>'

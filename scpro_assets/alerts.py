@@ -2,10 +2,16 @@
 
 The outbox, ``SCPRO_HOME/outbox/alerts.ndjson``, is the default channel and is always written,
 whatever else is configured: one JSON object per alert (``id``, ``time``, ``kind``,
-``severity``, ``title``, ``body``, ``subject`` and the ``deliveries`` to other channels). The
-Data health page reads it. Other channels are apprise URLs from ``SCPRO_ALERT_URLS``
-(webhooks ``json://``, Slack, Teams, ``mailto://``...), read at the moment of sending because
-they carry the channels' tokens; the outbox names a channel by its scheme only, never its URL.
+``severity``, ``audience``, ``title``, ``body``, ``subject`` and the ``deliveries`` to other
+channels). The Data health page and the At-risk page read it. Other channels are apprise URLs
+(webhooks ``json://``, Slack, Teams, ``mailto://``...) per audience: ``SCPRO_ALERT_URLS`` for
+data engineers (failed runs and checks, stale marts, landing gaps), ``SCPRO_ALERT_URLS_OPS`` for
+operations (orders newly at high risk). They are read at the moment of sending because they carry
+the channels' tokens; the outbox names a channel by its scheme only, never its URL.
+
+Alerts are plain text. Whatever in them comes from data (order ids, model reasons, error
+messages) goes through :func:`safe_text` first, and apprise is told the body is text, so a channel
+that renders HTML escapes it.
 
 An alert is sent once per id, across restarts and processes: the id is looked up in the outbox
 under a file lock before anything is sent. A channel that fails (down, refused, a bad URL) is
@@ -20,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +40,13 @@ logger = logging.getLogger(__name__)
 #: Severities, in apprise's words for the channels that show them.
 SEVERITIES = ("info", "warning", "error")
 
+#: Who an alert is for; each audience has its own channels (``ALERT_URL_VARIABLES``).
+AUDIENCES = ("data", "operations")
+
+#: Characters that are markup in HTML, Markdown, Slack's mrkdwn or Teams (tags, emphasis, links,
+#: code, mentions, headings), mapped to their full-width forms: read the same, rendered as text.
+_MARKUP = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "<>&*_`~|[]\\#!@{}"})
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -44,10 +58,30 @@ class Alert:
     title: str
     body: str
     subject: dict[str, str] = field(default_factory=dict)
+    audience: str = "data"
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"alert severity must be one of {SEVERITIES}, not {self.severity!r}")
+        if self.audience not in AUDIENCES:
+            raise ValueError(f"alert audience must be one of {AUDIENCES}, not {self.audience!r}")
+
+
+def safe_text(value: object, limit: int = 120) -> str:
+    """``value`` as one short line of inert text, for a message that quotes data.
+
+    Control and invisible characters (bidi overrides, zero-width joiners) are dropped, every run
+    of whitespace (newlines too) becomes one space, so a value can neither start a line of its own
+    nor pass for another entry, markup characters become their full-width look-alikes
+    (:data:`_MARKUP`), and the result is cut at ``limit`` characters with an ellipsis.
+    """
+    text = "".join(
+        " " if ch.isspace() else ch
+        for ch in str(value)
+        if ch.isspace() or not unicodedata.category(ch).startswith("C")
+    )
+    text = " ".join(text.split()).translate(_MARKUP)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
 
 
 def outbox_path(home: Path) -> Path:
@@ -120,7 +154,12 @@ def _deliver(alert: Alert, urls: tuple[str, ...]) -> list[dict[str, str]]:
             app = apprise.Apprise()
             if not app.add(url):
                 status = "failed: apprise does not understand this URL"
-            elif app.notify(title=alert.title, body=alert.body, notify_type=kinds[alert.severity]):
+            elif app.notify(
+                title=alert.title,
+                body=alert.body,
+                notify_type=kinds[alert.severity],
+                body_format=apprise.NotifyFormat.TEXT,  # channels that render HTML escape it
+            ):
                 status = "sent"
             else:
                 status = "failed: the channel did not accept it"
@@ -141,10 +180,11 @@ def send_alert(
     """Write ``alert`` to the outbox and the configured channels, once per id.
 
     Returns the outbox record, or None when an alert with this id was already sent. ``urls``
-    defaults to ``SCPRO_ALERT_URLS``.
+    defaults to the channels of the alert's audience (``SCPRO_ALERT_URLS`` for data engineers,
+    ``SCPRO_ALERT_URLS_OPS`` for operations).
     """
     path = outbox_path(home)
-    urls = alert_urls_from_env() if urls is None else urls
+    urls = alert_urls_from_env(alert.audience) if urls is None else urls
     with _locked(path):
         if any(record["id"] == alert.id for record in read_outbox(path)):
             return None

@@ -24,6 +24,7 @@ from datetime import timedelta
 import dagster as dg
 
 from scpro_assets.instance import runs_in_flight
+from scpro_assets.settings import BUSINESS_TOPICS
 
 #: Tag on every run the automation sensor asks for; the instance runs one such run at a time.
 AUTOMATION_TAG = "scpro/automation"
@@ -133,11 +134,57 @@ FOLLOW_STREAM = (
 ).with_label("follow_stream")
 
 
+class EventsLanded(dg.AutomationCondition):
+    """True once a business topic's raw asset has been materialized (there is data to build on)."""
+
+    @property
+    def name(self) -> str:
+        """The condition's name in the Dagster UI's evaluation tree."""
+        return "events_landed"
+
+    @property
+    def description(self) -> str:
+        """What the condition means, as the Dagster UI shows it."""
+        return "a business topic has landed events"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        """Every candidate once a ``raw_<topic>`` of the business topics has a materialization."""
+        instance = context.asset_graph_view.instance
+        landed = any(
+            instance.get_latest_materialization_event(dg.AssetKey(f"raw_{topic}")) is not None
+            for topic in BUSINESS_TOPICS
+        )
+        subset = context.candidate_subset if landed else context.get_empty_subset()
+        return dg.AutomationResult(context, true_subset=subset)
+
+
+#: dbt models over the ``actions`` topic: they build from an empty placeholder until the first
+#: action lands, and ``at_risk_orders`` reads them, so they must exist from the first cycle. Under
+#: :data:`FOLLOW_STREAM` alone they were never requested while no action had landed (their
+#: upstream never updates), and the demo's first dbt build failed on the missing relation.
+BUILD_WHILE_MISSING: frozenset[str] = frozenset({"stg_raw__order_actions", "fct_order_actions"})
+
+#: :data:`FOLLOW_STREAM`, and also while the asset is missing once events have landed (asked
+#: again after each request until it exists, so a failed first build heals).
+FOLLOW_STREAM_OR_MISSING = (
+    FOLLOW_STREAM
+    | (
+        (dg.AutomationCondition.missing() & EventsLanded()).since(
+            dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
+        )
+        & ~dg.AutomationCondition.in_progress()
+        & AutomationIdle()
+    )
+).with_label("follow_stream_or_missing")
+
+
 def condition_for(spec: dg.AssetSpec) -> dg.AutomationCondition | None:
     """The automation condition SCPro gives ``spec`` (None: left to sensors or people)."""
     name = spec.key.path[-1]
     if name in TRAINING_ASSETS:
         return TRAIN_WHEN_NEEDED
+    if name in BUILD_WHILE_MISSING:
+        return FOLLOW_STREAM_OR_MISSING
     if spec.group_name in FOLLOW_GROUPS:
         return FOLLOW_STREAM
     return None

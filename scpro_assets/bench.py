@@ -433,7 +433,10 @@ def run_all(
     if "replay" in which:
         bench_replay(settings, report, replay_orders)
     if "ingest" in which:
+        from scpro_assets.bench_landing import bench_landing_runs
+
         bench_ingest(settings, report, ingest_events, latency_samples)
+        bench_landing_runs(settings, report)
     if "clean" in which:
         bench_clean(settings, report, clean_sizes)
     if "models" in which:

@@ -444,7 +444,7 @@ def broker_restart_mid_range(
     published once the broker is back. The run either waits the restart out or fails and is
     retried with the same range, as the instance's run retries do; either way it lands once.
     """
-    from scpro_assets.ingest import landing
+    from scpro_assets.ingest import landing, runs
     from scpro_assets.ingest.runner import retry_failed_ranges
     from scpro_assets.kafka.clients import ensure_topics
 
@@ -454,9 +454,9 @@ def broker_restart_mid_range(
     produced = produce(settings, 0, half, poison_every=89)
     defs = _ingest_defs(settings)
     job = defs.resolve_job_def(f"land_{TOPIC}")
-    config = {"ops": {f"raw_{TOPIC}": {"config": {"partition": 0, "start": 0, "stop": events}}}}
-    run_key = landing.OffsetRange(TOPIC, 0, 0, events).run_key
-    tags = {"dagster/run_key": run_key, "scpro/topic": TOPIC}
+    whole = [landing.OffsetRange(TOPIC, 0, 0, events)]
+    config = runs.run_config(whole)
+    tags = {"dagster/run_key": runs.run_key(whole), **runs.run_tags(whole)}
     previous_chunk = landing.CHUNK_EVENTS
     landing.CHUNK_EVENTS = chunk_events
     try:
@@ -702,6 +702,7 @@ def readers_while_publishing(
         reads, errors, versions = 0, [], set()
         while not done.is_set() or reads == 0:
             try:
+                store.follow()  # as an open page does: one version per refresh
                 versions.add(store.snapshot().version)
                 orders = int(store.kpis(state).at["orders", "current"])
                 store.kpis(filtered)

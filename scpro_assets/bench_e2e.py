@@ -71,6 +71,25 @@ def _start_spark_server(run: Settings) -> EmbeddedSparkConnect | None:
     return server
 
 
+def _runs_per_hour(dagster_home: Path, started: float, ended: float) -> dict[str, float]:
+    """Runs the instance created while the stream flowed, per hour: all, and landing runs.
+
+    Every run pays Dagster's fixed cost (a process importing its code location, a run record, an
+    event-log shard), so under a stream the run rate is a cost of its own (issue #17 item 7).
+    """
+    import dagster as dg
+
+    hours = max(ended - started, 1.0) / 3600.0
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        records = instance.get_run_records()
+    created = [r for r in records if started <= r.create_timestamp.timestamp() <= ended]
+    landing = [r for r in created if r.dagster_run.tags.get("scpro/kind") == "landing"]
+    return {
+        "runs_per_hour": len(created) / hours,
+        "landing_runs_per_hour": len(landing) / hours,
+    }
+
+
 def bench_event_to_dashboard(
     settings: Settings,
     report: Report,
@@ -160,9 +179,11 @@ def bench_event_to_dashboard(
             spark_server.stop()
         streamer.join(timeout=10)
         log.close()
+    ended = time.time()
     if first_published is None:
         report.add(SECTION, result=f"nothing was published within {warmup_timeout:.0f} s")
         return
+    report.add(SECTION, **_runs_per_hour(dagster_home, started, ended))
     steady = [
         seen[o] - produced[o] for o in seen if o in produced and produced[o] >= first_published
     ]

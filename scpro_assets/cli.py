@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -245,20 +246,23 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
     failed = 0
     for topic in topics or TOPICS:
         mine = [t for t in ticks if t.topic == topic]
-        landed = sum(len(t.succeeded) for t in mine)
+        succeeded = [key for t in mine for key in t.succeeded]
+        # One run per topic and tick lands a range per partition; its key names each ("+").
+        ranges = sum(key.count("+") + 1 for key in succeeded)
+        landed = len(succeeded)
         retried = sum(len(t.retried) for t in mine)
         already = sum(len(t.skipped_existing) for t in mine)
         failed_here = sum(len(t.failed) for t in mine)
         failed += failed_here
         if landed or retried or already or failed_here:
             click.echo(
-                f"{topic}: {landed} ranges landed, {retried} retried, {already} already run, "
-                f"{failed_here} failed"
+                f"{topic}: {ranges} ranges landed in {landed} run{'s' * (landed != 1)}, "
+                f"{retried} retried, {already} already run, {failed_here} failed"
             )
         else:
             click.echo(f"{topic}: {mine[-1].skip_reason}")
     if failed:
-        raise click.ClickException(f"{failed} ranges failed; see the runs in the Dagster UI")
+        raise click.ClickException(f"{failed} landing runs failed; see them in the Dagster UI")
 
 
 @main.command()
@@ -340,17 +344,45 @@ def dashboard(port: int, address: str, show: bool) -> None:
     serve(Settings.from_env(), port=port, show=show, address=address)
 
 
-def _stop_process_group(process: subprocess.Popen, name: str) -> None:
-    """SIGTERM a child's whole process group (its runs and JVMs too), SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        click.echo(f"{name} did not stop in 30 s: killing it")
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+#: Seconds the demo gives its children to stop on SIGTERM before it kills their process groups.
+STOP_GRACE_S = 10.0
+
+#: The demo's pace in business hours per second. Every snapshot has open orders at any pace (it
+#: is cut at its watermark), but once the replay ends and all is landed, every DataCo order is
+#: closed: at 24 (a day a second) the sample lasted 19 minutes, less than a first cycle took on a
+#: busy box; at 6 it streams for 75 minutes, and the first training still has a few hundred
+#: delivered orders.
+DEMO_SPEED = 6.0
+
+#: Seconds between the demo's status lines.
+STATUS_EVERY_S = 10.0
+
+
+def _stop_process_groups(children: list[tuple[str, subprocess.Popen]], grace_s: float) -> None:
+    """SIGTERM every child's process group (its runs and JVMs too) at once, then SIGKILL them.
+
+    One grace period for all, not one each: stopping them one after another took the demo past
+    20 seconds. Groups are SIGKILLed after it even when their leader exited, for leftovers.
+    """
+    for _, process in children:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for name, process in children:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            click.echo(f"{name} did not stop in {grace_s:.0f} s: killing it")
+        with contextlib.suppress(ProcessLookupError):  # leftovers of an exited leader too
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+
+
+def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM to the demo stops it like Ctrl-C does."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 class _DemoSparkServer:
@@ -415,21 +447,32 @@ class _DemoSparkServer:
 )
 @click.option(
     "--speed",
-    default=24.0,
+    default=DEMO_SPEED,
     show_default=True,
     envvar="SCPRO_DEMO_SPEED",
-    help="Business hours replayed per second (24: one business day a second).",
+    help="Business hours replayed per second (6: a business day every four seconds).",
 )
 @click.option("--port", default=3000, show_default=True, envvar="SCPRO_DAGSTER_PORT")
 @click.option("--dashboard-port", default=5006, show_default=True, envvar="SCPRO_PANEL_PORT")
-def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    help="Stop everything by itself after this many seconds (a scripted run); exit code 0.",
+)
+def demo(
+    dataset: str, speed: float, port: int, dashboard_port: int, duration: float | None
+) -> None:
     """Start Kafka, Dagster and the dashboard, and stream a dataset; Ctrl-C stops everything.
 
     With Dagster running, the Kafka sensors land the stream and declarative automation carries
-    it through Spark, the models, dbt and the serving snapshot to the dashboard by itself.
+    it through Spark, the models, dbt and the serving snapshot to the dashboard by itself. The
+    terminal shows the addresses, then a status line every few seconds; Dagster's and the
+    dashboard's own output goes to SCPRO_HOME/logs/. Ctrl-C or SIGTERM stops everything.
     """
     import threading
 
+    from scpro_assets.demo_status import DemoStatus
     from scpro_assets.instance import prepare_dagster_home
     from scpro_assets.kafka.broker import BrokerError, EmbeddedKafka
     from scpro_assets.kafka.clients import ensure_topics
@@ -437,6 +480,8 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
     from scpro_assets.replay import replay as run_replay
     from scpro_assets.settings import REPO_ROOT
 
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    started = time.monotonic()
     settings = Settings.from_env()
     try:
         events, report, _total = load_source(dataset, orders=10_000_000)
@@ -450,57 +495,54 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
     broker = EmbeddedKafka(settings)
     # A broker that was already running (say, `scpro kafka start` earlier) is left running.
     broker_was_running = broker.status().running
-    try:
-        click.echo(broker.start().describe())
-    except BrokerError as error:
-        raise click.ClickException(str(error)) from error
-    ensure_topics(settings.kafka)
-    home = prepare_dagster_home(settings)
+    children: list[tuple[str, subprocess.Popen]] = []
     stop = threading.Event()
     spark_server = _DemoSparkServer(settings)
-    spark_server.start()
-
-    def stream() -> None:
-        def check(_event: object) -> None:
-            if stop.is_set():
-                raise KeyboardInterrupt
-
-        try:
-            stats = run_replay(events, settings.kafka, speed=speed, on_event=check)
-            click.echo(f"replay finished: {stats.total} events published")
-        except KeyboardInterrupt:
-            pass
-
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SCPRO_HOME": str(settings.home)}
-    dagster_cmd = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
-    dagster_cmd += ["-h", "127.0.0.1", "-p", str(port)]
-    dashboard_cmd = [sys.executable, "-m", "scpro_assets.cli", "dashboard"]
-    dashboard_cmd += ["--port", str(dashboard_port)]
-    children: list[tuple[str, subprocess.Popen]] = []
-    streamer = threading.Thread(target=stream, name="replay", daemon=True)
+    published = [0]
+    logs = settings.home / "logs"
+    streamer = None
     try:
-        children.append(
-            (
-                "Dagster",
-                subprocess.Popen(
-                    dagster_cmd,
+        try:
+            click.echo(broker.start().describe())
+        except BrokerError as error:
+            raise click.ClickException(str(error)) from error
+        ensure_topics(settings.kafka)
+        home = prepare_dagster_home(settings)
+        spark_server.start()
+
+        def count(_event: object) -> None:
+            published[0] += 1
+
+        def stream() -> None:
+            stats = run_replay(events, settings.kafka, speed=speed, on_event=count, stop=stop)
+            if not stop.is_set():
+                click.echo(f"replay finished: {stats.total:,} events published")
+
+        env = {**os.environ, "DAGSTER_HOME": str(home), "SCPRO_HOME": str(settings.home)}
+        commands = {
+            "Dagster": [
+                *(sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"),
+                *("-h", "127.0.0.1", "-p", str(port)),
+            ],
+            "dashboard": [
+                *(sys.executable, "-m", "scpro_assets.cli", "dashboard"),
+                *("--port", str(dashboard_port)),
+            ],
+        }
+        logs.mkdir(parents=True, exist_ok=True)
+        for name, command in commands.items():
+            with (logs / f"{name.lower()}.log").open("ab") as log:
+                process = subprocess.Popen(
+                    command,
                     cwd=REPO_ROOT,
                     env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
-                ),
-            )
-        )
-        children.append(
-            (
-                "dashboard",
-                subprocess.Popen(
-                    dashboard_cmd,
-                    cwd=REPO_ROOT,
-                    env=env,
-                    start_new_session=True,
-                ),
-            )
-        )
+                )
+            children.append((name, process))
+        streamer = threading.Thread(target=stream, name="replay", daemon=True)
         streamer.start()
         from panel_app.server import app_path
 
@@ -508,29 +550,52 @@ def demo(dataset: str, speed: float, port: int, dashboard_port: int) -> None:
             f"\nSCPro is running:\n  Dagster UI   http://127.0.0.1:{port}\n"
             f"  Dashboard    http://127.0.0.1:{dashboard_port}{app_path()}\n"
             f"  Kafka        {broker.bootstrap}\n  Spark        {spark_server.describe()}\n"
-            f"  streaming    {dataset} at {speed:g} business "
-            "hours/s\nThe first orders reach the dashboard after the first Spark, model and dbt "
-            "runs (a few minutes on 2 cores).\nPress Ctrl-C to stop everything.\n"
+            f"  streaming    {dataset} at {speed:g} business hours/s\n"
+            f"  logs         {logs}/dagster.log, {logs}/dashboard.log\n"
+            "The first snapshot comes after the first Spark, model and dbt cycle (a few minutes "
+            'on 2 cores); each is cut at its event-time watermark ("data as of").\n'
+            + (
+                f"Stopping by itself after {duration:g} s.\n"
+                if duration
+                else "Press Ctrl-C to stop everything.\n"
+            )
         )
+        status = DemoStatus(settings, started)
+        next_line = time.monotonic()
         while all(process.poll() is None for _, process in children):
+            now = time.monotonic()
+            if duration is not None and now - started >= duration:
+                click.echo(f"{duration:g} s are up")
+                break
+            for milestone in status.refresh(now):
+                click.echo(milestone)
+            if now >= next_line:
+                click.echo(status.line(now, published[0]))
+                next_line = now + STATUS_EVERY_S
             time.sleep(1)
         for name, process in children:
             if process.poll() is not None:
-                click.echo(f"{name} exited with code {process.returncode}")
+                click.echo(f"{name} exited with code {process.returncode} (see {logs})")
     except KeyboardInterrupt:
         click.echo("\nstopping...")
     finally:
+        # A second Ctrl-C (or SIGTERM) must not cut the shutdown short and leave things running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stopping = time.monotonic()
         stop.set()
-        for name, process in children:
-            _stop_process_group(process, name)
-        if streamer.is_alive():
-            streamer.join(timeout=10)
-        spark_server.stop()
+        spark_stopper = threading.Thread(target=spark_server.stop, name="spark-stop")
+        spark_stopper.start()  # beside the children: the two take the same seconds
+        _stop_process_groups(children, STOP_GRACE_S)
+        if streamer is not None:
+            streamer.join(timeout=5)
+        spark_stopper.join(timeout=STOP_GRACE_S + 5)
         if broker_was_running:
             click.echo("stopped: the dashboard, Dagster and the replay (Kafka was already running)")
         else:
-            broker.stop()
+            broker.stop(timeout=STOP_GRACE_S)
             click.echo("stopped: the dashboard, Dagster, the replay and Kafka")
+        click.echo(f"stopped in {time.monotonic() - stopping:.1f} s")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from scpro_assets.ingest.definitions import defs as ingest_defs
 from scpro_assets.settings import Settings
 from scpro_assets.warehouse.assets import warehouse_assets
 from scpro_assets.warehouse.project import dbt_resource
+from sensors.alert_sensors import PLATFORM_ALERT_SENSORS
 from sensors.lineage_sensor import build_openlineage_sensor
 
 
@@ -56,6 +57,7 @@ def build_platform_definitions(
             build_openlineage_sensor(asset_graph=whole_asset_graph),
             *ml_sensors,
             automation_sensor(),
+            *PLATFORM_ALERT_SENSORS,
         ],
         resources={**resources, "pyspark": spark_resource(settings), "dbt": dbt_resource()},
     )

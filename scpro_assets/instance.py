@@ -54,6 +54,11 @@ run_monitoring:
   start_timeout_seconds: 300
   max_runtime_seconds: 10800
   poll_interval_seconds: 30
+# The daemon evaluates every freshness policy (the dashboard's marts: warn after 1 h, fail after
+# 2 h) and records each asset's state; the scpro_stale_mart_alerts sensor alerts on WARN/FAIL.
+# On by default in Dagster 1.13; said here so that turning it off is a visible choice.
+freshness:
+  enabled: true
 telemetry:
   enabled: false
 """

@@ -15,6 +15,7 @@ old history at once (retention counts from the record's timestamp) and refuse fu
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -78,11 +79,14 @@ def replay(
     progress: bool = False,
     total: int | None = None,
     on_event: Callable[[SourceEvent], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> ReplayStats:
     """Publish ``events`` (already in event-time order) and wait until the broker has them all.
 
     ``speed`` is business hours per second, and never ahead of the wall clock (an event is not
-    published before its business time); ``None`` publishes as fast as possible.
+    published before its business time); ``None`` publishes as fast as possible. Setting
+    ``stop`` ends the replay at once, even in the middle of a wait for an event's time (the
+    demo's Ctrl-C): what was sent is flushed, the rest is not published.
     """
     from scpro_assets.kafka.clients import producer
 
@@ -106,8 +110,13 @@ def replay(
                     due - (time.perf_counter() - started),
                     (event.event_time - datetime.now(UTC)).total_seconds(),
                 )
-                if wait > 0:
+                if wait > 0 and stop is not None:
+                    if stop.wait(wait):
+                        break
+                elif wait > 0:
                     time.sleep(wait)
+            if stop is not None and stop.is_set():
+                break
             topic = names.get(event.topic)
             if topic is None:
                 topic = names[event.topic] = kafka.topic_name(event.topic)

@@ -15,8 +15,16 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: The four event topics; their names are prefixed with ``SCPRO_TOPIC_PREFIX`` on the broker.
-TOPICS: tuple[str, ...] = ("orders", "payments", "shipments", "ops_logs")
+#: The business event topics the Spark clean layer reads (the replayed or live operations).
+BUSINESS_TOPICS: tuple[str, ...] = ("orders", "payments", "shipments", "ops_logs")
+
+#: What the people working the At-risk page did to an order (acknowledge, assign, note, resolve).
+#: Landed exactly once like the business topics; dbt reads its raw ranges directly (a few events
+#: a minute do not need a Spark pass, and an action reaches the dashboard without one).
+ACTIONS_TOPIC = "actions"
+
+#: Every topic SCPro lands; names are prefixed with ``SCPRO_TOPIC_PREFIX`` on the broker.
+TOPICS: tuple[str, ...] = (*BUSINESS_TOPICS, ACTIONS_TOPIC)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -360,10 +368,22 @@ class GapSettings:
         )
 
 
-def alert_urls_from_env() -> tuple[str, ...]:
-    """Apprise URLs of the alert channels (``SCPRO_ALERT_URLS``, comma-separated).
+#: Who an alert is for, and the variable holding that audience's apprise URLs: data engineers
+#: (failed runs and checks, stale marts, landing gaps) and operations (orders newly at high risk).
+ALERT_URL_VARIABLES: dict[str, str] = {
+    "data": "SCPRO_ALERT_URLS",
+    "operations": "SCPRO_ALERT_URLS_OPS",
+}
 
-    Read at the moment of sending, never stored: the URLs carry the channels' tokens.
+
+def alert_urls_from_env(audience: str = "data") -> tuple[str, ...]:
+    """Apprise URLs of ``audience``'s alert channels (:data:`ALERT_URL_VARIABLES`, comma-separated).
+
+    Read at the moment of sending, never stored: the URLs carry the channels' tokens. The two
+    audiences do not fall back on each other: customer orders are not sent to the data engineers'
+    channel unless a deployment sets both variables to it.
     """
-    text = _env("SCPRO_ALERT_URLS", "") or ""
+    if audience not in ALERT_URL_VARIABLES:
+        raise ValueError(f"alert audience must be one of {sorted(ALERT_URL_VARIABLES)}")
+    text = _env(ALERT_URL_VARIABLES[audience], "") or ""
     return tuple(url.strip() for url in text.split(",") if url.strip())

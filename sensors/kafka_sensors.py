@@ -1,18 +1,22 @@
 """One sensor per Kafka topic: ask for runs that land new offset ranges, exactly once.
 
 The cursor is ``{partition: next_offset}``: the first offset not yet *requested*. Each tick reads
-the topic's end offsets, cuts the new offsets into ranges of at most ``max_events_per_run``
-(backpressure) and asks for one run per range with ``run_key = topic-partition-start-last``.
-Dagster never starts two runs with one run key, so a tick evaluated twice on the same cursor asks
-for nothing new; a failed run is retried by Dagster's run retries (or ``scpro ingest --once``) with
-the same range, and landing rewrites the same files. Offsets are never committed to Kafka: unlike
-the public demos, a failed run cannot lose messages.
+the topic's end offsets and asks for one run that lands the new offsets of every partition, one
+range per partition, with a run key that names every range (``orders-0-100-199+1-40-79``;
+:mod:`scpro_assets.ingest.runs`), so the run rate does not grow with partitions. A run holds at
+most ``max_events_per_run`` events (backpressure), shared fairly by the partitions; only a backlog
+bigger than that takes several runs in one tick. Dagster never starts two runs with one run key,
+so a tick evaluated twice on the same cursor asks for nothing new; a failed run is retried by
+Dagster's run retries (or ``scpro ingest --once``) with the same ranges, and landing skips the
+ranges already landed. Offsets are never committed to Kafka: unlike the public demos, a failed run
+cannot lose messages.
 
 Each tick also records an observation of the topic's lag on the ``kafka/<topic>`` asset, and
 looks for gaps (:mod:`scpro_assets.ingest.gaps`): the cursor also keeps every requested range open
 until its raw file exists; a range unlanded past the deadline fails the raw asset's
 ``requested_ranges_landed`` check, is requested again with backoff, and raises an alert when it
-keeps failing.
+keeps failing. An overdue range is requested again on its own (``orders-0-100-199-retry2``),
+whatever run it was first requested in.
 """
 
 import json
@@ -37,7 +41,8 @@ from scpro_assets.ingest.gaps import (
     write_gap_status,
 )
 from scpro_assets.ingest.landing import OffsetRange, landed_ranges, landed_watermarks
-from scpro_assets.instance import runs_in_flight
+from scpro_assets.ingest.runs import TOPIC_TAG, ranges_in_tags, run_config, run_key, run_tags
+from scpro_assets.instance import IN_FLIGHT
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS
 
@@ -69,47 +74,74 @@ def dump_cursor(cursor: dict[int, int]) -> str:
 
 
 @dataclass(frozen=True)
-class RangePlan:
-    """What one tick asks for, and the cursor after it."""
+class RunPlan:
+    """What one tick asks for: the ranges of each landing run, and the cursor after them."""
 
-    ranges: list[OffsetRange]
+    runs: list[list[OffsetRange]]
     cursor: dict[int, int]
     pending_after: int
 
+    @property
+    def ranges(self) -> list[OffsetRange]:
+        """Every range of every run."""
+        return [rng for run in self.runs for rng in run]
 
-def plan_ranges(
+
+def fair_shares(pending: dict[int, int], budget: int) -> dict[int, int]:
+    """Events each partition gets of ``budget``: as even as their ``pending`` counts allow.
+
+    Water-filling: a partition with less pending than an even share takes all of it, and what it
+    leaves goes to the others, so one busy partition cannot starve the rest of a run.
+    """
+    shares = dict.fromkeys(pending, 0)
+    left = {p: n for p, n in sorted(pending.items()) if n > 0}
+    while left and budget > 0:
+        share = max(1, budget // len(left))
+        for partition in list(left):
+            take = min(left[partition], share, budget)
+            shares[partition] += take
+            left[partition] -= take
+            budget -= take
+            if not left[partition]:
+                del left[partition]
+            if not budget:
+                break
+    return {p: n for p, n in shares.items() if n}
+
+
+def plan_runs(
     topic: str,
     cursor: dict[int, int],
     offsets: dict[int, tuple[int, int]],
     max_events_per_run: int,
     max_runs_per_tick: int,
-) -> RangePlan:
-    """Cut the offsets past ``cursor`` into ranges; move the cursor only over requested ranges.
+) -> RunPlan:
+    """Plan the tick's landing runs; move the cursor only over the ranges requested.
 
-    A partition seen for the first time starts at its beginning offset. Work is spread across
-    partitions round-robin so one busy partition cannot starve the others.
+    One run covers the new offsets of every partition, a range each, up to
+    ``max_events_per_run`` events shared by :func:`fair_shares`. Under a stream that is one run per
+    tick; a backlog takes more runs (at most ``max_runs_per_tick``), the rest waits for the next
+    ticks. A partition seen for the first time starts at its beginning offset.
     """
     if max_events_per_run < 1 or max_runs_per_tick < 1:
         raise ValueError("max_events_per_run and max_runs_per_tick must be positive")
     new_cursor = dict(cursor)
     for partition, (beginning, _end) in offsets.items():
         new_cursor.setdefault(partition, beginning)
-    ranges: list[OffsetRange] = []
-    progressed = True
-    while len(ranges) < max_runs_per_tick and progressed:
-        progressed = False
-        for partition in sorted(offsets):
-            if len(ranges) >= max_runs_per_tick:
-                break
-            start, end = new_cursor[partition], offsets[partition][1]
-            if start >= end:
-                continue
-            stop = min(end, start + max_events_per_run)
-            ranges.append(OffsetRange(topic, partition, start, stop))
-            new_cursor[partition] = stop
-            progressed = True
-    pending = sum(max(0, end - new_cursor[p]) for p, (_b, end) in offsets.items())
-    return RangePlan(ranges, new_cursor, pending)
+    runs: list[list[OffsetRange]] = []
+    while len(runs) < max_runs_per_tick:
+        pending = {p: end - new_cursor[p] for p, (_b, end) in offsets.items()}
+        shares = fair_shares(pending, max_events_per_run)
+        if not shares:
+            break
+        run = []
+        for partition, events in sorted(shares.items()):
+            start = new_cursor[partition]
+            run.append(OffsetRange(topic, partition, start, start + events))
+            new_cursor[partition] = start + events
+        runs.append(run)
+    pending_after = sum(max(0, end - new_cursor[p]) for p, (_b, end) in offsets.items())
+    return RunPlan(runs, new_cursor, pending_after)
 
 
 def now() -> float:
@@ -117,23 +149,18 @@ def now() -> float:
     return time.time()
 
 
-def range_run_request(rng: OffsetRange, attempt: int = 1) -> dg.RunRequest:
-    """The run request that lands ``rng``; a later attempt's run key still names the range."""
+def landing_run_request(ranges: list[OffsetRange], attempt: int = 1) -> dg.RunRequest:
+    """The run request that lands ``ranges`` (one topic, one range per partition).
+
+    Its run key, tags and config name every range (:mod:`scpro_assets.ingest.runs`); a later
+    attempt's run key still names its ranges.
+    """
     return dg.RunRequest(
-        run_key=rng.run_key if attempt == 1 else f"{rng.run_key}-retry{attempt}",
-        job_name=job_name(rng.topic),
-        run_config={
-            "ops": {
-                f"raw_{rng.topic}": {
-                    "config": {"partition": rng.partition, "start": rng.start, "stop": rng.stop}
-                }
-            }
-        },
+        run_key=run_key(ranges, attempt),
+        job_name=job_name(ranges[0].topic),
+        run_config=run_config(ranges),
         tags={
-            "scpro/topic": rng.topic,
-            "scpro/partition": str(rng.partition),
-            "scpro/range": f"{rng.start}-{rng.last}",
-            "scpro/attempt": str(attempt),
+            **run_tags(ranges, attempt),
             "dagster/max_retries": "3",
             "dagster/retry_strategy": "ALL_STEPS",
         },
@@ -201,18 +228,17 @@ def build_gap_check(topic: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def _in_flight(instance: dg.DagsterInstance) -> Callable[[OffsetRange], bool]:
-    """Whether one of a range's runs (any attempt, any retry) is queued or running."""
+def landing_runs_in_flight(instance: dg.DagsterInstance, topic: str) -> list[dg.DagsterRun]:
+    """The landing runs of ``topic`` that are queued or running (any attempt, any retry)."""
+    return list(
+        instance.get_runs(filters=dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=IN_FLIGHT))
+    )
 
-    def check(rng: OffsetRange) -> bool:
-        tags = {
-            "scpro/topic": rng.topic,
-            "scpro/partition": str(rng.partition),
-            "scpro/range": f"{rng.start}-{rng.last}",
-        }
-        return runs_in_flight(instance, tags) > 0
 
-    return check
+def _ranges_held(runs: list[dg.DagsterRun]) -> Callable[[OffsetRange], bool]:
+    """Whether one of ``runs`` lands a range (its tags name every range it lands)."""
+    held = {rng for run in runs for rng in ranges_in_tags(run.tags)}
+    return lambda rng: rng in held
 
 
 def _report_gaps(context: dg.SensorEvaluationContext, review: GapReview, home: Path) -> None:
@@ -238,8 +264,9 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Polls the end offsets of Kafka topic '{topic}' and requests one run per new offset "
-            "range (at most max_events_per_run events each); requests ranges that stay unlanded "
+            f"Polls the end offsets of Kafka topic '{topic}' and requests one run per tick that "
+            "lands the new offsets of every partition, a range each (at most max_events_per_run "
+            "events a run; run key and tags name every range); requests ranges that stay unlanded "
             f"again, with backoff, evaluates raw_{topic}'s requested_ranges_landed check and "
             "alerts on ranges that keep failing. Cursor: {next: {partition: next_offset}, "
             "open: {range: request times and attempts}}."
@@ -264,12 +291,13 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             )
         if not offsets:
             return dg.SkipReason(f"topic '{kafka.topic_name(topic)}' does not exist yet")
-        in_flight = runs_in_flight(context.instance, {"scpro/topic": topic})
+        flying = landing_runs_in_flight(context.instance, topic)
+        in_flight = len(flying)
         held_back = in_flight >= kafka.max_runs_in_flight
         plan = (
-            RangePlan([], cursor, 0)
+            RunPlan([], cursor, 0)
             if held_back
-            else plan_ranges(
+            else plan_runs(
                 topic, cursor, offsets, kafka.max_events_per_run, kafka.max_runs_per_tick
             )
         )
@@ -287,7 +315,7 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             landed,
             ticked_at,
             policy,
-            _in_flight(context.instance),
+            _ranges_held(flying),
             kafka.max_events_per_run,
         )
         _report_gaps(context, review, Path(lake.home))
@@ -307,8 +335,8 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
             },
         )
         asset_events = [observation, check_evaluation(review, policy)]
-        run_requests = [range_run_request(r) for r in plan.ranges] + [
-            range_run_request(r, attempt) for r, attempt in review.retries
+        run_requests = [landing_run_request(run) for run in plan.runs] + [
+            landing_run_request([r], attempt) for r, attempt in review.retries
         ]
         if review.retries:
             context.log.warning(
@@ -336,7 +364,7 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
                 asset_events=asset_events,
             )
         context.log.info(
-            f"{topic}: requesting {len(plan.ranges)} ranges "
+            f"{topic}: requesting {len(plan.runs)} landing runs of {len(plan.ranges)} ranges "
             f"({sum(r.size for r in plan.ranges)} events), {plan.pending_after} left for later "
             f"ticks; tick took {time.monotonic() - started:.2f}s"
         )

@@ -16,6 +16,8 @@ import pandas as pd
 from panel_app.sample_snapshot import SampleSpec, publish
 
 SPEC = SampleSpec(orders=400, days=120, seed=7, version="v1")
+#: The next publication after SPEC: more orders; of its high-risk orders, two were high in v1.
+NEXT_SPEC = SampleSpec(orders=430, days=120, seed=7, version="v2")
 
 
 @dataclass(frozen=True)

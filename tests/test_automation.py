@@ -14,7 +14,7 @@ import pytest
 
 from scpro_assets.automation import AUTOMATION_TAG
 from scpro_assets.definitions import build_definitions
-from scpro_assets.settings import TOPICS, KafkaSettings, Settings
+from scpro_assets.settings import BUSINESS_TOPICS, TOPICS, KafkaSettings, Settings
 
 RAW = [f"raw_{t}" for t in TOPICS]
 
@@ -86,6 +86,19 @@ def test_new_raw_ranges_pull_the_clean_layer_and_nothing_runs_without_data(defs)
         # Once handled, the same raw data asks for nothing more.
         requested, _ = _requested(defs, instance, cursor)
         assert requested == set()
+
+
+def test_the_actions_models_are_built_with_the_first_events_before_any_action(defs):
+    """``at_risk_orders`` reads the actions models: they come with the first business events,
+    though no action has landed yet (``raw_actions`` never materialized)."""
+    with dg.instance_for_test() as instance:
+        requested, cursor = _requested(defs, instance)
+        assert requested == set()
+
+        _materialized(instance, *(f"raw_{t}" for t in BUSINESS_TOPICS))
+        requested, cursor = _requested(defs, instance, cursor)
+        assert {"stg_raw__order_actions", "fct_order_actions", "at_risk_orders"} <= requested
+        assert "raw_actions" not in requested
 
 
 def test_an_update_flows_to_the_snapshot_in_one_tick_without_retraining(defs):

@@ -63,7 +63,10 @@ def test_kafka_start_replay_ingest_status_stop(env):
 
         landed = runner.invoke(["ingest"])
         assert landed.exit_code == 0, landed.output
-        assert "orders: 2 ranges landed, 0 retried, 0 already run, 0 failed" in landed.output
+        # One run for the topic, landing each partition's range.
+        assert "orders: 2 ranges landed in 1 run, 0 retried, 0 already run, 0 failed" in (
+            landed.output
+        )
         again = runner.invoke(["ingest", "--once"])
         assert "no new events on 'orders'" in again.output
     finally:

@@ -5,6 +5,10 @@ tests as asset checks, and the published snapshot."""
 from __future__ import annotations
 
 import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scpro_assets.settings import REPO_ROOT, Settings
+from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
 from scpro_assets.warehouse.fixtures import (
     ensure_synthetic_lake,
     materialize_warehouse,
@@ -247,7 +251,7 @@ def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
         "sum(scored_delivered_orders), sum(high_risk_open_orders), sum(open_orders) "
         "from kpi_delivery_weekly",
     )[0]
-    assert scored == written["delivery_time_predictions"]
+    assert scored == written["delivery_time_predictions"] - open_orders
     assert gap == pytest.approx(0.5)
     assert (high_open, opened) == (high, open_orders)
     daily = _query(
@@ -261,7 +265,17 @@ def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
     )
     customers = _query(settings, "select count(*) from dim_customers")[0][0]
     assert set(segments) == {"Loyal", "Occasional"} and sum(segments.values()) == customers
-    assert _query(settings, "select count(*) from dim_models where is_serving") == [(1,)]
+    assert _query(settings, "select count(*) from dim_models where is_serving") == [(2,)]
+    # the ETA and its 80% range flow from the scores to the work list; coverage to dim_models
+    assert _query(
+        settings,
+        "select count(*), min(eta_low), max(predicted_delivery_date), max(eta_high) "
+        "from at_risk_orders where eta_low is not null",
+    ) == [(open_orders, date(2024, 6, 3), date(2024, 6, 5), date(2024, 6, 8))]
+    assert _query(
+        settings,
+        "select interval_level, interval_coverage from dim_models where task = 'delivery_time'",
+    ) == [(0.8, 0.79)]
     assert _query(settings, "select count(*), count(actual_orders) from fct_demand") == [(4, 2)]
 
 
@@ -278,6 +292,9 @@ def test_dbt_sources_map_to_the_spark_and_ml_assets():
     assert parents("stg_ml__late_risk_scores") == {"late_risk_scores"}
     assert parents("stg_ml__customer_segments") == {"customer_segments"}
     assert parents("stg_lake__inventory") == {"lake_inventory"}
+    assert parents("stg_raw__order_actions") == {"raw_actions"}  # dbt reads the landed actions
+    assert "fct_order_actions" in parents("at_risk_orders")
+    assert "raw_actions" not in parents("cleaned_orders")  # no Spark pass for an action
     assert {"int_orders_segmented", "int_deliveries_scored"} <= parents("fct_deliveries")
     assert "fct_deliveries" in parents("serving_snapshot")
     for name in ("fct_deliveries", "kpi_delivery_daily", "stg_clean__orders"):
@@ -298,3 +315,367 @@ def test_dbt_sources_map_to_the_spark_and_ml_assets():
     spec = next(s for s in warehouse_dbt.specs if s.key == dg.AssetKey("fct_deliveries"))
     columns = {c.name: c.type for c in spec.metadata["dagster/column_schema"].columns}
     assert columns["late_risk"] == "double" and columns["order_week"] == "date"
+
+
+# ---- the exception queue (issue #15 item 5): actions through Kafka, landing, dbt, the page ----
+
+
+@pytest.fixture(scope="module")
+def actions_kafka(kafka_broker) -> KafkaSettings:
+    """This module's topics on the session's broker (the actions tests share them)."""
+    from scpro_assets.kafka.clients import ensure_topics
+
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_broker.bootstrap, topic_prefix=f"dbtactions-{uuid.uuid4().hex[:6]}."
+    )
+    ensure_topics(kafka, partitions=2)
+    return kafka
+
+
+@pytest.fixture(scope="module")
+def scored(built, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The module's warehouse with at-risk orders (ML outputs written, unless a test above did)."""
+    settings, _ = built
+    if _query(settings, "select count(*) from at_risk_orders") == [(0,)]:
+        write_example_ml_outputs(settings)
+        with dg.instance_for_test() as instance:
+            assert materialize_warehouse(settings, instance).success
+    return settings
+
+
+def _land_actions(settings: Settings, kafka: KafkaSettings) -> dict[str, int]:
+    """Land every offset of the actions topic not landed yet, by the generic landing path."""
+    from scpro_assets.ingest.landing import OffsetRange, land_range, landed_ranges
+    from scpro_assets.kafka.clients import end_offsets
+
+    totals = {"landed": 0, "quarantined": 0, "expired": 0, "already_landed": 0, "size": 0}
+    done = landed_ranges(settings.raw_dir, "actions")
+    for partition, (_, end) in end_offsets(kafka, "actions").items():
+        start = max((last + 1 for _, last in done.get(partition, [])), default=0)
+        if end <= start:
+            continue
+        rng = OffsetRange("actions", partition, start, end)
+        result = land_range(kafka, rng, settings.raw_dir, settings.quarantine_dir, 30.0)
+        for key in ("landed", "quarantined", "expired", "already_landed"):
+            totals[key] += getattr(result, key)
+        totals["size"] += rng.size
+    return totals
+
+
+def _build_actions_and_publish(settings: Settings, target: Path) -> None:
+    """``dbt build`` of the actions models and what reads them, then a new snapshot.
+
+    One target folder for the module, so the second build parses only what changed.
+    """
+    import subprocess
+
+    from scpro_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+    from scpro_assets.warehouse.serving import publish_snapshot
+
+    inputs = prepare_inputs(settings)
+    assert "raw_actions" not in inputs.raw_placeholders  # the landed ranges are read
+    command = [
+        dbt_executable(), "build", "--select", "stg_raw__order_actions+",
+        "--vars", json.dumps(inputs.dbt_vars(settings.warehouse_path)),
+        "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+    ]  # fmt: skip
+    env = {**os.environ, "SCPRO_HOME": str(settings.home), "DBT_TARGET_PATH": str(target)}
+    done = subprocess.run(
+        command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    publish_snapshot(settings)
+
+
+def test_actions_land_once_and_give_each_order_its_status_and_owner(
+    scored, actions_kafka, tmp_path_factory
+):
+    """A few actions through the real topic and landing; dbt dedupes them and keeps the owner."""
+    from scpro_assets.actions import new_action, publish_action
+
+    settings = scored
+    first, second, third = (
+        r[0] for r in _query(settings, "select order_id from at_risk_orders order by risk_rank")[:3]
+    )
+    now = datetime.now(UTC)
+
+    def at(minutes: int) -> datetime:
+        return now - timedelta(minutes=60 - minutes)
+
+    retried = new_action(first, "assign", "ana", assignee="Team Red", now=at(1))
+    for event in (
+        retried,
+        new_action(first, "assign", "bob", assignee="Team Blue", now=at(2)),
+        new_action(first, "note", "bob", note="<b>called</b> the carrier", now=at(3)),
+        new_action(second, "resolve", "ana", now=at(4)),
+        new_action(second, "assign", "cy", assignee="Too Late", now=at(5)),
+        new_action("no-such-order", "acknowledge", "ana", now=at(6)),
+    ):
+        publish_action(actions_kafka, event)
+    counts = _land_actions(settings, actions_kafka)
+    publish_action(actions_kafka, retried)  # a producer's retry, landed in a later range
+    later = _land_actions(settings, actions_kafka)
+    assert counts == {"landed": 6, "quarantined": 0, "expired": 0, "already_landed": 0, "size": 6}
+    assert later["landed"] == later["size"] == 1
+
+    _build_actions_and_publish(settings, tmp_path_factory.getbasetemp() / "dbt-actions-target")
+
+    assert _query(
+        settings, "select count(*), count(distinct action_id) from fct_order_actions"
+    ) == [(6, 6)]
+    assert _query(
+        settings,
+        "select action, assignee, is_after_resolution from fct_order_actions "
+        f"where order_id = '{second}' order by action_seq",
+    ) == [("resolve", None, False), ("assign", "Too Late", True)]
+    rows = {
+        r[0]: r[1:]
+        for r in _query(
+            settings,
+            "select order_id, queue_status, owner, action_count from at_risk_orders "
+            f"where order_id in ('{first}', '{second}', '{third}')",
+        )
+    }
+    assert rows == {
+        first: ("assigned", "Team Blue", 3),
+        second: ("resolved", None, 1),
+        third: ("new", None, 0),
+    }
+    # the note is stored as typed (escaped only where shown)
+    assert _query(settings, "select note from fct_order_actions where action = 'note'") == [
+        ("<b>called</b> the carrier",)
+    ]
+    # an action on an order the warehouse does not list is kept, and lists nothing
+    assert _query(
+        settings, "select count(*) from fct_order_actions where order_id = 'no-such-order'"
+    ) == [(1,)]
+    assert _query(
+        settings, "select count(*) from at_risk_orders where order_id = 'no-such-order'"
+    ) == [(0,)]
+    # waiting times are on the wall clock: from the build that first saw an order at high risk
+    # to its first action (0 when the action came first). The top three are all high risk.
+    flagged = dict(
+        _query(
+            settings,
+            "select order_id, first_high_risk_at from fct_at_risk_entries "
+            f"where order_id in ('{first}', '{second}')",
+        )
+    )
+    waited = [
+        max(0.0, (at(minute).replace(tzinfo=None) - flagged[order]).total_seconds() / 60)
+        for order, minute in ((first, 1), (second, 4))
+    ]
+    (high, acted, minutes) = _query(
+        settings,
+        "select sum(high_risk_orders), sum(acted_orders), sum(sum_minutes_to_first_action) "
+        "from kpi_actions_daily",
+    )[0]
+    assert (
+        high == _query(settings, "select count(first_high_risk_at) from fct_at_risk_entries")[0][0]
+    )
+    assert acted == 2
+    assert minutes == pytest.approx(sum(waited), abs=0.05)  # date_diff counts whole seconds
+
+
+@pytest.fixture(scope="module")
+def queue_app(scored, actions_kafka, tmp_path_factory) -> Iterator[str]:
+    """``panel serve`` of the dashboard on this module's snapshot, sending actions to its topic."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("queue-panel") / "serve.log"
+    env = {
+        **os.environ,
+        "SCPRO_PANEL_SERVING_CURRENT": str(scored.serving_current),
+        "SCPRO_KAFKA_BOOTSTRAP": actions_kafka.bootstrap_servers,
+        "SCPRO_TOPIC_PREFIX": actions_kafka.topic_prefix,
+        "SCPRO_PANEL_ACTOR": "Test Agent",
+    }
+    command = [
+        sys.executable, "-m", "panel", "serve", str(REPO_ROOT / "panel_app" / "app.py"),
+        "--port", str(port), "--address", "127.0.0.1",
+        f"--allow-websocket-origin=127.0.0.1:{port}",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/app"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"panel serve did not come up:\n{log.read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    served = log.read_text()
+    assert "Error running application handler" not in served, served
+    assert "panel_app/" not in served, served
+
+
+def test_an_action_clicked_on_the_at_risk_page_comes_back_through_kafka_landing_and_dbt(
+    scored, actions_kafka, queue_app, tmp_path_factory
+):
+    """In Chromium: assign and resolve from the page, refuse bad input with a message, then see
+    the new owner and status in the list once the events are landed and dbt has run."""
+    import re
+
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    from panel_app.bench import CHROMIUM_ARGS
+
+    def row_of(page: Page, order_id: str):
+        """The list's row of one order (an id can be the prefix of another: match it whole)."""
+        cell = page.locator('[tabulator-field="Order"]', has_text=re.compile(f"^{order_id}$"))
+        return page.locator(".at-risk-table .tabulator-row", has=cell)
+
+    settings = scored
+    listed = {r[0] for r in _query(settings, "select order_id from at_risk_orders")}
+    target, resolved = (
+        r[0]
+        for r in _query(
+            settings,
+            "select order_id from at_risk_orders where queue_status = 'new' "
+            "order by risk_rank limit 2",
+        )
+    )
+    assert "no-such-order" not in listed
+    note = '<img src=x onerror="document.title=1"> <b>call</b> the customer'
+    wait = 30_000
+    chromium = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1400})
+        page, stale = context.new_page(), context.new_page()
+        for opened in (page, stale):
+            opened.goto(f"{queue_app}?page=at_risk")
+            opened.locator(".at-risk-table .tabulator-row").first.wait_for(timeout=wait)
+        message = page.locator(".q-message")
+
+        # a click on the order's row chooses it; assign it with a note holding HTML
+        row_of(page, target).click()
+        expect(page.locator(".q-order input")).to_have_value(target, timeout=wait)
+        page.locator(".q-assignee input").fill("Team Blue")
+        page.locator(".q-note textarea").fill(note)
+        page.locator(".q-do-assign button").click()
+        expect(message).to_contain_text(f"Assigned to Team Blue: order {target}", timeout=wait)
+        expect(message).to_contain_text("as Test Agent")
+        trail = page.locator(".q-trail")
+        expect(trail).to_contain_text(note)  # shown as text, escaped
+        expect(trail.locator("img")).to_have_count(0)
+        expect(trail.locator("b")).to_have_count(0)
+        expect(page.locator(".q-note textarea")).to_have_value("")  # sent, so cleared
+
+        # bad input: refused with a message, nothing sent, the text kept
+        page.locator(".q-order input").fill("no-such-order")
+        page.locator(".q-do-acknowledge button").click()
+        expect(message).to_contain_text("Order no-such-order is not in the at-risk list")
+        long_note = "x" * 1001
+        page.locator(".q-order input").fill(resolved)
+        page.locator(".q-note textarea").fill(long_note)
+        page.locator(".q-do-note button").click()
+        expect(message).to_contain_text("The note is 1,001 characters long; the limit is 1,000")
+        expect(page.locator(".q-note textarea")).to_have_value(long_note)
+        page.locator(".q-note textarea").fill("")
+
+        # resolve the second order, then the page refuses to act on it again
+        page.locator(".q-do-resolve button").click()
+        expect(message).to_contain_text(f"Resolved: order {resolved}", timeout=wait)
+        page.locator(".q-do-acknowledge button").click()
+        expect(message).to_contain_text(f"Order {resolved} is already resolved")
+
+        counts = _land_actions(settings, actions_kafka)
+        assert counts["landed"] == counts["size"] == 2, counts  # assign and resolve
+        _build_actions_and_publish(settings, tmp_path_factory.getbasetemp() / "dbt-actions-target")
+
+        # a page opened before the resolution was published is refused by the newest snapshot
+        stale.locator(".q-order input").fill(resolved)
+        stale.locator(".q-do-acknowledge button").click()
+        expect(stale.locator(".q-message")).to_contain_text(
+            f"Order {resolved} is already resolved", timeout=wait
+        )
+
+        # the list shows the new owner and status; the trail the note, escaped
+        page.reload()
+        row = row_of(page, target)
+        expect(row).to_contain_text("assigned", timeout=wait)
+        expect(row).to_contain_text("Team Blue")
+        expect(row_of(page, resolved)).to_contain_text("resolved")
+        row.click()
+        expect(page.locator(".q-trail")).to_contain_text(note, timeout=wait)
+        expect(page.locator(".q-trail")).not_to_contain_text("not in a snapshot yet")
+        expect(page.locator(".q-trail img")).to_have_count(0)
+        expect(page.locator('[data-kpi="time_to_first_action"] .value')).not_to_have_text("—")
+        context.close()
+        browser.close()
+
+    assert _query(
+        settings,
+        f"select queue_status, owner from at_risk_orders where order_id = '{target}'",
+    ) == [("assigned", "Team Blue")]
+    assert _query(
+        settings, f"select actor, note from fct_order_actions where order_id = '{target}'"
+    ) == [("Test Agent", note)]
+
+
+def test_marts_and_spark_outputs_publish_their_columns_to_dagster_and_openlineage(built):
+    """The build attaches each table model's row count and every model's columns (Dagster's
+    Columns tab); the OpenLineage COMPLETE event of a mart and of a Spark output carries the same
+    columns in its schema facet, valid against the spec."""
+    from openlineage_spec import validate
+
+    from scpro_assets.column_schema import parquet_column_schema_metadata
+    from scpro_assets.lineage import as_json, lineage_run_id, run_event
+
+    settings, result = built
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+
+    def complete_event(name: str, meta) -> dict:
+        key = dg.AssetKey(name)
+        return as_json(
+            run_event("COMPLETE", 0.0, lineage_run_id(result.run_id, key), key, [], metadata=meta)
+        )
+
+    mart = metadata["fct_deliveries"]
+    columns = [
+        row[0]
+        for row in _query(
+            settings,
+            "select column_name from information_schema.columns "
+            "where table_name = 'fct_deliveries' order by ordinal_position",
+        )
+    ]
+    rows = _query(settings, "select count(*) from fct_deliveries")[0][0]
+    assert [c.name for c in mart["dagster/column_schema"].schema.columns] == columns
+    assert mart["dagster/row_count"].value == rows > 0
+    event = complete_event("fct_deliveries", mart)
+    validate(event)
+    [output] = event["outputs"]
+    assert [f["name"] for f in output["facets"]["schema"]["fields"]] == columns
+    assert output["outputFacets"]["outputStatistics"]["rowCount"] == rows
+    for name in CONTRACT_TABLES:
+        assert "dagster/column_schema" in metadata[name], name
+
+    # A Spark output: the columns of the DataFrame that cleaned_orders was written from.
+    written = json.loads((settings.clean_dir / "cleaned_orders" / "_schema.json").read_text())
+    spark_columns = [f["name"] for f in written["fields"]]
+    schema = parquet_column_schema_metadata(settings.clean_dir / "cleaned_orders")
+    assert [c.name for c in schema["dagster/column_schema"].columns] == spark_columns
+    event = complete_event("cleaned_orders", schema)
+    validate(event)
+    assert [f["name"] for f in event["outputs"][0]["facets"]["schema"]["fields"]] == spark_columns

@@ -10,7 +10,7 @@ import dagster as dg
 import yaml
 
 from scpro_assets.definitions import build_definitions, defs
-from scpro_assets.settings import REPO_ROOT
+from scpro_assets.settings import REPO_ROOT, TOPICS
 
 
 def test_definitions_validate():
@@ -29,7 +29,7 @@ def test_every_asset_has_group_kind_owner_and_description():
 
 def test_raw_assets_follow_their_topics():
     graph = defs.resolve_asset_graph()
-    for topic in ("orders", "payments", "shipments", "ops_logs"):
+    for topic in TOPICS:
         node = graph.get(dg.AssetKey(f"raw_{topic}"))
         assert dg.AssetKey(["kafka", topic]) in node.parent_keys
 
@@ -91,15 +91,13 @@ def test_the_two_locations_split_the_graph_without_overlap_or_loss():
         defs.resolve_asset_graph().get_all_asset_keys()
     )
     assert {k.to_user_string() for k in owned["scpro_ingest"] if k.path[0] != "kafka"} == {
-        f"raw_{t}" for t in ("orders", "payments", "shipments", "ops_logs")
+        f"raw_{t}" for t in TOPICS
     }
     # The platform's clean layer depends on the landing location's raw assets by key.
     cleaned = locations["scpro"].resolve_asset_graph().get(dg.AssetKey("cleaned_orders"))
     assert dg.AssetKey("raw_orders") in cleaned.parent_keys
     ingest_sensors = {s.name for s in locations["scpro_ingest"].sensors}
-    assert ingest_sensors == {
-        f"kafka_{t}_sensor" for t in ("orders", "payments", "shipments", "ops_logs")
-    } | {"scpro_run_failure_alerts"}
+    assert ingest_sensors == {f"kafka_{t}_sensor" for t in TOPICS} | {"scpro_run_failure_alerts"}
 
 
 def test_the_landing_location_imports_nothing_heavy():

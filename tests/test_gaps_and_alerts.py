@@ -22,12 +22,14 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from scpro_assets.alerts import Alert, outbox_path, read_outbox, send_alert
 from scpro_assets.definitions import build_definitions
-from scpro_assets.ingest import assets as ingest_assets
+from scpro_assets.ingest import landing as ingest_landing
+from scpro_assets.ingest import runs as landing_runs
 from scpro_assets.ingest.gaps import CHECK_NAME, gap_status_path, parse_state, uncovered
 from scpro_assets.ingest.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ingest_once
 from scpro_assets.kafka.clients import producer
-from scpro_assets.settings import GapSettings, Settings
+from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
+from scpro_assets.warehouse.completeness import save_watermark, watermark_path
 from sensors import kafka_sensors
 from sensors.alert_sensors import run_failure_alerts
 from sensors.kafka_sensors import sensor_name
@@ -128,7 +130,7 @@ def _failing_landing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args, **_kwargs):
         raise RuntimeError("the broker cannot serve this range")
 
-    monkeypatch.setattr(ingest_assets, "land_range", refuse)
+    monkeypatch.setattr(ingest_landing, "land_range", refuse)
 
 
 def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest) -> bool:
@@ -173,7 +175,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
 ):
     _publish(scpro_settings, [_payment(i) for i in range(10)])
     defs = build_definitions(scpro_settings)
-    real_land_range = ingest_assets.land_range
+    real_land_range = ingest_landing.land_range
     _failing_landing(monkeypatch)
     (first,) = ingest_once(defs, dagster_instance, topics=(TOPIC,))
     assert first.failed == ["payments-0-0-9"]  # the range's run fails: nothing lands
@@ -228,7 +230,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
     queued = dagster_instance.create_run_for_job(
         defs.resolve_job_def("land_payments"),
         run_config={"ops": {"raw_payments": {"config": {"partition": 0, "start": 0, "stop": 10}}}},
-        tags={"scpro/topic": TOPIC, "scpro/partition": "0", "scpro/range": "0-9"},
+        tags={"scpro/topic": TOPIC, "scpro/partition": "0", "scpro/range": "0-9"},  # an older run
         status=dg.DagsterRunStatus.NOT_STARTED,
     )
     clock.advance(3)
@@ -237,7 +239,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
     dagster_instance.report_run_canceled(queued)
 
     # The cause is gone: the sensor's next request lands the range, and the check passes.
-    monkeypatch.setattr(ingest_assets, "land_range", real_land_range)
+    monkeypatch.setattr(ingest_landing, "land_range", real_land_range)
     clock.advance(3)
     requested, _check, requests = _tick(defs, dagster_instance)
     assert requested == ["payments-0-0-9-retry5"]  # adopted at 1, then 2, 3, 4 since
@@ -386,12 +388,35 @@ def test_outbox_alone_is_the_default_channel_and_survives_a_torn_line(tmp_path, 
 
 
 def test_published_range_run_keys_name_the_range_and_attempt():
-    rng = ingest_assets.OffsetRange("orders", 0, 100, 200)
-    first = kafka_sensors.range_run_request(rng)
-    again = kafka_sensors.range_run_request(rng, attempt=2)
+    rng = ingest_landing.OffsetRange("orders", 0, 100, 200)
+    first = kafka_sensors.landing_run_request([rng])
+    again = kafka_sensors.landing_run_request([rng], attempt=2)
     assert first.run_key == "orders-0-100-199" and again.run_key == "orders-0-100-199-retry2"
     assert again.tags["scpro/range"] == "100-199" and again.tags["scpro/attempt"] == "2"
+    assert again.tags["scpro/partition-0"] == "100-199"
     assert again.run_config == first.run_config
+    assert landing_runs.ranges_in_tags(again.tags) == {rng}
+
+
+def test_a_run_of_several_partitions_names_every_range_in_its_key_tags_and_config():
+    ranges = [
+        ingest_landing.OffsetRange("orders", 2, 7, 10),
+        ingest_landing.OffsetRange("orders", 0, 100, 200),
+    ]
+    request = kafka_sensors.landing_run_request(ranges)
+    assert request.run_key == "orders-0-100-199+2-7-9"
+    assert {k: v for k, v in request.tags.items() if k.startswith("scpro/partition")} == {
+        "scpro/partition-0": "100-199",
+        "scpro/partition-2": "7-9",
+    }
+    assert request.tags["scpro/events"] == "103"
+    assert landing_runs.ranges_in_tags(request.tags) == set(ranges)
+    assert request.run_config["ops"]["raw_orders"]["config"]["ranges"] == [
+        {"partition": 0, "start": 100, "stop": 200},
+        {"partition": 2, "start": 7, "stop": 10},
+    ]
+    with pytest.raises(ValueError, match="one range per partition"):
+        landing_runs.run_key([ranges[0], ingest_landing.OffsetRange("orders", 2, 10, 12)])
 
 
 # --- completeness per snapshot, and the Data health page's data -------------------------------
@@ -410,7 +435,11 @@ def _snapshot_rows(path: Path) -> dict[str, tuple]:
     import duckdb
 
     with duckdb.connect(str(path / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.execute("select * from snapshot_completeness order by topic").fetchall()
+        rows = con.execute(
+            "select topic, kafka_status, partitions, offsets_in_kafka, offsets_landed, "
+            "events_landed, events_quarantined, offsets_without_event, offsets_unlanded, "
+            "is_complete from snapshot_completeness order by topic"
+        ).fetchall()
     return {row[0]: row[1:] for row in rows}
 
 
@@ -430,6 +459,22 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     ingest_until_caught_up(defs, dagster_instance, topics=(TOPIC,))
     _publish(scpro_settings, [_payment(i) for i in range(9, 13)], partition=1)  # not landed
     _tiny_warehouse(scpro_settings)
+    # The clean layer's last cut: the payments hold the watermark, 3 of their events wait.
+    watermark = {
+        "watermark": "2024-05-01T12:00:00+00:00",
+        "computed_at": "2024-05-01T12:05:00+00:00",
+        "topics": [
+            {
+                "topic": "payments",
+                "events": 9,
+                "events_after_watermark": 3,
+                "latest_event_time": "2024-05-01T12:00:00+00:00",
+                "partitions_in_flight": 1,
+                "holds_watermark": True,
+            }
+        ],
+    }
+    save_watermark(watermark_path(scpro_settings.clean_dir), watermark)
 
     resources = {k: v for k, v in warehouse_resources(scpro_settings).items() if k != "dbt"}
     result = dg.materialize([serving_snapshot], instance=dagster_instance, resources=resources)
@@ -437,13 +482,15 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     rows = _snapshot_rows(snapshot)
     # status, partitions, in Kafka, offsets landed, landed, quarantined, no event, unlanded, complete
     assert rows["payments"] == ("read", 2, 15, 11, 9, 2, 0, 4, False)
-    for topic in ("orders", "shipments", "ops_logs"):
+    for topic in ("orders", "shipments", "ops_logs", "actions"):
         assert rows[topic] == ("read", 2, 0, 0, 0, 0, 0, 0, True)
     (materialization,) = result.asset_materializations_for_node("serving_snapshot")
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["offsets_unlanded"], meta["complete"], meta["events_landed"]) == (4, "no", 9)
     published = json.loads((snapshot / "published.json").read_text())
-    assert published["tables"]["snapshot_completeness"] == 4
+    assert published["tables"]["snapshot_completeness"] == len(TOPICS)  # one row per topic
+    assert published["watermark"] == "2024-05-01T12:00:00+00:00"
+    assert published["tables"]["snapshot_watermark"] == 1
     assert (snapshot / "parquet" / "snapshot_completeness.parquet").is_file()
 
     # The Data health page's data: this snapshot's completeness, the alerts and the gaps now.
@@ -456,6 +503,11 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     assert frame.loc["payments", "offsets_unlanded"] == 4
     assert frame.loc["payments", "events_quarantined"] == 2
     assert not frame.loc["payments", "is_complete"]
+    assert frame.loc["payments", "events_after_watermark"] == 3
+    assert frame.loc["payments", "holds_watermark"]
+    assert frame.loc["orders", "events_after_watermark"] == 0
+    assert store.watermark() == pd.Timestamp("2024-05-01 12:00")
+    assert store.as_of_text() == "01 May 2024 12:00 UTC"
     (alert,) = store.alerts().itertuples()
     assert alert.title == "<script>alert(1)</script>" and alert.severity == "error"
     shown = alert_html(store.alerts(), alert.time)
@@ -477,6 +529,7 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     assert status.startswith("unknown: ConnectionError")
     assert (partitions, in_kafka, unlanded, complete) == (None, None, None, None)
     assert (covered, landed, bad) == (11, 9, 2)
+    assert store.follow() is not None  # the store reads one version until it switches
     assert store.completeness().set_index("topic")["is_complete"].isna().all()
 
     # Evidence's driver (Node's @duckdb/node-api) reads the table, nulls included.

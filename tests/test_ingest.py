@@ -18,7 +18,7 @@ from scpro_assets.ingest.runner import CursorStore, ingest_once, ingest_until_ca
 from scpro_assets.kafka.clients import ensure_topics, producer
 from scpro_assets.settings import Settings
 from scpro_assets.sources.common import make_event
-from sensors.kafka_sensors import plan_ranges, sensor_name
+from sensors.kafka_sensors import fair_shares, plan_runs, sensor_name
 
 pytestmark = pytest.mark.kafka
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -70,26 +70,40 @@ def _materializations(instance, topic: str) -> list[dict]:
 # --- pure planning ---------------------------------------------------------------------------
 
 
-def test_plan_cuts_backlog_into_bounded_ranges_round_robin():
-    plan = plan_ranges("orders", {0: 5}, {0: (0, 30), 1: (10, 12)}, 10, 3)
-    assert [(r.partition, r.start, r.stop) for r in plan.ranges] == [
-        (0, 5, 15),
-        (1, 10, 12),
-        (0, 15, 25),
+def test_plan_asks_for_one_run_per_tick_whatever_the_partitions():
+    offsets = {p: (0, 3 + p) for p in range(12)}
+    plan = plan_runs("orders", {}, offsets, 1_000, 20)
+    assert len(plan.runs) == 1
+    assert [(r.partition, r.start, r.stop) for r in plan.runs[0]] == [
+        (p, 0, 3 + p) for p in range(12)
     ]
-    assert plan.cursor == {0: 25, 1: 12}
-    assert plan.pending_after == 5
-    assert plan.ranges[0].run_key == "orders-0-5-14"
+    assert plan.cursor == {p: 3 + p for p in range(12)} and plan.pending_after == 0
+
+
+def test_plan_cuts_backlog_into_bounded_runs_shared_fairly_by_partitions():
+    plan = plan_runs("orders", {0: 5}, {0: (0, 30), 1: (10, 12), 2: (0, 0)}, 10, 3)
+    assert [[(r.partition, r.start, r.stop) for r in run] for run in plan.runs] == [
+        [(0, 5, 13), (1, 10, 12)],  # partition 1 needs 2 of its share of 5: partition 0 gets 8
+        [(0, 13, 23)],
+        [(0, 23, 30)],
+    ]
+    assert all(sum(r.size for r in run) <= 10 for run in plan.runs)
+    assert plan.cursor == {0: 30, 1: 12, 2: 0} and plan.pending_after == 0
+    capped = plan_runs("orders", {0: 5}, {0: (0, 30), 1: (10, 12)}, 10, 1)
+    assert capped.cursor == {0: 13, 1: 12} and capped.pending_after == 17
+    assert fair_shares({0: 100, 1: 1, 2: 100}, 10) == {0: 5, 1: 1, 2: 4}
+    assert fair_shares({0: 0, 1: 0}, 10) == {}
 
 
 def test_plan_with_nothing_new_requests_nothing():
-    plan = plan_ranges("orders", {0: 30}, {0: (0, 30)}, 10, 3)
-    assert plan.ranges == [] and plan.cursor == {0: 30}
+    plan = plan_runs("orders", {0: 30}, {0: (0, 30)}, 10, 3)
+    assert plan.runs == [] and plan.cursor == {0: 30}
 
 
-def test_pieces_fill_only_gaps_unless_the_range_is_exactly_landed():
+def test_pieces_fill_only_gaps_and_a_landed_range_is_left_alone():
     rng = OffsetRange("t", 0, 0, 20)
-    assert pieces_to_land(rng, [(0, 19)]) == [rng]
+    assert pieces_to_land(rng, [(0, 19)]) == []
+    assert pieces_to_land(rng, []) == [rng]
     assert pieces_to_land(rng, [(0, 9)]) == [OffsetRange("t", 0, 10, 20)]
     assert pieces_to_land(rng, [(5, 9), (15, 29)]) == [
         OffsetRange("t", 0, 0, 5),
@@ -114,8 +128,9 @@ def test_sensor_lands_every_event_once_with_metadata(scpro_settings, dagster_ins
     assert {r["reason"].split(":")[0] for r in bad} == {"invalid json", "invalid utf-8"}
     assert json.loads(raw[0]["payload"])["amount"] == 10.0
     (meta,) = _materializations(dagster_instance, "payments")
-    assert (meta["landed"], meta["quarantined"], meta["events_in_range"]) == (25, 2, 27)
-    assert meta["first_offset"] == 0 and meta["last_offset"] == 26
+    assert (meta["landed"], meta["quarantined"], meta["events_in_ranges"]) == (25, 2, 27)
+    (row,) = meta["offset_ranges"].records
+    assert (row.data["partition"], row.data["first_offset"], row.data["last_offset"]) == (0, 0, 26)
     assert meta["parquet_bytes"] > 0 and meta["bytes_read"] > 0
     file = (
         scpro_settings.raw_dir
@@ -137,7 +152,7 @@ def test_backpressure_splits_backlog_and_ticks_catch_up(
     assert first.succeeded == ["payments-0-0-6", "payments-0-7-13"]
     ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
     assert _accounted(scpro_settings, "payments") == {0: list(range(20))}
-    assert all(m["events_in_range"] <= 7 for m in _materializations(dagster_instance, "payments"))
+    assert all(m["events_in_ranges"] <= 7 for m in _materializations(dagster_instance, "payments"))
 
 
 def test_run_dying_mid_range_is_retried_and_lands_the_range_once(
@@ -195,6 +210,103 @@ def test_same_cursor_twice_and_overlapping_ticks_land_nothing_twice(
     assert _accounted(scpro_settings, "payments") == {0: list(range(16))}
     meta = _materializations(dagster_instance, "payments")[0]
     assert meta["already_landed"] == 10 and meta["landed"] == 6
+
+
+def _mtimes(settings: Settings, topic: str) -> dict[str, int]:
+    files = (settings.raw_dir / topic).rglob("*.parquet")
+    return {f.name: f.stat().st_mtime_ns for f in files}
+
+
+def test_one_tick_over_several_partitions_asks_for_one_run_per_topic_naming_every_range(
+    scpro_settings, dagster_instance
+):
+    """Issue #17 item 7: the run rate does not grow with partitions, and nothing lands twice."""
+    import dagster as dg
+
+    ensure_topics(scpro_settings.kafka, partitions=3)
+    sizes = {0: 5, 1: 3, 2: 4}
+    for partition, size in sizes.items():
+        _publish(
+            scpro_settings,
+            "payments",
+            [_payment(10 * partition + i) for i in range(size)],
+            partition,
+        )
+    _publish(scpro_settings, "orders", [b"{not json"] * 2, partition=0)
+    _publish(scpro_settings, "orders", [b"\xff"], partition=2)
+    defs = build_definitions(scpro_settings)
+    payments, orders = ingest_once(defs, dagster_instance, topics=("payments", "orders"))
+    assert payments.requested == payments.succeeded == ["payments-0-0-4+1-0-2+2-0-3"]
+    assert orders.requested == orders.succeeded == ["orders-0-0-1+2-0-0"]
+    (run,) = dagster_instance.get_runs(
+        filters=dg.RunsFilter(tags={"dagster/run_key": "payments-0-0-4+1-0-2+2-0-3"})
+    )
+    assert {k: v for k, v in run.tags.items() if k.startswith("scpro/partition")} == {
+        "scpro/partition-0": "0-4",
+        "scpro/partition-1": "0-2",
+        "scpro/partition-2": "0-3",
+    }
+    (meta,) = _materializations(dagster_instance, "payments")
+    assert (meta["ranges"], meta["events_in_ranges"], meta["landed"]) == (3, 12, 12)
+    table = [
+        (r.data["partition"], r.data["first_offset"], r.data["last_offset"], r.data["landed"])
+        for r in meta["offset_ranges"].records
+    ]
+    assert table == [(0, 0, 4, 5), (1, 0, 2, 3), (2, 0, 3, 4)]
+    # One raw file per range, as before: the clean layer's manifest and the gap tracker see ranges.
+    files = _mtimes(scpro_settings, "payments")
+    assert sorted(files) == [
+        f"payments-p{p}-{0:012d}-{n - 1:012d}.parquet" for p, n in sizes.items()
+    ]
+    (orders_meta,) = _materializations(dagster_instance, "orders")
+    assert (orders_meta["quarantined"], orders_meta["events_in_ranges"]) == (3, 3)
+
+    # The tick evaluated again on the same cursor asks for the same run key: nothing runs.
+    store = CursorStore(dagster_instance, sensor_name("payments"))
+    store.set('{"next": {}, "open": {}}')
+    (again,) = ingest_once(defs, dagster_instance, topics=("payments",))
+    assert again.requested == again.skipped_existing == ["payments-0-0-4+1-0-2+2-0-3"]
+    # The run itself executed again (as a run retry would): every range is already landed.
+    rerun = defs.resolve_job_def("land_payments").execute_in_process(
+        run_config=run.run_config, instance=dagster_instance
+    )
+    assert rerun.success
+    meta = _materializations(dagster_instance, "payments")[0]
+    assert (meta["already_landed"], meta["landed"], meta["quarantined"]) == (12, 0, 0)
+    assert _mtimes(scpro_settings, "payments") == files
+    assert _accounted(scpro_settings, "payments") == {p: list(range(n)) for p, n in sizes.items()}
+    assert _accounted(scpro_settings, "orders") == {0: [0, 1], 2: [0]}
+
+
+def test_a_range_failing_inside_a_run_fails_the_run_and_its_retry_lands_only_that_range(
+    scpro_settings, dagster_instance, monkeypatch
+):
+    ensure_topics(scpro_settings.kafka, partitions=3)
+    for partition in range(3):
+        _publish(
+            scpro_settings, "payments", [_payment(10 * partition + i) for i in range(4)], partition
+        )
+    real_land_range = landing.land_range
+
+    def partition_1_unreachable(kafka, rng, *args, **kwargs):
+        if rng.partition == 1:
+            raise landing.RangeUnavailableError(f"{rng.run_key}: leader not available")
+        return real_land_range(kafka, rng, *args, **kwargs)
+
+    monkeypatch.setattr(landing, "land_range", partition_1_unreachable)
+    defs = build_definitions(scpro_settings)
+    (first,) = ingest_once(defs, dagster_instance, topics=("payments",))
+    assert first.failed == ["payments-0-0-3+1-0-3+2-0-3"]
+    # The other partitions' ranges landed and are committed.
+    assert sorted(_accounted(scpro_settings, "payments")) == [0, 2]
+    assert _materializations(dagster_instance, "payments") == []
+
+    monkeypatch.setattr(landing, "land_range", real_land_range)
+    (second,) = ingest_once(defs, dagster_instance, topics=("payments",))
+    assert second.retried == ["payments-0-0-3+1-0-3+2-0-3"] and second.requested == []
+    (meta,) = _materializations(dagster_instance, "payments")
+    assert (meta["landed"], meta["already_landed"], meta["events_in_ranges"]) == (4, 8, 12)
+    assert _accounted(scpro_settings, "payments") == {p: [0, 1, 2, 3] for p in range(3)}
 
 
 def test_empty_topic_says_why_it_skips(scpro_settings, dagster_instance):
@@ -393,7 +505,7 @@ def test_range_larger_than_a_chunk_lands_as_row_groups_with_exact_accounting(
     (meta,) = _materializations(dagster_instance, "payments")
     assert (meta["landed"], meta["quarantined"], meta["expired_before_landing"]) == (28, 2, 0)
     assert meta["duplicates_by_event_id"] == 1
-    assert meta["events_in_range"] == 30 and meta["lag_at_landing"] == 0
+    assert meta["events_in_ranges"] == 30 and meta["lag_at_landing"] == 0
     # The raw file holds exactly what one write of the whole range would hold.
     assert pq.read_table(raw_file).schema == landing.RAW_SCHEMA
     assert sorted(pq.read_table(raw_file).column("event_id").to_pylist()) == sorted(
@@ -421,4 +533,4 @@ def test_transaction_markers_are_offsets_without_records(scpro_settings, dagster
     ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
     assert _accounted(scpro_settings, "payments") == {0: [0, 1, 2, 4, 5, 6]}
     (meta,) = _materializations(dagster_instance, "payments")
-    assert (meta["events_in_range"], meta["landed"], meta["expired_before_landing"]) == (8, 6, 2)
+    assert (meta["events_in_ranges"], meta["landed"], meta["expired_before_landing"]) == (8, 6, 2)

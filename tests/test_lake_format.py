@@ -25,7 +25,7 @@ from scpro_assets.lake_duckdb import (
     delta_extension_path,
     delta_scan_sql,
 )
-from scpro_assets.settings import REPO_ROOT, TOPICS
+from scpro_assets.settings import BUSINESS_TOPICS, REPO_ROOT
 from spark.session import SPARK_CONF
 from spark.tables import (
     commit_metrics,
@@ -183,8 +183,9 @@ from spark.tables import table_identifier
 
 spark = build_spark_session("local[2]", app_name="scpro-killed-merge",
                             extra_conf={"spark.sql.shuffle.partitions": "2"})
-# Far more new events than can be merged before the test kills this process.
-(spark.range(0, 2_000_000_000, numPartitions=400)
+# Far more new events than can be merged before the test kills this process, in small tasks
+# (100k rows each) so the first files appear soon even on a loaded box.
+(spark.range(0, 2_000_000_000, numPartitions=20_000)
     .selectExpr("concat('new', id) as event_id", "'2024-03' as event_month", "'k' as payload")
     .createOrReplaceTempView("batch"))
 spark.sql(f"merge into {table_identifier(sys.argv[1])} t using batch s "
@@ -253,7 +254,7 @@ def _land(events: list, raw: Path, prefix: str) -> None:
 
 
 def _ids_by_topic(events: list) -> dict[str, set[str]]:
-    ids: dict[str, set[str]] = {topic: set() for topic in TOPICS}
+    ids: dict[str, set[str]] = {topic: set() for topic in BUSINESS_TOPICS}
     for event in events:
         ids[event.topic].add(event.event_id)
     return ids
@@ -261,7 +262,10 @@ def _ids_by_topic(events: list) -> dict[str, set[str]]:
 
 def _stored_ids(spark: SparkSession, clean: Path) -> dict[str, list[str]]:
     stores = load_event_stores(spark, clean)
-    return {t: sorted(r.event_id for r in stores[t].select("event_id").collect()) for t in TOPICS}
+    return {
+        t: sorted(r.event_id for r in stores[t].select("event_id").collect())
+        for t in BUSINESS_TOPICS
+    }
 
 
 def test_event_stores_merge_only_new_events_and_a_lost_manifest_inserts_nothing_twice(
@@ -277,21 +281,23 @@ def test_event_stores_merge_only_new_events_and_a_lost_manifest_inserts_nothing_
     _land(second, raw, "b")
     update = update_event_stores(spark, raw, clean)
     ids = _ids_by_topic(events)
-    new = {t: len(_ids_by_topic(second)[t] - _ids_by_topic(first)[t]) for t in TOPICS}
-    landed = {t: sum(e.topic == t for e in second) for t in TOPICS}
+    new = {t: len(_ids_by_topic(second)[t] - _ids_by_topic(first)[t]) for t in BUSINESS_TOPICS}
+    landed = {t: sum(e.topic == t for e in second) for t in BUSINESS_TOPICS}
     assert update.new_events == new  # numTargetRowsInserted of each topic's merge
-    assert update.duplicates_dropped == {t: landed[t] - new[t] for t in TOPICS}
+    assert update.duplicates_dropped == {t: landed[t] - new[t] for t in BUSINESS_TOPICS}
     assert sum(update.duplicates_dropped.values()) >= 100  # the replayed events at least
-    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in TOPICS}
-    assert update.versions == dict.fromkeys(TOPICS, 1)  # created, then one merge each
-    assert all(current_version(clean / "events" / t) == 1 for t in TOPICS)
+    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in BUSINESS_TOPICS}
+    assert update.versions == dict.fromkeys(BUSINESS_TOPICS, 1)  # created, then one merge each
+    assert all(current_version(clean / "events" / t) == 1 for t in BUSINESS_TOPICS)
 
     # A run that committed its merges and died before saving the manifest: the next run reads
     # the same files again, and the merge on event_id inserts none of them twice.
     manifest.write_text(after_first)
     again = update_event_stores(spark, raw, clean)
-    assert sum(again.raw_files_read.values()) > 0 and again.new_events == dict.fromkeys(TOPICS, 0)
-    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in TOPICS}
+    assert sum(again.raw_files_read.values()) > 0 and again.new_events == dict.fromkeys(
+        BUSINESS_TOPICS, 0
+    )
+    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in BUSINESS_TOPICS}
 
     # A store in the layout before Delta (a link to a Parquet folder) is rebuilt from every raw
     # file, as a full refresh: the same events, each once.
@@ -299,8 +305,8 @@ def test_event_stores_merge_only_new_events_and_a_lost_manifest_inserts_nothing_
     shutil.rmtree(legacy)
     legacy.symlink_to(raw / "orders")
     rebuilt = update_event_stores(spark, raw, clean)
-    assert rebuilt.full_refresh and rebuilt.new_events == {t: len(ids[t]) for t in TOPICS}
-    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in TOPICS}
+    assert rebuilt.full_refresh and rebuilt.new_events == {t: len(ids[t]) for t in BUSINESS_TOPICS}
+    assert _stored_ids(spark, clean) == {t: sorted(ids[t]) for t in BUSINESS_TOPICS}
 
 
 NO_NETWORK_READER = """

@@ -91,6 +91,16 @@ VALID: dict[str, dict] = {
         "event_time": "2024-03-01T09:58:00Z",
         "url": "/product/p-1",
     },
+    "actions": {
+        "event_id": "action-event-1",
+        "event_type": "order_action",
+        "event_time": "2024-03-02T09:00:00Z",
+        "order_id": "o-1",
+        "action": "assign",
+        "actor": "ana",
+        "assignee": "Team Red",
+        "note": "<b>call the carrier</b>",
+    },
 }
 
 

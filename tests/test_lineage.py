@@ -1,9 +1,12 @@
-"""OpenLineage: events for a small asset graph, schema-valid, via the sensor, file and HTTP."""
+"""OpenLineage through its client: events for a small asset graph, schema-valid, via the sensor,
+and the client's file, HTTP (with retries) and Kafka transports, with delivery made explicit."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -12,59 +15,21 @@ from typing import ClassVar
 import dagster as dg
 import jsonschema
 import pytest
-from referencing import Registry, Resource
+from openlineage.client.event_v2 import RunEvent
+from openlineage_spec import validate
 
 from scpro_assets.lineage import (
-    FileTransport,
-    HttpTransport,
     LineageConfig,
+    LineageEmitter,
+    as_json,
     emit_lineage_for_run,
     events_for_run,
     lineage_run_id,
+    run_event,
+    transport_for,
 )
+from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
 from sensors.lineage_sensor import build_openlineage_sensor
-
-SCHEMAS = Path(__file__).parent / "schemas" / "openlineage"
-CORE = json.loads((SCHEMAS / "OpenLineage.json").read_text())
-FACETS = {
-    path.stem: json.loads(path.read_text()) for path in sorted((SCHEMAS / "facets").glob("*.json"))
-}
-
-
-def _registry() -> Registry:
-    """Every vendored schema under its $id; the facets' refs to older core versions resolve to
-    the vendored 2-0-2 core (BaseFacet and the facet bases are unchanged since 1-0-1)."""
-    core = Resource.from_contents(CORE)
-    resources = [(CORE["$id"], core)]
-    resources += [
-        (f"https://openlineage.io/spec/{v}/OpenLineage.json", core) for v in ("1-0-1", "1-0-2")
-    ]
-    resources += [(s["$id"], Resource.from_contents(s)) for s in FACETS.values()]
-    return Registry().with_resources(resources)
-
-
-REGISTRY = _registry()
-FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
-
-
-def validate(event: dict) -> None:
-    """Validate a RunEvent against the core spec and each facet it carries against its own."""
-    jsonschema.Draft202012Validator(CORE, registry=REGISTRY, format_checker=FORMATS).validate(event)
-    facets = {
-        **event["run"].get("facets", {}),
-        **event["job"].get("facets", {}),
-    }
-    for dataset in event.get("outputs", []):
-        facets.update(dataset.get("facets", {}))
-        facets.update(dataset.get("outputFacets", {}))
-    for name, facet in facets.items():
-        schema_url = facet["_schemaURL"]
-        document = schema_url.split("#")[0]
-        facet_schema = next(s for s in FACETS.values() if s["$id"] == document)
-        validator = jsonschema.Draft202012Validator(
-            facet_schema, registry=REGISTRY, format_checker=FORMATS
-        )
-        validator.validate({name: facet})
 
 
 @dg.asset(group_name="test")
@@ -83,8 +48,18 @@ def orders_raw() -> dg.MaterializeResult:
 
 
 @dg.asset(deps=[orders_raw], group_name="test")
-def orders_clean() -> None:
-    return None
+def orders_clean() -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/column_lineage": dg.TableColumnLineage(
+                deps_by_column={
+                    "order_id": [
+                        dg.TableColumnDep(asset_key=orders_raw.key, column_name="order_id")
+                    ]
+                }
+            )
+        }
+    )
 
 
 @dg.asset(deps=[orders_raw, orders_clean], group_name="test")
@@ -111,31 +86,36 @@ def _by_job(events: list[dict]) -> dict[str, list[str]]:
     return jobs
 
 
+def _event(name: str = "a", event_type: str = "START") -> RunEvent:
+    return run_event(
+        event_type, 1_700_000_000.0, lineage_run_id("r", dg.AssetKey(name)), dg.AssetKey(name), []
+    )
+
+
 def test_schema_rejects_what_it_should():
-    """The vendored schema is live: a broken event and a broken facet fail validation."""
-    good = {
-        "eventType": "START",
-        "eventTime": "2024-01-01T00:00:00.000Z",
-        "producer": "https://example.org/p",
-        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-        "run": {"runId": "3f3b2c1e-8a7d-4a36-9c8e-1f2e3d4c5b6a"},
-        "job": {"namespace": "scpro", "name": "a"},
-    }
+    """The schemas are live: a broken event and a broken facet fail validation."""
+    good = as_json(_event())
     validate(good)
     with pytest.raises(jsonschema.ValidationError):
         validate({**good, "eventType": "DONE"})
     with pytest.raises(jsonschema.ValidationError):
         validate({**good, "run": {"runId": "not-a-uuid"}})
+    complete = as_json(
+        run_event("COMPLETE", 1.0, good["run"]["runId"], dg.AssetKey("a"), [], metadata={"x": 1})
+    )
     stats = {
         "_producer": "https://example.org/p",
-        "_schemaURL": "https://openlineage.io/spec/1-0-1/OutputStatisticsOutputDatasetFacet.json"
-        "#/$defs/OutputStatisticsOutputDatasetFacet",
-        "size": 3,
+        "_schemaURL": "https://openlineage.io/spec/facets/1-0-2/"
+        "OutputStatisticsOutputDatasetFacet.json#/$defs/OutputStatisticsOutputDatasetFacet",
+        "rowCount": "three",
     }
-    broken = {**good, "outputs": [{"namespace": "scpro", "name": "a", "outputFacets": {}}]}
-    broken["outputs"][0]["outputFacets"]["outputStatistics"] = stats
-    with pytest.raises(jsonschema.ValidationError, match="rowCount"):
-        validate(broken)
+    complete["outputs"][0]["outputFacets"] = {"outputStatistics": stats}
+    with pytest.raises(jsonschema.ValidationError, match="three"):
+        validate(complete)
+    unknown = {**stats, "_schemaURL": "https://openlineage.io/spec/facets/9-9-9/X.json"}
+    complete["outputs"][0]["outputFacets"] = {"outputStatistics": unknown}
+    with pytest.raises(AssertionError, match="has no schema"):
+        validate(complete)
 
 
 def test_sensor_writes_start_complete_fail_once_per_asset(dagster_instance, tmp_path: Path):
@@ -168,16 +148,26 @@ def test_sensor_writes_start_complete_fail_once_per_asset(dagster_instance, tmp_
     }
     by_key = {(e["job"]["name"], e["eventType"]): e for e in events}
     kpis = by_key["order_kpis", "COMPLETE"]
-    assert [i["name"] for i in kpis["inputs"]] == ["orders_clean", "orders_raw"]
+    assert kpis["inputs"] == [
+        {"namespace": "scpro", "name": "orders_clean"},
+        {"namespace": "scpro", "name": "orders_raw"},
+    ]
     assert kpis["outputs"] == [{"namespace": "scpro", "name": "order_kpis"}]
+    assert kpis["job"]["facets"]["jobType"]["integration"] == "DAGSTER"
     assert by_key["orders_raw", "START"]["inputs"] == []
     raw_out = by_key["orders_raw", "COMPLETE"]["outputs"][0]
     assert raw_out["facets"]["schema"]["fields"] == [
-        {"name": "order_id", "type": "string", "description": "the order"},
-        {"name": "amount", "type": "double"},
+        {"name": "order_id", "type": "string", "description": "the order", "ordinal_position": 1},
+        {"name": "amount", "type": "double", "ordinal_position": 2},
     ]
     assert raw_out["outputFacets"]["outputStatistics"]["rowCount"] == 3
     assert "outputFacets" not in by_key["orders_raw", "START"]["outputs"][0]
+    clean_out = by_key["orders_clean", "COMPLETE"]["outputs"][0]
+    assert clean_out["facets"]["columnLineage"]["fields"] == {
+        "order_id": {
+            "inputFields": [{"namespace": "scpro", "name": "orders_raw", "field": "order_id"}]
+        }
+    }
     # START and its ending share the stable runId derived from the Dagster run and asset key.
     assert by_key["orders_clean", "START"]["run"]["runId"] == lineage_run_id(
         ok.run_id, dg.AssetKey("orders_clean")
@@ -215,18 +205,19 @@ def test_cursor_stays_on_a_run_whose_lineage_could_not_be_delivered(
     dagster_instance, tmp_path: Path
 ):
     run = dg.materialize([orders_raw, orders_clean], instance=dagster_instance)
-    unreachable = HttpTransport("http://127.0.0.1:9", timeout_seconds=0.5)
-    sensor = build_openlineage_sensor(LineageConfig(lineage_dir=tmp_path), unreachable)
+    down = LineageConfig(lineage_dir=tmp_path, url="http://127.0.0.1:9", retries=1)
+    unreachable = LineageEmitter.from_config(down)
+    sensor = build_openlineage_sensor(down, unreachable)
     context = dg.build_sensor_context(instance=dagster_instance, definitions=DEFS)
     result = sensor(context)
-    assert "could not be delivered" in result.skip_message
-    assert unreachable.failures == 1
-    file_sink = FileTransport(tmp_path / "retry.ndjson")
+    assert "could not be delivered (ConnectionError" in result.skip_message
+    assert (unreachable.sent, unreachable.failures) == (0, 1)
+    file_sink = LineageEmitter.from_config(LineageConfig(lineage_dir=tmp_path / "retry"))
     retry = build_openlineage_sensor(LineageConfig(lineage_dir=tmp_path), file_sink)
     retry(
         dg.build_sensor_context(instance=dagster_instance, definitions=DEFS, cursor=context.cursor)
     )
-    events = _lines(tmp_path / "retry.ndjson")
+    events = _lines(tmp_path / "retry" / "openlineage.ndjson")
     assert len(events) == 4
     assert {e["run"]["runId"] for e in events} == {
         lineage_run_id(run.run_id, dg.AssetKey(k)) for k in ("orders_raw", "orders_clean")
@@ -234,38 +225,49 @@ def test_cursor_stays_on_a_run_whose_lineage_could_not_be_delivered(
 
 
 class _Collector(BaseHTTPRequestHandler):
+    """Answers each POST with the next status of ``statuses`` (then 201), recording the body."""
+
     received: ClassVar[list[tuple[str, dict, str | None]]] = []
+    statuses: ClassVar[list[int]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.path, json.loads(body), self.headers.get("Authorization")))
-        self.send_response(201)
+        status = type(self).statuses.pop(0) if type(self).statuses else 201
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
         pass
 
 
-def test_http_transport_posts_the_same_events(dagster_instance, tmp_path: Path, monkeypatch):
-    run = dg.materialize([orders_raw, orders_clean, order_kpis], instance=dagster_instance)
+@pytest.fixture
+def collector():
     server = HTTPServer(("127.0.0.1", 0), _Collector)
-    _Collector.received = []
+    _Collector.received, _Collector.statuses = [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    try:
-        monkeypatch.setenv("SCPRO_OPENLINEAGE_URL", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setenv("SCPRO_OPENLINEAGE_API_KEY", "secret-key")
-        monkeypatch.setenv("SCPRO_OPENLINEAGE_NAMESPACE", "acme")
-        from scpro_assets.settings import KafkaSettings, Settings
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
 
-        settings = Settings(home=tmp_path / "home", kafka=KafkaSettings())
-        config = LineageConfig.from_env(settings)
-        assert "secret-key" not in repr(config)
-        assert emit_lineage_for_run(dagster_instance, DEFS, run.run_id, settings)
-    finally:
-        server.shutdown()
-        server.server_close()
-    expected = events_for_run(dagster_instance, DEFS, run.run_id, namespace="acme")
+
+def test_http_transport_posts_the_same_events(
+    dagster_instance, tmp_path: Path, monkeypatch, collector
+):
+    run = dg.materialize([orders_raw, orders_clean, order_kpis], instance=dagster_instance)
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_URL", collector)
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_API_KEY", "secret-key")
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_NAMESPACE", "acme")
+    settings = Settings(home=tmp_path / "home", kafka=KafkaSettings())
+    config = LineageConfig.from_env(settings)
+    assert "secret-key" not in repr(config)
+    assert emit_lineage_for_run(dagster_instance, DEFS, run.run_id, settings)
+    expected = [
+        as_json(e) for e in events_for_run(dagster_instance, DEFS, run.run_id, namespace="acme")
+    ]
     assert [body for _, body, _ in _Collector.received] == expected
     assert {path for path, _, _ in _Collector.received} == {"/api/v1/lineage"}
     assert {auth for _, _, auth in _Collector.received} == {"Bearer secret-key"}
@@ -277,19 +279,139 @@ def test_http_transport_posts_the_same_events(dagster_instance, tmp_path: Path, 
     assert not (tmp_path / "home" / "lineage").exists()
 
 
-def test_file_transport_lines_stay_whole_under_concurrent_writers(tmp_path: Path):
-    sink = FileTransport(tmp_path / "l.ndjson")
-    payload = {"x": "y" * 5000}
+def test_http_transport_retries_within_the_call_and_reports_what_it_could_not_send(
+    tmp_path: Path, collector
+):
+    """A 503 then a 201: one emit, two POSTs of the same event. A server that keeps failing, or
+    refuses the event (400, not retried), makes ``emit`` return False and count the failure."""
+    config = LineageConfig(lineage_dir=tmp_path, url=collector + "/", retries=2)
+    emitter = LineageEmitter.from_config(config)
+    _Collector.statuses = [503]
+    assert emitter.emit(_event("a"))
+    assert [body for _, body, _ in _Collector.received] == [as_json(_event("a"))] * 2
+    assert (emitter.sent, emitter.failures) == (1, 0)
+
+    _Collector.received, _Collector.statuses = [], [500, 502, 504]
+    assert not emitter.emit(_event("b"))
+    assert len(_Collector.received) == 3  # the first attempt and two retries
+    assert emitter.failures == 1 and "RetryError" in emitter.last_error
+
+    _Collector.received, _Collector.statuses = [], [400]
+    assert not emitter.emit(_event("c"))
+    assert len(_Collector.received) == 1
+    assert emitter.failures == 2 and "400" in emitter.last_error
+
+    # A URL that already names the endpoint, behind a path prefix, is used as it is.
+    _Collector.received = []
+    prefixed = LineageConfig(lineage_dir=tmp_path, url=collector + "/marquez/api/v1/lineage")
+    assert LineageEmitter.from_config(prefixed).emit(_event("d"))
+    assert [path for path, _, _ in _Collector.received] == ["/marquez/api/v1/lineage"]
+
+
+def test_file_transport_appends_whole_lines_and_reports_an_unwritable_file(tmp_path: Path):
+    emitter = LineageEmitter.from_config(LineageConfig(lineage_dir=tmp_path / "lineage"))
 
     def write(n: int) -> None:
         for i in range(50):
-            sink.emit({**payload, "n": n, "i": i})
+            emitter.emit(_event(f"job-{n}-{i}-" + "x" * 2000))
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    lines = _lines(tmp_path / "l.ndjson")
-    assert len(lines) == 200 and sink.sent == 200 and sink.failures == 0
-    assert {(e["n"], e["i"]) for e in lines} == {(n, i) for n in range(4) for i in range(50)}
+    lines = _lines(tmp_path / "lineage" / "openlineage.ndjson")
+    assert len(lines) == 200 and emitter.sent == 200 and emitter.failures == 0
+    assert {e["job"]["name"].removesuffix("-" + "x" * 2000) for e in lines} == {
+        f"job-{n}-{i}" for n in range(4) for i in range(50)
+    }
+    validate(lines[0])
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the lineage folder should be")
+    stuck = LineageEmitter.from_config(LineageConfig(lineage_dir=blocked))
+    assert not stuck.emit(_event())
+    assert stuck.failures == 1 and "RuntimeError" in stuck.last_error
+
+
+def test_config_reads_the_environment_and_rejects_two_destinations(tmp_path, monkeypatch):
+    settings = Settings(home=tmp_path, kafka=KafkaSettings(bootstrap_servers="k1:9092"))
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_KAFKA_TOPIC", "lineage")
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_TIMEOUT", "2.5")
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_RETRIES", "0")
+    config = LineageConfig.from_env(settings)
+    assert (config.kafka_topic, config.timeout_seconds, config.retries) == ("lineage", 2.5, 0)
+    assert config.kafka.bootstrap_servers == "k1:9092"
+    assert transport_for(config).kind == "kafka"
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_URL", "http://marquez:5000")
+    with pytest.raises(ValueError, match="both set"):
+        LineageConfig.from_env(settings)
+    monkeypatch.delenv("SCPRO_OPENLINEAGE_KAFKA_TOPIC")
+    monkeypatch.setenv("SCPRO_OPENLINEAGE_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="SCPRO_OPENLINEAGE_TIMEOUT"):
+        LineageConfig.from_env(settings)
+
+
+@pytest.mark.kafka
+def test_kafka_transport_waits_for_the_broker_and_reports_a_dead_one(kafka_broker, tmp_path):
+    """Every event is acknowledged by the session's broker before emit returns True; with no
+    broker, emit returns False within the timeout (the client's transport would only log)."""
+    import confluent_kafka
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from scpro_assets.kafka.clients import rdkafka_config
+
+    kafka = kafka_broker.settings.kafka
+    topic = "openlineage-test"
+    admin = AdminClient(rdkafka_config(kafka))  # kept alive until the topic exists
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        future.result(timeout=30)
+    config = LineageConfig(lineage_dir=tmp_path, kafka_topic=topic, kafka=kafka)
+    emitter = LineageEmitter.from_config(config)
+    sent = [_event("a", "START"), _event("a", "COMPLETE")]
+    assert all(emitter.emit(e) for e in sent)
+    emitter.close()
+
+    consumer = confluent_kafka.Consumer(
+        {**rdkafka_config(kafka), "group.id": "lineage-test", "enable.auto.commit": "false"}
+    )
+    consumer.assign([confluent_kafka.TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)])
+    received = []
+    deadline = time.monotonic() + 60
+    while len(received) < 2 and time.monotonic() < deadline:
+        message = consumer.poll(1.0)
+        if message is not None and not message.error():
+            received.append((message.key().decode(), json.loads(message.value())))
+    consumer.close()
+    assert received == [("run:scpro/a", as_json(e)) for e in sent]
+
+    dead = LineageConfig(
+        lineage_dir=tmp_path,
+        kafka_topic=topic,
+        timeout_seconds=1.0,
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:9"),
+    )
+    unreachable = LineageEmitter.from_config(dead)
+    assert not unreachable.emit(_event())
+    assert unreachable.failures == 1 and "ConnectionError" in unreachable.last_error
+
+
+PRIVATE_DAGSTER = re.compile(r"^\s*(from|import)\s+dagster(_\w+)?\._", re.MULTILINE)
+#: Files of other parts of SCPro that still import Dagster's private modules (issue #16 item 6
+#: removes them); the lineage code must never join this list, and it may only shrink.
+STILL_PRIVATE = {"scpro_assets/ingest/runner.py", "sensors/kafka_sensors.py"}
+
+
+def test_no_private_dagster_imports_in_the_product():
+    packages = ("scpro_assets", "sensors", "spark", "ml_assets", "panel_app")
+    offenders = {
+        path.relative_to(REPO_ROOT).as_posix()
+        for package in packages
+        for path in (REPO_ROOT / package).rglob("*.py")
+        if PRIVATE_DAGSTER.search(path.read_text(encoding="utf-8"))
+    }
+    assert offenders <= STILL_PRIVATE, sorted(offenders - STILL_PRIVATE)
+    assert "sensors/lineage_sensor.py" not in offenders
+    assert PRIVATE_DAGSTER.search("from dagster._core.event_api import X")
+    assert PRIVATE_DAGSTER.search("import dagster._check as check")
+    assert not PRIVATE_DAGSTER.search("from dagster import RunStatusChangeRecordsFilter")

@@ -12,11 +12,13 @@ import pytest
 from ml_assets import registry
 from ml_assets.demand import daily_category_orders, fit_demand, wape
 from ml_assets.features import LeakageError, leakage_violations, time_split
-from ml_assets.models import load_model
+from ml_assets.models import SklearnModel, load_model
 from ml_assets.outputs import SCHEMAS
 from ml_assets.scoring import PSI_THRESHOLD, score_delivery_time, score_late_risk
 from ml_assets.segments import K_RANGE, SEGMENT_FEATURES, fit_segments
 from ml_assets.training import (
+    INTERVAL_LEVEL,
+    conformal_quantile,
     default_features,
     population_stability,
     save_task,
@@ -192,7 +194,7 @@ def test_score_rows_link_to_registry_rows_and_explain_themselves(trained, tmp_pa
     assert late.schema == SCHEMAS["late_risk_scores"]
     assert days.schema == SCHEMAS["delivery_time_predictions"]
     table = registry.registry_table(registry.read_entries(tmp_path)).to_pandas()
-    assert len(table) == 4 + 3  # promise, median, tf, gb + mode rate, tf, gb
+    assert len(table) == 5 + 3  # promise, median, tf, gb, gb on the slip + mode rate, tf, gb
     for scores in (late, days):
         versions = set(scores.column("model_version").to_pylist())
         assert len(versions) == 1
@@ -200,6 +202,14 @@ def test_score_rows_link_to_registry_rows_and_explain_themselves(trained, tmp_pa
         assert row["is_serving"]
         assert row["artifact_sha256"] == registry.file_sha256(Path(row["artifact_path"]))
         assert '"rows": 900' in row["data_version"]
+    # every order gets an ETA inside its 80% range, and the registry says how well it covered
+    eta = days.to_pandas()
+    assert eta[["predicted_delivery_date", "eta_low", "eta_high"]].notna().all().all()
+    assert (eta["eta_low"] <= eta["predicted_delivery_date"]).all()
+    assert (eta["predicted_delivery_date"] <= eta["eta_high"]).all()
+    served = table.loc[table["is_serving"] & (table["task"] == "delivery_time")].iloc[0]
+    assert served["interval_level"] == INTERVAL_LEVEL and 0 < served["interval_coverage"] <= 1
+    assert table.loc[table["task"] == "late_risk", "interval_coverage"].isna().all()
     scored = late.to_pandas()
     assert set(scored["risk_band"]) <= {"high", "medium", "low"}
     assert (
@@ -213,6 +223,99 @@ def test_score_rows_link_to_registry_rows_and_explain_themselves(trained, tmp_pa
     # the drivers of this signal are the mode, the distance and the incidents
     text = " ".join(risky)
     assert "late historically" in text or "km" in text or "incidents open" in text
+
+
+def test_eta_interval_holds_its_level_on_the_time_split(trained):
+    """The served 80% range holds about 80% of the future deliveries and always its own ETA."""
+    _, results = trained
+    days = results["delivery_time"]
+    figures = days.interval_figures
+    assert figures["interval_method"] == "conformal" and figures["interval_level"] == INTERVAL_LEVEL
+    # ~180 test orders: a coverage has a standard error of 0.03 here, so twice the tolerance the
+    # real protocols are held to (test_the_real_sets_eta_ranges_cover_80_percent)
+    assert abs(figures["interval_coverage"] - INTERVAL_LEVEL) <= 0.1
+    point = np.clip(days.candidates[days.serving].test_predictions, 0.0, None)
+    low, high = days.interval.bounds(point)
+    assert (low >= 0).all() and (low <= point).all() and (point <= high).all()
+    actual = days.split.test["delivery_days"].to_numpy()
+    inside = np.mean((actual >= low) & (actual <= high))
+    assert inside == pytest.approx(figures["interval_coverage"])
+    assert figures["interval_width_days"] == pytest.approx(np.mean(high - low))
+
+
+def test_a_tampered_eta_interval_is_refused(trained, tmp_path: Path):
+    """The interval artifact is hashed like the model: scoring refuses one that changed."""
+    frame, results = trained
+    save_task(results["delivery_time"], tmp_path, {"order_features": {"version": "v1"}})
+    entry = registry.serving_entry(tmp_path, "delivery_time")
+    interval = Path(entry["interval_artifact_path"])
+    assert entry["interval_artifact_sha256"] == registry.file_sha256(interval)
+    interval.write_bytes(interval.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="does not match its registry hash"):
+        score_delivery_time(frame, np.ones(len(frame), dtype=bool), entry)
+
+
+def test_gradient_boosting_fits_and_predicts_on_one_openmp_thread(trained):
+    """Two OpenMP threads on a busy box made one fit 40 times slower (185 s against 4.5 s)."""
+    from threadpoolctl import threadpool_info
+
+    _, results = trained  # sklearn is loaded, and with it its OpenMP runtime
+    days = results["delivery_time"]
+    seen: list[set[int]] = []
+
+    def openmp_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"}
+
+    class Recording:
+        def fit(self, x: pd.DataFrame, y: np.ndarray) -> None:
+            seen.append(openmp_threads())
+
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            seen.append(openmp_threads())
+            return np.zeros(len(x))
+
+    model = SklearnModel(Recording(), days.features, "regression")  # type: ignore[arg-type]
+    model.fit(days.split.fit, np.zeros(len(days.split.fit))).predict(days.split.test)
+    assert seen == [{1}, {1}]
+
+
+def test_the_benchmark_compares_the_served_interval_with_quantile_ones(trained):
+    """Quantile GB and CQR are measured beside split conformal in the benchmark, not trained."""
+    from ml_assets.evaluation import interval_comparison
+
+    _, results = trained
+    days = results["delivery_time"]
+    measured = interval_comparison(days)
+    assert set(measured) == {"conformal", "quantile", "cqr"}
+    assert measured["conformal"]["coverage"] == days.interval_figures["interval_coverage"]
+    assert all(0 < m["coverage"] <= 1 and m["width_days"] > 0 for m in measured.values())
+
+
+def test_conformal_quantile_takes_the_finite_sample_rank():
+    # ceil((9 + 1) * 0.8) = 8th smallest of nine scores; never past the largest
+    assert conformal_quantile(np.arange(9.0, 0.0, -1.0), 0.8) == 8.0
+    assert conformal_quantile(np.array([1.0, 2.0]), 0.9) == 2.0
+
+
+def test_the_served_delivery_time_never_loses_to_the_promise():
+    """A promise that is right on average with noise nothing predicts: no model may lose to it."""
+    from ml_assets.tf_models import NetworkConfig
+
+    frame = learnable_orders(500, seed=7)
+    rng = np.random.default_rng(7)
+    frame["delivery_days"] = (frame["scheduled_days"] + rng.laplace(0, 0.8, len(frame))).clip(0)
+    frame["is_late"] = frame["delivery_days"] > frame["scheduled_days"]
+    frame["label_known_at"] = frame["order_time"] + pd.to_timedelta(
+        frame["delivery_days"], unit="D"
+    )
+    quick = NetworkConfig(hidden=(8,), max_epochs=5, patience=2, batch_size=64)
+    days = train_task(frame, "delivery_time", network_config=quick)
+    promise = days.candidates["delivery_time_promise"].metrics["mae"]
+    assert days.value(days.serving) <= promise
+    assert "delivery_time_promise" in days.serving_reason  # a contender, side by side
+    if days.serving == "delivery_time_promise":
+        assert "the promise serves" in days.serving_reason
+        assert not days.beats_baseline()
 
 
 def test_drift_index_is_small_for_the_same_scores_and_large_for_shifted_ones():

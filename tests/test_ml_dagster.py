@@ -39,6 +39,9 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
 
     for name in ML_OUTPUTS:
         assert read_output(settings.ml_dir, name).num_rows > 0, name
+        [materialization] = result.asset_materializations_for_node(name)
+        columns = materialization.metadata["dagster/column_schema"].value.columns
+        assert [c.name for c in columns] == read_output(settings.ml_dir, name).schema.names
     late = read_output(settings.ml_dir, "late_risk_scores").to_pandas()
     days = read_output(settings.ml_dir, "delivery_time_predictions").to_pandas()
     features = pd.read_parquet(settings.clean_dir / "order_features")
@@ -63,6 +66,7 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     assert {
         ("delivery_time_model", "beats_baseline"),
         ("delivery_time_model", "no_leakage"),
+        ("delivery_time_model", "interval_coverage"),
         ("late_risk_model", "beats_baseline"),
         ("late_risk_model", "no_leakage"),
         ("late_risk_scores", "score_drift"),
@@ -73,6 +77,12 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     assert checks[("late_risk_model", "no_leakage")].passed
     assert checks[("delivery_time_model", "no_leakage")].passed
     assert checks[("delivery_time_model", "beats_baseline")].passed
+    # the ETA range's coverage on the time split is measured, in the check and the registry
+    coverage = checks[("delivery_time_model", "interval_coverage")].metadata
+    served_days = reg.loc[reg["model_version"] == days["model_version"].iloc[0]].iloc[0]
+    assert coverage["coverage"].value == pytest.approx(served_days["interval_coverage"])
+    assert served_days["interval_level"] == 0.8 and served_days["interval_width_days"] > 0
+    assert days[["predicted_delivery_date", "eta_low", "eta_high"]].notna().all().all()
     drift = checks[("late_risk_scores", "score_drift")].metadata
     assert drift["psi"].value >= 0
     # the last 30 days' orders are compared: enough rows to judge
@@ -107,7 +117,7 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
         late_risk_model,
         late_risk_scores,
     )
-    from ml_assets.outputs import read_output
+    from ml_assets.outputs import SCHEMAS, read_output
     from scpro_assets.clean.offline import build_clean_lake
     from scpro_assets.resources import LakeResource
     from scpro_assets.settings import KafkaSettings, Settings
@@ -127,6 +137,10 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
     assert result.success
     for name in ("customer_segments", "demand_forecast", *(a.key.path[-1] for a in scores)):
         assert read_output(settings.ml_dir, name).num_rows == 0, name
+        # Published empty, with its contract's columns for the Columns tab and OpenLineage.
+        [materialization] = result.asset_materializations_for_node(name)
+        columns = materialization.metadata["dagster/column_schema"].value.columns
+        assert [c.name for c in columns] == SCHEMAS[name].names, name
     for model in models:
         [materialization] = result.asset_materializations_for_node(model.key.path[-1])
         assert materialization.metadata["trained"].value is False
@@ -147,6 +161,8 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
     assert all(not e.passed and "not judged" in e.description for e in not_judged)
     assert all(e.severity == dg.AssetCheckSeverity.WARN for e in not_judged)
     assert all(e.metadata["rows"].value < e.metadata["min_rows"].value for e in not_judged)
+    interval = evaluations[("delivery_time_model", "interval_coverage")]
+    assert interval.passed and interval.description.startswith("not judged")
     # No score to compare: the drift checks are not judged and pass, so no retrain is asked for.
     for name in ("late_risk_scores", "delivery_time_predictions"):
         drift = evaluations[(name, "score_drift")]

@@ -1,7 +1,8 @@
 """The dashboard in a real headless Chromium: every page opens, filters change the numbers.
 
 The app is served with ``panel serve`` on a free loopback port, over a warehouse built in the
-test; expected figures come from pandas on the same rows. Screenshots go to a temporary folder,
+test; expected figures come from pandas on the same rows. The last test publishes a new version
+of that warehouse to an open page (and puts the first one back). Screenshots go to a temporary folder,
 and to panel_app/screenshots when SCPRO_SAVE_SCREENSHOTS=1.
 """
 
@@ -26,6 +27,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from panel_app import ui
 from panel_app.bench import CHROMIUM_ARGS
+from panel_app.views.at_risk import eta_text
 from scpro_assets.settings import REPO_ROOT
 
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
@@ -47,7 +49,11 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> PanelWarehouse:
 def app_url(warehouse: PanelWarehouse, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     log = tmp_path_factory.mktemp("panel-log") / "serve.log"
-    env = {**os.environ, "SCPRO_PANEL_SERVING_CURRENT": str(warehouse.serving_current)}
+    env = {
+        **os.environ,
+        "SCPRO_PANEL_SERVING_CURRENT": str(warehouse.serving_current),
+        "SCPRO_PANEL_REFRESH_SECONDS": "1",
+    }
     command = [
         sys.executable, "-m", "panel", "serve", str(REPO_ROOT / "panel_app" / "app.py"),
         "--port", str(port), "--address", "127.0.0.1",
@@ -170,6 +176,10 @@ def test_at_risk_page_ranks_filters_and_exports(
     expect(high).to_have_text(ui.count((at_risk["risk_band"] == "high").sum()))
     first_row = page.locator(".at-risk-table .tabulator-row").first
     expect(first_row).to_contain_text(at_risk["order_id"].iloc[0], timeout=WAIT_MS)
+    top = at_risk.iloc[0]  # its ETA and 80% range, "ETA 12 Mar (10-15 Mar)"
+    eta = eta_text(top["predicted_delivery_date"], top["eta_low"], top["eta_high"])
+    assert eta.startswith("ETA ")
+    expect(first_row).to_contain_text(eta)
     screenshot(page, shots, "at-risk")
 
     choose(page, "region", "Western Europe")
@@ -238,7 +248,7 @@ def test_health_page_shows_layers_models_and_alerts(
     expect(page.locator(".alerts .alert-item img")).to_have_count(0)
     expect(page.locator(".alerts .alert-item b")).to_have_count(0)
     payments = page.locator(".completeness-table .tabulator-row", has_text="payments")
-    expect(payments).to_contain_text("missing events")
+    expect(payments).to_contain_text("landing (events in flight)")
     expect(page.locator(".completeness-table .tabulator-row")).to_have_count(4)
     expect(page.locator(".health-table .tabulator-row")).to_have_count(5)
     expect(
@@ -246,3 +256,85 @@ def test_health_page_shows_layers_models_and_alerts(
     ).to_be_visible()
     expect(page.get_by_role("row", name=re.compile(r"late_risk risk-v1 retired"))).to_be_visible()
     screenshot(page, shots, "data-health")
+
+
+def _high_risk(warehouse: PanelWarehouse, region: str | None = None) -> set[str]:
+    rows = warehouse.at_risk[warehouse.at_risk["risk_band"] == "high"]
+    if region is not None:
+        rows = rows[rows["region"] == region]
+    return set(rows["order_id"])
+
+
+def test_an_open_page_follows_a_newly_published_snapshot_without_reload(
+    page: Page, app_url: str, warehouse: PanelWarehouse, shots: list[Path]
+) -> None:
+    """Issue #15 item 3: new numbers and the newly high-risk count arrive in place."""
+    region = "South Asia"
+    page.goto(f"{app_url}?page=at_risk&region={region.replace(' ', '+')}")
+    at_risk_high = page.locator('[data-kpi="high"] .value')
+    expect(at_risk_high).to_have_text(ui.count(len(_high_risk(warehouse, region))), timeout=WAIT_MS)
+    page.get_by_role("button", name="Overview", exact=True).click()  # At-risk built, now hidden
+    _, start, end = window(warehouse.deliveries, 90)
+    asia = warehouse.deliveries[warehouse.deliveries["region"] == region]
+    orders = page.locator('[data-kpi="orders"] .value')
+    expect(orders).to_have_text(
+        ui.count(len(in_range(asia, "order_date", start, end))), timeout=WAIT_MS
+    )
+    live = page.locator(".scpro-live .live")
+    expect(live).to_have_attribute("data-version", "v1", timeout=WAIT_MS)
+    expect(live.locator(".newly-high-risk")).to_have_count(0)
+    page.evaluate("window.scproOpenedOnce = true")  # a reload or navigation would drop it
+
+    v1 = os.readlink(warehouse.serving_current)
+    try:
+        second = panel_warehouse.build(warehouse.home, panel_warehouse.NEXT_SPEC)
+        _, start, end = window(second.deliveries, 90)
+        asia = second.deliveries[second.deliveries["region"] == region]
+        expect(orders).to_have_text(
+            ui.count(len(in_range(asia, "order_date", start, end))), timeout=WAIT_MS
+        )
+        expect(live).to_have_attribute("data-version", "v2", timeout=WAIT_MS)
+        newly = _high_risk(second) - _high_risk(warehouse)
+        badge = live.locator(".newly-high-risk")
+        expect(badge).to_have_attribute("data-count", str(len(newly)), timeout=WAIT_MS)
+        expect(badge).to_have_text(f"{len(newly)} orders newly high-risk", timeout=WAIT_MS)
+        expect(live.locator(".updated")).to_have_text(re.compile(r"^Updated \d\d:\d\d:\d\d UTC$"))
+        assert page.evaluate("window.scproOpenedOnce") is True
+        expect(page).to_have_url(re.compile(r"page=overview.*region=South\+Asia"))
+        screenshot(page, shots, "overview-live-update")
+
+        page.get_by_role("button", name="At-risk orders", exact=True).click()
+        expect(at_risk_high).to_have_text(
+            ui.count(len(_high_risk(second, region))), timeout=WAIT_MS
+        )
+        assert page.evaluate("window.scproOpenedOnce") is True
+    finally:
+        link = warehouse.serving_current.with_name(".current-v1")
+        link.symlink_to(v1)
+        link.replace(warehouse.serving_current)
+
+
+def test_a_vanished_snapshot_keeps_the_last_good_data_and_a_new_one_opens_the_dashboard(
+    page: Page, app_url: str, warehouse: PanelWarehouse
+) -> None:
+    open_page(page, app_url, "overview", '[data-kpi="orders"]')
+    orders = page.locator('[data-kpi="orders"] .value')
+    shown = orders.inner_text()
+    v1 = os.readlink(warehouse.serving_current)
+    warehouse.serving_current.unlink()
+    try:
+        problem = page.locator(".scpro-live .problem")
+        expect(problem).to_contain_text("cannot be read now", timeout=WAIT_MS)
+        expect(problem).to_contain_text("showing the last good data", timeout=WAIT_MS)
+        expect(orders).to_have_text(shown)
+
+        page.goto(app_url)  # a page opened now: nothing to show yet
+        expect(page.locator(".no-data")).to_be_visible(timeout=WAIT_MS)
+        page.evaluate("window.scproWaiting = true")
+    finally:
+        link = warehouse.serving_current.with_name(".current-v1")
+        link.symlink_to(v1)
+        link.replace(warehouse.serving_current)
+    # It opens the dashboard by itself: a reload and a new session (a minute on a busy box).
+    expect(orders).to_have_text(shown, timeout=2 * WAIT_MS)
+    assert page.evaluate("window.scproWaiting") is None

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
+import panel as pn
 import panel_warehouse
 import pytest
 from panel_warehouse import PanelWarehouse, expected_kpis, in_range, window
@@ -132,6 +138,25 @@ def test_at_risk_orders_are_filtered_and_ranked(
     assert len(store.at_risk(state, limit=3)) == min(3, len(expected))
 
 
+def test_at_risk_orders_carry_their_eta_range(store: DataStore, warehouse: PanelWarehouse) -> None:
+    """The ETA and its 80% range reach the work list, and the page writes them as agents read."""
+    from panel_app.views.at_risk import eta_text
+
+    frame = store.at_risk(FilterState())
+    expected = warehouse.at_risk.set_index("order_id")
+    for column in ("predicted_delivery_date", "eta_low", "eta_high"):
+        shown = pd.to_datetime(frame.set_index("order_id")[column])
+        assert shown.equals(pd.to_datetime(expected.loc[shown.index, column])), column
+    scored = frame.dropna(subset=["eta_low"])
+    assert len(scored) > 0
+    assert (scored["eta_low"] <= scored["predicted_delivery_date"]).all()
+    assert (scored["predicted_delivery_date"] <= scored["eta_high"]).all()
+    first = scored.iloc[0]
+    text = eta_text(first["predicted_delivery_date"], first["eta_low"], first["eta_high"])
+    eta = pd.Timestamp(first["predicted_delivery_date"])
+    assert text.startswith(f"ETA {eta.day} {eta:%b}") and "\u2013" in text
+
+
 def test_segment_performance(store: DataStore, warehouse: PanelWarehouse) -> None:
     state = FilterState(region="Western Europe", period="Last 365 days")
     _, start, end = window(warehouse.deliveries, 365)
@@ -168,15 +193,122 @@ def test_options_and_health(store: DataStore, warehouse: PanelWarehouse) -> None
     assert "risk-v2" in set(serving["model_version"])
 
 
-def test_store_follows_a_newly_published_snapshot(tmp_path: Path) -> None:
+def _high_risk(warehouse: PanelWarehouse) -> set[str]:
+    return set(warehouse.at_risk.loc[warehouse.at_risk["risk_band"] == "high", "order_id"])
+
+
+def test_store_reads_one_version_until_it_switches_to_a_newly_published_one(
+    tmp_path: Path,
+) -> None:
     first = panel_warehouse.build(tmp_path)
     store = DataStore(serving_current=first.serving_current)
     state = FilterState(period="All time")
     assert store.kpis(state).at["orders", "current"] == len(first.deliveries)
-    assert store.snapshot().version == "v1"
-    publish(tmp_path, SampleSpec(orders=250, days=60, seed=3, version="v2"))
-    assert store.snapshot().version == "v2"
-    assert store.kpis(state).at["orders", "current"] == 250
+    assert (store.snapshot().version, store.version, store.newer_snapshot()) == ("v1", "v1", None)
+    v1 = store.snapshot()
+
+    second = panel_warehouse.build(tmp_path, panel_warehouse.NEXT_SPEC)
+    # Published, not switched yet: every figure still comes from one complete version.
+    assert store.snapshot() == v1
+    assert store.kpis(state).at["orders", "current"] == len(first.deliveries)
+    notified: list[str] = []
+    store.param.watch(lambda *events: notified.extend(e.name for e in events), ["state", "version"])
+    v2 = store.follow()
+    assert v2 is not None and v2.version == store.version == store.snapshot().version == "v2"
+    assert sorted(notified) == ["state", "version"]  # parts bound to either re-run
+    assert store.kpis(state).at["orders", "current"] == len(second.deliveries) == 430
+    assert store.follow() is None and len(notified) == 2
+
+    newly = store.newly_high_risk(v1, v2)
+    assert newly == sorted(_high_risk(second) - _high_risk(first))
+    assert 0 < len(newly) < len(_high_risk(second))  # some were high already, some are new
+    assert store.high_risk_order_ids() == _high_risk(second)
+
+    # The publisher prunes v1: its connection is closed when the next version is first opened.
+    shutil.rmtree(v1.path.parent)
+    publish(tmp_path, SampleSpec(orders=50, days=30, seed=5, version="v3"))
+    assert store.follow() is not None and store.kpis(state).at["orders", "current"] == 50
+    cached = {key[0] for key in pn.state.cache if isinstance(key, tuple)}
+    assert f"scpro-duckdb:{v1.path}" not in cached and f"scpro-duckdb:{v2.path}" in cached
+
+
+def test_a_live_session_follows_new_versions_and_keeps_the_last_good_data(
+    tmp_path: Path,
+) -> None:
+    """What an open page's periodic check does, without a browser (the browser test has one)."""
+    from panel_app.app import Dashboard, LiveUpdates
+    from panel_app.filters import Filters
+
+    first = panel_warehouse.build(tmp_path)
+    store = DataStore(serving_current=first.serving_current)
+    filters = Filters(store)
+    filters.region = "South Asia"
+    dashboard = Dashboard(store, page="at_risk")
+    at_risk_cards = dashboard.main.objects[0].objects[1]
+    at_risk_shown = at_risk_cards.object
+    dashboard.page = "overview"  # At-risk stays built, hidden
+    cards = dashboard.main.objects[0].objects[1]  # the overview's KPI cards
+    ticks = iter(datetime(2026, 1, 5, 8, 0, s, tzinfo=UTC) for s in range(60))
+    live = LiveUpdates(store, filters, clock=lambda: next(ticks))
+    assert "Updated <b>08:00:00</b> UTC" in live.status.object
+    assert "newly-high-risk" not in live.status.object  # nothing to compare with yet
+    assert live.check() is False
+
+    link = first.serving_current
+    good_target = os.readlink(link)
+    shown = cards.object
+
+    # The link vanishes: the page keeps its numbers and says so.
+    link.unlink()
+    assert live.check() is False
+    assert "cannot be read now" in live.problem and "last good data" in live.status.object
+    assert cards.object == shown and store.version == "v1"
+
+    # A version that breaks half-way through the switch (its fct_deliveries is missing, under a
+    # hostile name): the session goes back to v1, shows the error escaped, and does not retry it.
+    hostile = "<img src=x onerror=alert(1)>"
+    broken = link.parent / "versions" / hostile
+    broken.mkdir()
+    with duckdb.connect(str(broken / "warehouse.duckdb")) as con:
+        con.execute("create table at_risk_orders as select 'O1' as order_id, 'high' as risk_band")
+    link.symlink_to(Path("versions") / hostile)
+    assert live.check() is False
+    assert store.version == "v1" and cards.object == shown
+    assert hostile in live.problem and "could not be shown" in live.problem
+    assert "<img" not in live.status.object and "&lt;img src=x" in live.status.object
+    status = live.status.object
+    assert live.check() is False and live.status.object == status
+
+    # Back to v1: the notice goes away.
+    link.unlink()
+    link.symlink_to(good_target)
+    assert live.check() is False and live.problem is None
+    assert "problem" not in live.status.object
+
+    # The next publication: the session switches, in place, and counts the newly high-risk.
+    second = panel_warehouse.build(tmp_path, panel_warehouse.NEXT_SPEC)
+    assert live.check() is True
+    assert dashboard.main.objects[0].objects[1] is cards and cards.object != shown
+    newly = sorted(_high_risk(second) - _high_risk(first))
+    assert live.newly_high_risk == newly
+    assert f'data-count="{len(newly)}"' in live.status.object
+    assert f"{len(newly)} orders newly high-risk" in live.status.object
+    assert (
+        live.updated_at.second > 0 and f"08:00:{live.updated_at.second:02d}" in live.status.object
+    )
+    asia = second.deliveries[second.deliveries["region"] == "South Asia"]
+    _, start, end = window(second.deliveries, 90)
+    assert f">{len(in_range(asia, 'order_date', start, end)):,}<" in cards.object
+    assert store.state.region == "South Asia"  # the filters stay
+
+    # The hidden page computed nothing; it is brought up to date when shown again.
+    assert at_risk_cards.object == at_risk_shown
+    dashboard.page = "at_risk"
+    assert dashboard.main.objects[0].objects[1] is at_risk_cards
+    high_in_asia = second.at_risk.query("risk_band == 'high' and region == 'South Asia'")
+    assert at_risk_cards.object != at_risk_shown
+    shown_high = re.search(r'data-kpi="high">.*?class="value">([^<]*)<', at_risk_cards.object)
+    assert shown_high is not None and shown_high.group(1) == str(len(high_in_asia))
 
 
 def test_missing_snapshot_gives_a_friendly_page(tmp_path: Path) -> None:
@@ -188,7 +320,8 @@ def test_missing_snapshot_gives_a_friendly_page(tmp_path: Path) -> None:
     page = create_app(tmp_path / "serving" / "current")
     text = " ".join(str(getattr(obj, "object", "")) for obj in page.main)
     assert "No data published yet" in text
-    assert "Run the pipeline" in text
+    assert "SCPro is landing the stream" in text
+    assert "materialize the assets" not in text  # the platform does that by itself
 
 
 def test_app_builds_every_page_without_a_browser(warehouse: PanelWarehouse) -> None:
@@ -231,3 +364,28 @@ def test_cards_and_trends_follow_the_filters_in_place(warehouse: PanelWarehouse)
     assert sum(shown_orders()) < sum(everywhere)
     assert cards.object != before
     assert f">{store.kpis().at['orders', 'current']:,.0f}<" in cards.object
+
+
+def test_filters_keep_a_choice_a_new_snapshot_no_longer_offers(
+    store: DataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from panel_app.filters import Filters
+
+    filters = Filters(store)
+    filters.region = "South Asia"
+    offered = store.options()
+    offered["region"] = ["Oceania", "Western Europe"]
+    monkeypatch.setattr(store, "options", lambda: offered)
+    filters.refresh_options()
+    assert filters.param["region"].objects == [ALL, "Oceania", "Western Europe", "South Asia"]
+    assert filters.region == "South Asia" and store.state.region == "South Asia"
+
+
+def test_refresh_period_comes_from_the_environment() -> None:
+    from panel_app.app import DEFAULT_REFRESH_SECONDS, refresh_seconds_from_env
+
+    assert refresh_seconds_from_env({}) == DEFAULT_REFRESH_SECONDS == 3.0
+    assert refresh_seconds_from_env({"SCPRO_PANEL_REFRESH_SECONDS": " 1.5 "}) == 1.5
+    for bad in ("soon", "0", "-2", "86400"):
+        with pytest.raises(ValueError, match="SCPRO_PANEL_REFRESH_SECONDS"):
+            refresh_seconds_from_env({"SCPRO_PANEL_REFRESH_SECONDS": bad})

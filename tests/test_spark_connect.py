@@ -30,15 +30,23 @@ TABLES = [*ENTITIES, FEATURES]
 
 DAGSTER_RUN = """
 import json
+import socket
 import dagster as dg
 from scpro_assets.clean.assets import clean_entities, order_features, spark_resource
-from scpro_assets.resources import LakeResource
+from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import Settings
 settings = Settings.from_env()
 pyspark = spark_resource(settings)
+with socket.socket() as sock:  # a lake written without a broker: no Kafka answers
+    sock.bind(("127.0.0.1", 0))
+    nobody = f"127.0.0.1:{sock.getsockname()[1]}"
 result = dg.materialize(
     [clean_entities, order_features],
-    resources={"pyspark": pyspark, "lake": LakeResource.from_settings(settings)},
+    resources={
+        "pyspark": pyspark,
+        "lake": LakeResource.from_settings(settings),
+        "kafka": KafkaResource(bootstrap_servers=nobody),
+    },
 )
 rows = {
     e.event_specific_data.materialization.asset_key.to_user_string():

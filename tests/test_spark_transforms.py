@@ -21,6 +21,7 @@ from scpro_assets.sources.synthetic import haversine_km
 from spark import cleaning, features
 from spark.raw import parse_raw, raw_dataframe, raw_rows_from_events
 from spark.session import SPARK_CONF
+from spark.tables import read_table
 
 SOURCE = "test"
 WAREHOUSE = {"city": "Venlo", "country": "Netherlands", "lat": 51.3704, "lon": 6.1724}
@@ -788,3 +789,137 @@ def test_dataco_sample_end_to_end(spark, dataco_dir: Path):
         "rates_without_history": 0,
         "late": expected_late,
     }
+
+
+# --- the event-time watermark ----------------------------------------------------------------------
+
+
+def _land(raw_dir: Path, events, next_offset: dict[str, int]) -> None:
+    """Land ``events`` as one range file per topic (partition 0), offsets going on from before."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scpro_assets.ingest.landing import RAW_SCHEMA
+
+    rows = raw_rows_from_events(events, partitions=1, landed_at=LANDED)
+    for topic in {r["topic"] for r in rows}:
+        mine = [r for r in rows if r["topic"] == topic]
+        base = next_offset.get(topic, 0)
+        for row in mine:
+            row["offset"] += base
+        first, last = mine[0]["offset"], mine[-1]["offset"]
+        next_offset[topic] = last + 1
+        folder = raw_dir / topic / "partition-0"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{topic}-p0-{first:012d}-{last:012d}.parquet"
+        pq.write_table(pa.Table.from_pylist(mine, schema=RAW_SCHEMA), folder / name)
+
+
+def _payment(order_id: str, when: datetime):
+    return make_event(
+        SOURCE,
+        "payment_captured",
+        when,
+        (order_id, "paid"),
+        order_id,
+        order_id=order_id,
+        payment_type="credit_card",
+        installments=1,
+        sequence=1,
+        amount=10.0,
+    )
+
+
+def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, tmp_path):
+    from scpro_assets.clean.lake import read
+    from scpro_assets.clean.pipeline import build_entities, update_event_stores
+    from scpro_assets.settings import BUSINESS_TOPICS
+    from scpro_assets.warehouse.completeness import load_watermark, watermark_path
+    from spark.watermark import before_watermark, event_watermark, with_waiting_counts
+
+    in_flight = {("orders", 0), ("payments", 0), ("shipments", 0)}  # each has more in Kafka
+
+    def snapshot(events) -> tuple[object, dict, dict]:
+        """The clean layer's cut of ``events`` (one partition per topic), in memory."""
+        frame = raw_dataframe(spark, raw_rows_from_events(events, partitions=1, landed_at=LANDED))
+        stores = {topic: parse_raw(frame, topic) for topic in BUSINESS_TOPICS}
+        watermark = with_waiting_counts(stores, event_watermark(stores, in_flight))
+        cut = {topic: before_watermark(df, watermark) for topic, df in stores.items()}
+        orders, _ = cleaning.clean_orders(cut["orders"])
+        state, _ = cleaning.order_delivery_state(cleaning.clean_shipments(cut["shipments"]), orders)
+        topics = {
+            t.topic: (t.events_after_watermark, t.holds_watermark)
+            for t in watermark.topics(BUSINESS_TOPICS)
+        }
+        return watermark, by(state.collect()), topics
+
+    # Landed so far: payments up to day 5, orders up to day 7, shipments up to day 8.
+    landed = [
+        order("o-1", at(1)),
+        order("o-2", at(4)),
+        order("o-3", at(7)),  # placed after the watermark: waits
+        _payment("o-1", at(1, 1)),
+        _payment("o-2", at(5)),
+        tracking("o-1", "shipped", at(2), at(1)),
+        tracking("o-1", "delivered", at(6), at(1)),  # after the watermark: o-1 still open
+        tracking("o-2", "shipped", at(4, 12), at(4)),
+        tracking("o-3", "shipped", at(8), at(7)),
+    ]
+    watermark, deliveries, topics = snapshot(landed)
+    assert watermark.time == at(5)
+    assert {k: v["status"] for k, v in deliveries.items()} == {"o-1": "shipped", "o-2": "shipped"}
+    assert deliveries["o-1"]["delivered_at"] is None and deliveries["o-1"]["is_late"] is None
+    assert topics == {
+        "orders": (1, False),
+        "payments": (0, True),
+        "shipments": (2, False),
+        "ops_logs": (0, False),  # no event at all: it carries no business time and holds nothing
+    }
+
+    # The payments catch up to day 9 and the orders go on; the shipments have landed nothing new:
+    # the next cut is at day 8, where they stand. o-1 is delivered now, o-3 is there and shipped.
+    landed += [_payment("o-3", at(9)), order("o-4", at(9, 12))]
+    watermark, deliveries, topics = snapshot(landed)
+    assert watermark.time == at(8)
+    assert {k: v["status"] for k, v in deliveries.items()} == {
+        "o-1": "delivered",
+        "o-2": "shipped",
+        "o-3": "shipped",
+    }
+    assert utc(deliveries["o-1"]["delivered_at"]) == at(6)
+    assert deliveries["o-1"]["delivery_days"] == 5.0 and deliveries["o-1"]["is_late"] is True
+    assert topics == {
+        "orders": (1, False),
+        "payments": (1, False),
+        "shipments": (0, True),
+        "ops_logs": (0, False),
+    }
+
+    # The clean layer does the same from landed range files, and keeps the watermark's record.
+    raw_dir, clean_dir = tmp_path / "raw", tmp_path / "clean"
+    _land(raw_dir, landed, {})
+    update_event_stores(spark, raw_dir, clean_dir)
+    build = build_entities(spark, clean_dir, tmp_path / "quarantine", in_flight)
+    assert build.watermark.time == at(8)
+    published = {
+        r.order_id: r.status for r in read(spark, clean_dir, "cleaned_deliveries").collect()
+    }
+    assert published == {k: v["status"] for k, v in deliveries.items()}
+    record = load_watermark(watermark_path(clean_dir))
+    assert record["watermark"] == at(8).isoformat()
+    assert {t["topic"]: t["events_after_watermark"] for t in record["topics"]} == {
+        "orders": 1,
+        "payments": 1,
+        "shipments": 0,
+        "ops_logs": 0,
+    }
+
+    # The watermark itself, on the same event stores (orders to day 9.5, payments to 9, shipments
+    # to 8): nothing in flight (every offset in Kafka landed, or the producers went quiet) cuts
+    # nothing; a quiet partition does not hold the others back; and it never goes back.
+    stores = {
+        t: read_table(spark, clean_dir / "events" / t) for t in ("orders", "payments", "shipments")
+    }
+    assert event_watermark(stores, in_flight=set()).time == at(9, 12)
+    assert event_watermark(stores, {("orders", 0), ("payments", 0)}).time == at(9)
+    assert event_watermark(stores, {("shipments", 0)}, not_before=at(9)).time == at(9)

@@ -73,7 +73,7 @@ ALERT_CSS = """
 .alert-item.warning { border-left-color: #d97706; }
 .alert-item .when { color: #64748b; font-size: 12px; }
 .alert-item .title { color: #0f172a; font-weight: 600; }
-.alert-item .body { color: #334155; font-size: 13px; }
+.alert-item .body { color: #334155; font-size: 13px; white-space: pre-line; }
 """
 
 
@@ -93,7 +93,11 @@ def alert_html(frame: pd.DataFrame, now: pd.Timestamp) -> str:
 
 
 def alerts(store: DataStore) -> pn.viewable.Viewable:
-    """The newest alerts: ranges that keep failing to land, failed runs."""
+    """The newest alerts of every kind.
+
+    For data engineers: ranges that keep failing to land, failed runs and checks, stale marts;
+    for operations: orders newly at high risk (also on the At-risk page).
+    """
     frame = store.alerts()
     if frame.empty:
         return ui.notice("No alert has been raised.", kind="success")
@@ -146,14 +150,23 @@ def gaps(store: DataStore) -> pn.viewable.Viewable:
 
 
 def completeness(store: DataStore) -> pn.viewable.Viewable:
-    """Events landed against events in Kafka when this snapshot was cut, per topic."""
+    """Per topic: landed against Kafka at the cut, and what waits for the next snapshot.
+
+    Offsets Kafka holds but the lake does not yet are in flight ("landing"), not missing: the
+    next landing runs take them, and a range stuck past its deadline is listed under the gaps.
+    Events landed after the snapshot's watermark wait for the next snapshot (issue #15).
+    """
     frame = store.completeness()
     if frame.empty:
         return ui.notice("This snapshot was published without a completeness record.")
+    for column in ("events_after_watermark", "latest_event_time", "holds_watermark"):
+        if column not in frame:  # snapshots published before the watermark
+            frame[column] = None
     frame = frame.assign(
         is_complete=frame["is_complete"]
-        .map({True: "complete", False: "missing events"})
-        .fillna("unknown (Kafka did not answer)")
+        .map({True: "landed", False: "landing (events in flight)"})
+        .fillna("unknown (Kafka did not answer)"),
+        holds_watermark=frame["holds_watermark"].map({True: "yes", False: ""}).fillna(""),
     )
     shown = frame[
         [
@@ -164,25 +177,50 @@ def completeness(store: DataStore) -> pn.viewable.Viewable:
             "events_quarantined",
             "offsets_without_event",
             "offsets_unlanded",
+            "latest_event_time",
+            "events_after_watermark",
+            "holds_watermark",
             "kafka_status",
         ]
     ].rename(
         columns={
             "topic": "Topic",
-            "is_complete": "Completeness",
+            "is_complete": "State at the cut",
             "offsets_in_kafka": "In Kafka",
             "events_landed": "Landed",
             "events_quarantined": "Quarantined",
             "offsets_without_event": "No event (markers, expired)",
-            "offsets_unlanded": "Not landed",
+            "offsets_unlanded": "Not landed yet",
+            "latest_event_time": "Latest event landed",
+            "events_after_watermark": "Waiting (after the watermark)",
+            "holds_watermark": "Holds the watermark",
             "kafka_status": "Kafka",
         }
     )
-    counts = ["In Kafka", "Landed", "Quarantined", "No event (markers, expired)", "Not landed"]
-    return ui.table(
-        shown,
-        formatters={c: NumberFormatter(format="0,0") for c in counts},
-        css_classes=["completeness-table"],
+    counts = [
+        "In Kafka",
+        "Landed",
+        "Quarantined",
+        "No event (markers, expired)",
+        "Not landed yet",
+        "Waiting (after the watermark)",
+    ]
+    watermark = store.watermark()
+    note = ui.notice(
+        "This snapshot is cut at the watermark "
+        f"**{watermark:%d %b %Y %H:%M} UTC**: every topic had landed up to it. Events landed "
+        "after it wait for the next snapshot; offsets not landed yet are in flight."
+        if watermark is not None
+        else "This snapshot was published before SCPro recorded its watermark."
+    )
+    return pn.Column(
+        note,
+        ui.table(
+            shown,
+            formatters={c: NumberFormatter(format="0,0") for c in counts},
+            css_classes=["completeness-table"],
+        ),
+        sizing_mode="stretch_width",
     )
 
 

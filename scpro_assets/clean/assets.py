@@ -9,9 +9,11 @@ from scpro_assets.clean.pipeline import (
     build_features,
     update_event_stores,
 )
-from scpro_assets.resources import LakeResource
-from scpro_assets.settings import TOPICS, Settings
+from scpro_assets.column_schema import parquet_column_schema_metadata
+from scpro_assets.resources import KafkaResource, LakeResource
+from scpro_assets.settings import BUSINESS_TOPICS, Settings
 from scpro_assets.spark_server import session_remote
+from scpro_assets.warehouse.completeness import partitions_in_flight
 from spark.session import SPARK_CONF, connect_conf
 
 OWNER = "team:data-engineering"
@@ -67,7 +69,7 @@ class CleanConfig(dg.Config):
             owners=[OWNER],
             description=ENTITY_DESCRIPTIONS[name]
             + f" Parquet at lake/clean/{name} (atomically swapped versions).",
-            deps=[dg.AssetKey(f"raw_{t}") for t in TOPICS],
+            deps=[dg.AssetKey(f"raw_{t}") for t in BUSINESS_TOPICS],
         )
         for name in ENTITIES
     ],
@@ -79,21 +81,30 @@ def clean_entities(
     config: CleanConfig,
     pyspark: LazyPySparkResource,
     lake: LakeResource,
+    kafka: KafkaResource,
 ):
-    """Read new raw ranges into the event stores, then rebuild and publish the cleaned entities."""
+    """Read new raw ranges into the event stores, then rebuild and publish the cleaned entities.
+
+    The entities are cut at the event-time watermark; which partitions still have events in
+    flight is asked of Kafka before the raw files are read (see :func:`partitions_in_flight`).
+    """
     spark = pyspark.spark_session
+    in_flight = partitions_in_flight(kafka.settings(), lake.raw_dir)
     update = update_event_stores(spark, lake.raw_dir, lake.clean_dir, config.full_refresh)
     context.log.info(
         f"event stores: {sum(update.raw_files_read.values())} new raw files, "
         f"{sum(update.new_events.values())} new events, "
         f"{sum(update.duplicates_dropped.values())} duplicates dropped in {update.seconds:.1f}s"
     )
-    build = build_entities(spark, lake.clean_dir, lake.quarantine_dir)
+    build = build_entities(spark, lake.clean_dir, lake.quarantine_dir, in_flight)
+    watermark = build.watermark.time
+    context.log.info(f"as of the watermark {watermark}: {build.watermark.after_watermark} wait")
     for name in ENTITIES:
         yield dg.MaterializeResult(
             asset_key=name,
             metadata={
                 "dagster/row_count": build.rows[name],
+                **parquet_column_schema_metadata(build.paths[name]),
                 "path": dg.MetadataValue.path(str(build.paths[name])),
                 "raw_files_read": dg.MetadataValue.json(update.raw_files_read),
                 "new_events": dg.MetadataValue.json(update.new_events),
@@ -101,6 +112,8 @@ def clean_entities(
                 "event_store_versions": dg.MetadataValue.json(update.versions),
                 "full_refresh": update.full_refresh,
                 "quarantined_by_rules": dg.MetadataValue.json(build.quarantine_reasons),
+                "watermark": watermark.isoformat() if watermark else "none",
+                "events_after_watermark": dg.MetadataValue.json(build.watermark.after_watermark),
                 "seconds": round(update.seconds + build.seconds, 2),
             },
         )
@@ -122,7 +135,11 @@ def order_features(pyspark: LazyPySparkResource, lake: LakeResource) -> dg.Mater
     """Rebuild the order-time feature table from the cleaned entities."""
     rows, path = build_features(pyspark.spark_session, lake.clean_dir)
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": rows, "path": dg.MetadataValue.path(str(path))}
+        metadata={
+            "dagster/row_count": rows,
+            **parquet_column_schema_metadata(path),
+            "path": dg.MetadataValue.path(str(path)),
+        }
     )
 
 

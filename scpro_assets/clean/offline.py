@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from scpro_assets.settings import TOPICS, Settings
+from scpro_assets.settings import BUSINESS_TOPICS, Settings
 from scpro_assets.sources.common import SourceEvent
 
 
@@ -54,7 +54,7 @@ def write_raw_lake(
     written = files = 0
     while batch := list(itertools.islice(stream, chunk)):
         rows = raw_rows_from_events(batch, partitions=partitions)
-        for topic in TOPICS:
+        for topic in BUSINESS_TOPICS:
             for partition in range(partitions):
                 mine = [r for r in rows if r["topic"] == topic and r["partition"] == partition]
                 if not mine:

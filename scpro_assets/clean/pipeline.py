@@ -15,12 +15,16 @@ Two steps:
    raw file in one commit each.
 2. :func:`build_entities`: rebuild the cleaned entities and the order-time feature table from the
    event stores (columnar, already parsed: cheap next to parsing JSON) and publish each atomically.
+   The stores are first cut at the event-time watermark (:mod:`spark.watermark`), so every entity
+   is as of one business time; the later events wait in the stores for the next build. The
+   watermark is kept in ``_state/watermark.json`` and published with the serving snapshot.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +33,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scpro_assets.clean.lake import RawManifest, parquet_rows, publish, published_rows, read
-from scpro_assets.settings import TOPICS
+from scpro_assets.settings import BUSINESS_TOPICS
+from scpro_assets.warehouse.completeness import (
+    previous_watermark,
+    save_watermark,
+    watermark_path,
+)
 from spark.cleaning import (
     clean_incidents,
     clean_order_items,
@@ -44,6 +53,7 @@ from spark.features import order_features
 from spark.raw import parse_raw
 from spark.schemas import RAW_SPARK_SCHEMA
 from spark.tables import commit_metrics, current_version, insert_new, read_table, write_table
+from spark.watermark import Watermark, before_watermark, event_watermark, with_waiting_counts
 
 #: Cleaned entities published by :func:`build_entities`, with the column each is partitioned by.
 ENTITIES: dict[str, str | None] = {
@@ -80,6 +90,7 @@ class EntityBuild:
     quarantined: dict[str, int] = field(default_factory=dict)
     quarantine_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
+    watermark: Watermark = field(default_factory=lambda: Watermark(None))
     seconds: float = 0.0
 
 
@@ -111,7 +122,7 @@ def update_event_stores(
     raw_dir: Path,
     clean_dir: Path,
     full_refresh: bool = False,
-    topics: tuple[str, ...] = TOPICS,
+    topics: tuple[str, ...] = BUSINESS_TOPICS,
 ) -> EventStoreUpdate:
     """Insert the events of new raw files into the per-topic event stores (see module docstring).
 
@@ -168,14 +179,27 @@ def load_event_stores(spark: SparkSession, clean_dir: Path) -> dict[str, DataFra
         t: _empty_events(spark, t)
         if current_version(base / t) is None
         else read_table(spark, base / t)
-        for t in TOPICS
+        for t in BUSINESS_TOPICS
     }
 
 
-def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -> EntityBuild:
-    """Rebuild and publish every cleaned entity from the event stores."""
+def build_entities(
+    spark: SparkSession,
+    clean_dir: Path,
+    quarantine_dir: Path,
+    in_flight: Collection[tuple[str, int]] | None = None,
+) -> EntityBuild:
+    """Rebuild and publish every cleaned entity from the event stores, as of their watermark.
+
+    ``in_flight`` names the (topic, partition) pairs with offsets in Kafka not landed yet (see
+    :func:`spark.watermark.event_watermark`); None means everything is landed, so nothing is cut.
+    The watermark never goes back from the previous build's.
+    """
     started = time.perf_counter()
-    events = load_event_stores(spark, clean_dir)
+    stores = load_event_stores(spark, clean_dir)
+    previous = previous_watermark(watermark_path(clean_dir))
+    watermark = with_waiting_counts(stores, event_watermark(stores, in_flight, previous))
+    events = {topic: before_watermark(df, watermark) for topic, df in stores.items()}
     orders, orders_q = clean_orders(events["orders"])
     orders = orders.withColumn("order_month", F.date_format("order_time", "yyyy-MM")).cache()
     items = clean_order_items(events["orders"]).withColumn(  # lines of clean orders only
@@ -217,6 +241,8 @@ def build_entities(spark: SparkSession, clean_dir: Path, quarantine_dir: Path) -
             build.quarantine_reasons.setdefault(entity, {})[reason] = count
     orders.unpersist()
     shipments.unpersist()
+    build.watermark = watermark
+    save_watermark(watermark_path(clean_dir), watermark.record(BUSINESS_TOPICS))
     build.seconds = time.perf_counter() - started
     return build
 

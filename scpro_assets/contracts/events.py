@@ -1,4 +1,4 @@
-"""Versioned event contracts (schema version 1) for the four Kafka topics.
+"""Versioned event contracts (schema version 1) for the Kafka topics.
 
 Every event carries ``event_id`` (stable across replays, the deduplication key), ``event_type``,
 ``event_time`` (when it happened in the business, timezone-aware) and ``schema_version``.
@@ -199,6 +199,44 @@ class IncidentResolved(_Event):
     resolution: str | None = None
 
 
+ActionKind = Literal["acknowledge", "assign", "note", "resolve"]
+
+#: Longest note an action may carry: a few paragraphs, not a document (a longer one is refused by
+#: the page with the count, so nothing typed is silently cut).
+MAX_NOTE_CHARS = 1000
+
+#: Longest assignee (a team or a person's name) and actor (a login) accepted.
+MAX_NAME_CHARS = 120
+
+PersonOrTeam = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+
+
+class OrderAction(_Event):
+    """``actions`` topic: what a person did about an at-risk order on the dashboard.
+
+    ``event_time`` is the wall clock when the person acted (not the business time of a replayed
+    stream), so an action's age and the time from high risk to the first action are measured on
+    one clock. Texts are stored as typed: a note holding HTML is data, escaped wherever shown.
+    """
+
+    event_type: Literal["order_action"]
+    order_id: NonEmptyStr
+    action: ActionKind
+    actor: PersonOrTeam
+    assignee: PersonOrTeam | None = None
+    note: Annotated[str, Field(max_length=MAX_NOTE_CHARS)] | None = None
+    #: The serving snapshot the person was looking at when they acted (for the audit trail).
+    snapshot_version: Annotated[str, Field(max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _what_the_action_needs(self) -> OrderAction:
+        if self.action == "assign" and (self.assignee is None or not self.assignee.strip()):
+            raise ValueError("an assign action needs an assignee")
+        if self.action == "note" and (self.note is None or not self.note.strip()):
+            raise ValueError("a note action needs a note")
+        return self
+
+
 _ORDER_EVENT = OrderPlaced
 _PAYMENT_EVENT = PaymentEvent
 _SHIPMENT_EVENT = ShipmentEvent
@@ -211,6 +249,7 @@ _ADAPTERS: dict[str, TypeAdapter] = {
     "payments": TypeAdapter(_PAYMENT_EVENT),
     "shipments": TypeAdapter(_SHIPMENT_EVENT),
     "ops_logs": TypeAdapter(_OPS_EVENT),
+    "actions": TypeAdapter(OrderAction),
 }
 #: A fetch validated in one pydantic-core call, each message parsed as JSON on its own (``Json``):
 #: joining messages into one JSON array let a message such as ``{...},{...}`` or an unterminated
@@ -220,6 +259,7 @@ _LIST_ADAPTERS: dict[str, TypeAdapter] = {
     "payments": TypeAdapter(list[Json[_PAYMENT_EVENT]]),
     "shipments": TypeAdapter(list[Json[_SHIPMENT_EVENT]]),
     "ops_logs": TypeAdapter(list[Json[_OPS_EVENT]]),
+    "actions": TypeAdapter(list[Json[OrderAction]]),
 }
 
 EVENT_TYPES_BY_TOPIC: dict[str, tuple[str, ...]] = {
@@ -227,6 +267,7 @@ EVENT_TYPES_BY_TOPIC: dict[str, tuple[str, ...]] = {
     "payments": ("payment_captured", "payment_refused"),
     "shipments": ("shipment_status",),
     "ops_logs": ("web_access", "incident_opened", "incident_resolved"),
+    "actions": ("order_action",),
 }
 
 #: Largest event accepted on any topic; larger ones are quarantined without being parsed.

@@ -1,15 +1,15 @@
 """Gaps: offset ranges that were requested but never landed are seen, requested again, alerted.
 
-The sensor's cursor moves past a range when it asks for the range's run; the raw file is the
-range's commit record. A range whose runs all fail (a broker that cannot serve it, a bug, a run
-deleted or lost) would otherwise stay unlanded for good, below the cursor, with nothing asking
-for it again. So the sensor keeps each requested range *open* in its cursor until raw files cover
-it, and on every tick:
+The sensor's cursor moves past a range when it asks for the run that lands it (with the other
+partitions' ranges of the tick); the raw file is the range's commit record. A range whose runs
+all fail (a broker that cannot serve it, a bug, a run deleted or lost) would otherwise stay
+unlanded for good, below the cursor, with nothing asking for it again. So the sensor keeps each
+requested range *open* in its cursor until raw files cover it, and on every tick:
 
 - fails the raw asset's ``requested_ranges_landed`` check while a range stays unlanded past the
   deadline (:class:`~scpro_assets.settings.GapSettings`), listing the ranges and their age;
-- requests an overdue range again, when none of its runs is queued or running, with a run key
-  that still names the range (``orders-0-100-199-retry2``), waiting twice as long after each
+- requests an overdue range again, on its own, when no queued or running run holds it, with a run
+  key that still names the range (``orders-0-100-199-retry2``), waiting twice as long after each
   attempt (deadline, 2x, 4x, ... capped): landing is idempotent, so a second run cannot
   duplicate anything;
 - raises an alert once a range has failed ``alert_after_attempts`` attempts, once per band of
@@ -259,7 +259,7 @@ def range_alert(topic: str, unlanded: UnlandedRange, band: int) -> Alert:
             f"range {rng.start}-{rng.stop - 1}, were requested {unlanded.age_seconds:.0f} s ago "
             f"and are still not in the lake after {rng.attempts} runs. SCPro keeps requesting "
             f"the range with backoff. Look at the failed runs tagged "
-            f"scpro/range={rng.start}-{rng.stop - 1} in the Dagster UI."
+            f"scpro/partition-{rng.partition}={rng.start}-{rng.stop - 1} in the Dagster UI."
         ),
         subject={
             "topic": topic,

@@ -14,9 +14,11 @@ The raw file is renamed last and always (even with no rows): it is the commit re
 A range is streamed in chunks of :data:`CHUNK_EVENTS` (one Parquet row group each), so a run's
 memory does not grow with the range: ranges can be large, and Dagster's fixed cost per run is paid
 by fewer runs.
-A run *ensures* its offsets are landed: re-landing the same range rewrites the same files, and a
-range that overlaps ranges landed with other boundaries (two ticks that disagreed) lands only the
-gaps, as files of their own. Whatever fails and is retried, every offset lands once.
+A run *ensures* its offsets are landed: a range already landed is not landed again (it counts as
+``already_landed``), and a range that overlaps ranges landed with other boundaries (two ticks that
+disagreed) lands only the gaps, as files of their own. A run lands the ranges of several
+partitions one after another (:func:`land_ranges`); when one fails the others still land, and the
+retried run lands only what is missing. Whatever fails and is retried, every offset lands once.
 Accounting always holds: ``landed + quarantined + expired + already_landed == stop - start``,
 where ``expired`` counts offsets that hold no record to land (deleted by retention or
 compaction, or transaction markers) and says so.
@@ -231,13 +233,13 @@ def landed_watermarks(
 
 
 def pieces_to_land(rng: OffsetRange, landed: list[tuple[int, int]]) -> list[OffsetRange]:
-    """The parts of ``rng`` to (re)write, given the ``(first, last)`` ranges already landed.
+    """The parts of ``rng`` to write, given the ``(first, last)`` ranges already landed.
 
-    A range landed with exactly these boundaries is rewritten whole; otherwise only the offsets
-    no landed range covers are landed, each gap as a range of its own.
+    Only the offsets no landed range covers are landed, each gap as a range of its own; a range
+    landed whole is left alone. A run that lands several partitions' ranges and fails on one of
+    them is retried whole: rewriting the ranges it did land would read them from Kafka again and
+    change their files, which the clean layer would then read again, for nothing.
     """
-    if (rng.start, rng.last) in landed:
-        return [rng]
     pieces, cursor = [], rng.start
     for first, last in sorted(landed):
         if last < cursor or first > rng.last:
@@ -429,6 +431,42 @@ def land_range(
     total.already_landed = rng.size - sum(p.size for p in total.pieces)
     total.seconds = time.perf_counter() - started
     return total
+
+
+@dataclass
+class RunLanding:
+    """What one landing run did: the result of each range landed, and each range that failed."""
+
+    results: list[LandingResult] = field(default_factory=list)
+    failures: list[tuple[OffsetRange, Exception]] = field(default_factory=list)
+
+
+def land_ranges(
+    kafka: KafkaSettings,
+    ranges: Sequence[OffsetRange],
+    raw_base: Path,
+    quarantine_base: Path,
+    timeout_s: float = 60.0,
+    landing: LandingSettings | None = None,
+) -> RunLanding:
+    """Land each of ``ranges`` once (:func:`land_range`), one after another.
+
+    A range that fails (its partition's leader unreachable, the disk) does not stop the others:
+    they are committed, and the caller fails the run, whose retry lands only what is missing
+    (already landed ranges count as ``already_landed``). Landing the ranges in one process, one
+    at a time, costs a consumer per range (a few milliseconds) instead of a run per range (seconds
+    of Dagster's per-run cost).
+    """
+    landing = landing or LandingSettings.from_env()
+    done = RunLanding()
+    for rng in ranges:
+        try:
+            done.results.append(
+                land_range(kafka, rng, raw_base, quarantine_base, timeout_s, landing)
+            )
+        except Exception as error:  # the broker or the disk; the other partitions may still land
+            done.failures.append((rng, error))
+    return done
 
 
 def _text_column(values: list[bytes | None]) -> pa.Array:

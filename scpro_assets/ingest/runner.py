@@ -1,9 +1,10 @@
 """``scpro ingest --once``: evaluate the Kafka sensors and run what they ask for, in-process.
 
 This is the daemon's code path without the daemon, for scripts, benchmarks and tests: the same
-sensor function plans the same ranges from the same cursor, and the same job lands them. Run keys
-are honoured exactly as the daemon does (a range that already has a run is never started again),
-failed ranges are retried with their original config (like Dagster's run retries), and the cursor
+sensor function plans the same runs from the same cursor, and the same job lands them. Run keys
+are honoured exactly as the daemon does (ranges that already have a run are never started again),
+failed runs are retried with their original config (like Dagster's run retries; the ranges they
+did land are not landed again), and the cursor
 is written back to the sensor's state in the instance, so the daemon continues where this left off.
 Ticks of one instance take turns, across processes, as the daemon's ticks of one sensor do: two
 ``scpro ingest`` started together would otherwise both see a range's run key unused and both run

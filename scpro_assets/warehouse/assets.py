@@ -2,9 +2,10 @@
 
 One ``@dbt_assets`` definition covers the whole dbt project (group ``warehouse``, kinds ``dbt`` and
 ``duckdb``). Its translator maps the dbt sources onto the assets that write them: ``clean.<name>``
-to the Spark asset ``<name>``, ``ml.<name>`` to the ML asset ``<name>``, ``lake.lake_inventory``
-to :func:`lake_inventory`. dbt tests are asset checks. The manifest is prepared ahead of time
-(``python -m scpro_assets.warehouse.prepare``), never parsed at import.
+to the Spark asset ``<name>``, ``raw.raw_<topic>`` to the landing asset ``raw_<topic>`` (the
+``actions`` topic, which dbt reads without a Spark pass), ``ml.<name>`` to the ML asset ``<name>``,
+``lake.lake_inventory`` to :func:`lake_inventory`. dbt tests are asset checks. The manifest is
+prepared ahead of time (``python -m scpro_assets.warehouse.prepare``), never parsed at import.
 
 A build first pins its inputs (:mod:`scpro_assets.warehouse.inputs`) and passes them to dbt as
 vars; after a successful build, :func:`serving_snapshot` publishes a read-only copy.
@@ -36,7 +37,7 @@ from scpro_assets.warehouse.serving import publish_snapshot
 OWNER = "team:analytics-engineering"
 
 #: dbt source name -> how its tables are named in the Dagster graph.
-_SOURCE_KEYS = {"clean": "table", "ml": "table", "lake": "lake_inventory"}
+_SOURCE_KEYS = {"clean": "table", "ml": "table", "raw": "table", "lake": "lake_inventory"}
 
 
 def lake_settings(lake: LakeResource) -> Settings:
@@ -111,7 +112,11 @@ def warehouse_dbt(
     )
     dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
     invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
-    yield from invocation.stream()
+    # Each table's row count and each model's column types, read back once the model is built:
+    # Dagster's Columns tab and the OpenLineage schema/outputStatistics facets show them.
+    yield from (
+        invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
+    )
 
 
 @dg.asset(

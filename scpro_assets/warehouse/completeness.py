@@ -6,6 +6,13 @@ snapshot was cut (end offsets read at publish time), the offsets raw range files
 events landed and quarantined in them, and the offsets not landed. Counts come from the range
 files' names and Parquet footers (no data is read). When Kafka does not answer, the Kafka
 figures are recorded as unknown (null, ``kafka_status`` says why) and the publish goes on.
+
+Issue #15: offsets Kafka holds but the lake does not yet are mostly in flight (the next landing
+runs take them), not missing; a stuck range shows as a gap past its deadline. And events landed
+after the snapshot's event-time watermark (:mod:`spark.watermark`) are in the lake but wait for
+the next snapshot: each row says how many (``events_after_watermark``), how far the topic has
+landed in business time (``latest_event_time``) and whether it is the one the watermark waits
+for (``holds_watermark``).
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -40,6 +48,9 @@ COLUMNS: dict[str, str] = {
     "offsets_without_event": "bigint",
     "offsets_unlanded": "bigint",
     "is_complete": "boolean",
+    "events_after_watermark": "bigint",
+    "latest_event_time": "timestamp",
+    "holds_watermark": "boolean",
 }
 
 
@@ -57,6 +68,9 @@ class TopicCompleteness:
     offsets_without_event: int
     offsets_unlanded: int | None
     is_complete: bool | None
+    events_after_watermark: int | None = None
+    latest_event_time: datetime | None = None
+    holds_watermark: bool | None = None
 
     def row(self) -> tuple[object, ...]:
         """The values in :data:`COLUMNS` order."""
@@ -188,6 +202,88 @@ def topic_completeness(
         offsets_unlanded=unlanded,
         is_complete=None if unlanded is None else unlanded == 0,
     )
+
+
+def partitions_in_flight(
+    kafka: KafkaSettings | None, raw_dir: Path, topics: Iterable[str] = TOPICS
+) -> frozenset[tuple[str, int]] | None:
+    """The (topic, partition) pairs with offsets in Kafka that no raw range file covers yet.
+
+    These hold the clean layer's event-time watermark (:mod:`spark.watermark`): their events
+    are on the way. Measured before the clean layer reads the raw files, so every file that
+    makes a partition count as landed here is read by that build. None when Kafka is not
+    configured or does not answer: then nothing can be landed either, what the lake holds is
+    all there is for now, and the clean layer cuts nothing (a lake written without a broker,
+    as benchmarks and tests do, is the same case).
+    """
+    topics = tuple(topics)
+    if kafka is None:
+        return None
+    try:
+        offsets = kafka_offsets(kafka, topics)
+    except Exception:  # the clean layer must go on without Kafka's figures
+        return None
+    return frozenset(
+        (topic, p)
+        for topic, partitions in offsets.items()
+        for p, (beginning, end) in partitions.items()
+        if uncovered(beginning, end, landed_ranges(raw_dir, topic).get(p, []))
+    )
+
+
+def watermark_path(clean_dir: Path) -> Path:
+    """Where the clean layer keeps its last watermark record (read when a snapshot is published)."""
+    return clean_dir / "_state" / "watermark.json"
+
+
+def save_watermark(path: Path, record: dict[str, object]) -> None:
+    """Write the watermark record atomically (a reader sees the old one or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+
+
+def load_watermark(path: Path) -> dict[str, object] | None:
+    """The last watermark record written, or None (none yet, or unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def previous_watermark(path: Path) -> datetime | None:
+    """The watermark of the last record written (aware, UTC), or None."""
+    record = load_watermark(path)
+    value = record.get("watermark") if record else None
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def with_watermark(
+    rows: list[TopicCompleteness], record: Mapping[str, object] | None
+) -> list[TopicCompleteness]:
+    """``rows`` with the watermark record's per-topic figures (unchanged without a record)."""
+    if not record:
+        return rows
+    topics = {t["topic"]: t for t in record.get("topics", [])}  # type: ignore[union-attr]
+    merged = []
+    for row in rows:
+        topic = topics.get(row.topic, {})
+        latest = topic.get("latest_event_time")
+        merged.append(
+            replace(
+                row,
+                events_after_watermark=int(topic.get("events_after_watermark", 0)),
+                latest_event_time=None
+                if latest is None
+                else datetime.fromisoformat(str(latest)).replace(tzinfo=None),
+                holds_watermark=bool(topic.get("holds_watermark", False)),
+            )
+        )
+    return merged
 
 
 def measure_completeness(

@@ -132,6 +132,22 @@ def write_example_ml_outputs(settings: Settings, open_scored: int | None = None)
         }
         for o, d in delivered
     ]
+    # Open orders get an ETA and its 80% range (dates), as the delivery-time model writes them.
+    eta = datetime(2024, 6, 5).date()
+    predictions += [
+        {
+            "order_id": o,
+            "predicted_delivery_days": 3.0,
+            "predicted_delivery_date": eta,
+            "eta_low": eta - timedelta(days=2),
+            "eta_high": eta + timedelta(days=3),
+            "eta_low_days": 1.0,
+            "eta_high_days": 6.0,
+            "is_open": True,
+            **model,
+        }
+        for o in still_open
+    ]
     risks = [
         {
             "order_id": o,
@@ -186,7 +202,25 @@ def write_example_ml_outputs(settings: Settings, open_scored: int | None = None)
             "primary_metric_value": 0.5,
             "is_serving": True,
             "serving_reason": "only model",
-        }
+        },
+        {
+            "model_name": "example_days",
+            "model_version": "v1",
+            "task": "delivery_time",
+            "framework": "baseline",
+            "algorithm": "constant",
+            "trained_at": scored_at,
+            "train_rows": len(delivered),
+            "test_rows": 0,
+            "metrics": "{}",
+            "primary_metric": "mae",
+            "primary_metric_value": 0.5,
+            "interval_level": 0.8,
+            "interval_coverage": 0.79,
+            "interval_width_days": 5.0,
+            "is_serving": True,
+            "serving_reason": "only model",
+        },
     ]
     written = {
         "delivery_time_predictions": predictions,

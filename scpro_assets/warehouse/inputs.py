@@ -11,6 +11,9 @@ paths unsafe to hand to dbt as they are:
   Spark's ``_schema.json``, and ``read_parquet`` on a glob that matches nothing fails. The pre-step
   writes a typed, empty placeholder file from that schema, so the models build and are empty.
 
+The ``actions`` topic is read by dbt straight from its landed raw ranges (``raw`` source; see
+:data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them too.
+
 The choices reach dbt as the ``scpro_inputs`` var (``{source table: read_parquet path}``). The
 ``lake_inventory`` asset writes ``lake_inventory.parquet`` (rows, quarantined rows and last update
 of every raw, quarantine, clean and ML dataset, from Parquet footers) for ``data_health``.
@@ -28,10 +31,15 @@ import pyarrow.parquet as pq
 
 from ml_assets.outputs import ML_OUTPUTS, ensure_outputs, output_path
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES
-from scpro_assets.settings import TOPICS, Settings
+from scpro_assets.ingest.landing import RAW_SCHEMA
+from scpro_assets.settings import ACTIONS_TOPIC, TOPICS, Settings
 
 #: The clean datasets dbt reads (the ``clean`` source), each a Dagster asset of the same name.
 CLEAN_DATASETS: tuple[str, ...] = (*ENTITIES, FEATURES)
+
+#: Topics dbt reads from their landed raw ranges (the ``raw`` source, table ``raw_<topic>``),
+#: without a Spark pass: the At-risk page's actions are a few events a minute.
+DBT_RAW_TOPICS: tuple[str, ...] = (ACTIONS_TOPIC,)
 
 #: Which clean dataset the clean layer's quarantine entity belongs to.
 _QUARANTINE_ENTITY = {
@@ -65,6 +73,7 @@ class WarehouseInputs:
     paths: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
+    raw_placeholders: list[str] = field(default_factory=list)
     ml_placeholders_written: list[str] = field(default_factory=list)
 
     def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
@@ -124,6 +133,23 @@ def _pin_clean(settings: Settings, name: str, placeholders: Path, inputs: Wareho
         inputs.paths[name] = str(placeholder)
         inputs.placeholders.append(name)
     return version
+
+
+def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: WarehouseInputs) -> None:
+    """Point ``raw_<topic>`` at the topic's landed range files, or at an empty placeholder.
+
+    Range files are immutable once renamed into place (temporary files end in ``.tmp``), so a
+    glob is safe: a range landed during the build is read whole or not at all.
+    """
+    name = f"raw_{topic}"
+    folder = settings.raw_dir / topic
+    if any(folder.glob("partition-*/*.parquet")):
+        inputs.paths[name] = f"{folder}/partition-*/*.parquet"
+        return
+    placeholder = placeholders / f"{name}.parquet"
+    pq.write_table(RAW_SCHEMA.empty_table(), placeholder)
+    inputs.paths[name] = str(placeholder)
+    inputs.raw_placeholders.append(name)
 
 
 def _clean_quarantine_counts(settings: Settings) -> dict[str, int]:
@@ -199,6 +225,8 @@ def prepare_inputs(settings: Settings) -> WarehouseInputs:
     inputs.ml_placeholders_written = ensure_outputs(settings.ml_dir)
     for name in CLEAN_DATASETS:
         _pin_clean(settings, name, placeholders, inputs)
+    for topic in DBT_RAW_TOPICS:
+        _pin_raw(settings, topic, placeholders, inputs)
     for name in ML_OUTPUTS:
         inputs.paths[name] = str(output_path(settings.ml_dir, name))
     inventory_path = work / "lake_inventory.parquet"

@@ -11,7 +11,9 @@ build, :func:`publish_snapshot`:
    and adds ``snapshot_completeness``: per topic, the events landed against the offsets Kafka
    held at the cut (:mod:`scpro_assets.warehouse.completeness`), so a snapshot says when it
    is missing data,
-3. writes ``published.json`` ``{version, published_at, tables: {name: rows}}``,
+   With them ``snapshot_watermark``: the business time the clean layer cut the data at (issue
+   #15, :mod:`spark.watermark`), the dashboard's "Data as of",
+3. writes ``published.json`` ``{version, published_at, watermark, tables: {name: rows}}``,
 4. renames the folder to ``versions/<version>`` (complete before anyone can see it), then swaps
    ``serving/current`` to it with ``os.replace`` of a fresh link: atomic on POSIX, so a reader
    resolves either the old version or the new one, never a half-written one,
@@ -36,10 +38,20 @@ from pathlib import Path
 import duckdb
 
 from scpro_assets.settings import Settings
-from scpro_assets.warehouse.completeness import COLUMNS, TopicCompleteness, measure_completeness
+from scpro_assets.warehouse.completeness import (
+    COLUMNS,
+    TopicCompleteness,
+    load_watermark,
+    measure_completeness,
+    watermark_path,
+    with_watermark,
+)
 
 #: The table each snapshot gets with its completeness per topic.
 COMPLETENESS_TABLE = "snapshot_completeness"
+
+#: The one-row table with the snapshot's event-time watermark.
+WATERMARK_TABLE = "snapshot_watermark"
 
 #: Published versions kept, the current one included.
 KEEP_VERSIONS = 5
@@ -89,8 +101,27 @@ def _write_completeness(
         )
 
 
+def _write_watermark(con: duckdb.DuckDBPyConnection, record: dict[str, object] | None) -> None:
+    """``snapshot_watermark``: one row, the watermark and the topics holding it (or no row)."""
+    con.execute(
+        f"create table main.{WATERMARK_TABLE} "
+        "(watermark timestamp, held_by varchar, computed_at timestamp)"
+    )
+    if record and record.get("watermark"):
+        held = [t["topic"] for t in record.get("topics", []) if t.get("holds_watermark")]  # type: ignore[union-attr]
+        con.execute(
+            f"insert into main.{WATERMARK_TABLE} values "
+            "(cast(cast(? as timestamptz) at time zone 'UTC' as timestamp), ?, "
+            "cast(cast(? as timestamptz) at time zone 'UTC' as timestamp))",
+            [record["watermark"], ", ".join(held) or None, record.get("computed_at")],
+        )
+
+
 def _copy_warehouse(
-    warehouse: Path, target: Path, completeness: list[TopicCompleteness]
+    warehouse: Path,
+    target: Path,
+    completeness: list[TopicCompleteness],
+    watermark: dict[str, object] | None = None,
 ) -> dict[str, int]:
     """Copy the served tables into ``target/warehouse.duckdb`` and export them as Parquet."""
     parquet_dir = target / "parquet"
@@ -98,13 +129,15 @@ def _copy_warehouse(
     tables: dict[str, int] = {}
     with duckdb.connect(str(target / "warehouse.duckdb")) as con:
         con.execute(f"attach {_sql_string(str(warehouse))} as built (read_only)")
-        names = [n for n in served_tables(con, "built") if n != COMPLETENESS_TABLE]
+        written_here = (COMPLETENESS_TABLE, WATERMARK_TABLE)
+        names = [n for n in served_tables(con, "built") if n not in written_here]
         for name in names:
             table = _quote(name)
             con.execute(f"create table main.{table} as select * from built.main.{table}")
         con.execute("detach built")
         _write_completeness(con, completeness)
-        for name in sorted([*names, COMPLETENESS_TABLE]):
+        _write_watermark(con, watermark)
+        for name in sorted([*names, *written_here]):
             (rows,) = con.execute(f"select count(*) from main.{_quote(name)}").fetchone()
             tables[name] = int(rows)
             out = _sql_string(str(parquet_dir / f"{name}.parquet"))
@@ -150,6 +183,8 @@ def publish_snapshot(
         raise FileNotFoundError(f"{settings.warehouse_path} is missing: run the dbt build first")
     if completeness is None:
         completeness = measure_completeness(None, settings.raw_dir, settings.quarantine_dir)
+    watermark = load_watermark(watermark_path(settings.clean_dir))
+    completeness = with_watermark(completeness, watermark)
     now = datetime.now(UTC)
     version = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
     versions_dir = settings.serving_dir / "versions"
@@ -157,10 +192,11 @@ def publish_snapshot(
     staging = versions_dir / f".{version}.tmp"
     staging.mkdir()
     try:
-        tables = _copy_warehouse(settings.warehouse_path, staging, completeness)
+        tables = _copy_warehouse(settings.warehouse_path, staging, completeness, watermark)
         manifest = {
             "version": version,
             "published_at": now.replace(tzinfo=None).isoformat(),
+            "watermark": (watermark or {}).get("watermark"),
             "tables": tables,
         }
         (staging / "published.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))

@@ -51,6 +51,11 @@ scored as (
             + to_microseconds(cast(round(predictions.predicted_delivery_days * 86400e6) as bigint))
         ) as predicted_delivery_time,
 
+        -- ETA range (UTC dates)
+        predictions.predicted_delivery_date,
+        predictions.eta_low,
+        predictions.eta_high,
+
     from deliveries
     left join predictions
         on deliveries.order_id = predictions.order_id

@@ -46,6 +46,9 @@ joined as (
         -- predictions
         deliveries.predicted_delivery_days,
         deliveries.predicted_delivery_time,
+        deliveries.predicted_delivery_date,
+        deliveries.eta_low,
+        deliveries.eta_high,
         deliveries.prediction_gap_days,
         deliveries.late_risk,
         coalesce(deliveries.risk_band, 'unscored') as risk_band,

@@ -24,6 +24,9 @@ final as (
         primary_metric,
         primary_metric_value,
         metrics,
+        interval_level,
+        interval_coverage,
+        interval_width_days,
 
         -- serving
         coalesce(is_serving, false) as is_serving,

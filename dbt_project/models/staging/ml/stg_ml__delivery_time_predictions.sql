@@ -13,7 +13,14 @@ renamed as (
 
         -- measures
         cast(predicted_delivery_days as double) as predicted_delivery_days,
+        cast(eta_low_days as double) as eta_low_days,
+        cast(eta_high_days as double) as eta_high_days,
         cast(is_open as boolean) as is_open,
+
+        -- dates
+        cast(predicted_delivery_date as date) as predicted_delivery_date,
+        cast(eta_low as date) as eta_low,
+        cast(eta_high as date) as eta_high,
 
         -- timestamps
         cast(predicted_delivery_time as timestamp) as predicted_delivery_time,

@@ -28,6 +28,9 @@ renamed as (
         cast(train_rows as bigint) as train_rows,
         cast(test_rows as bigint) as test_rows,
         cast(primary_metric_value as double) as primary_metric_value,
+        cast(interval_level as double) as interval_level,
+        cast(interval_coverage as double) as interval_coverage,
+        cast(interval_width_days as double) as interval_width_days,
 
         -- timestamps
         cast(trained_at as timestamp) as trained_at,
