@@ -52,3 +52,38 @@ def delta_scan_sql(table: str | Path, version: int | None = None) -> str:
 def _sql_string(value: str | Path) -> str:
     """Quote a path inside a SQL string literal."""
     return str(value).replace("'", "''")
+
+
+def naive_utc_select(con: duckdb.DuckDBPyConnection, relation: str) -> str:
+    """``select`` of every column of ``relation``, zoned timestamps as naive UTC ones.
+
+    DuckDB reads a Delta (Spark) timestamp as ``TIMESTAMP WITH TIME ZONE``; the clean lake's
+    Parquet used to give naive UTC timestamps, which the warehouse models and their readers
+    expect, so the pinned copy keeps that type (exact: the session's zone is UTC).
+    """
+    con.execute("set TimeZone = 'UTC'")
+    columns = []
+    for name, kind, *_ in con.execute(f"describe select * from {relation}").fetchall():
+        quoted = '"' + name.replace('"', '""') + '"'
+        if kind == "TIMESTAMP WITH TIME ZONE":
+            columns.append(f"{quoted}::timestamp as {quoted}")
+        else:
+            columns.append(quoted)
+    return f"select {', '.join(columns)} from {relation}"
+
+
+def copy_table(table: str | Path, target: Path, version: int) -> int:
+    """Write version ``version`` of a lake table to one Parquet file ``target``; return its rows.
+
+    Written beside ``target`` first, then renamed over it: a reader sees the whole file or none.
+    """
+    con = connect_lake()
+    try:
+        select = naive_utc_select(con, delta_scan_sql(table, version))
+        tmp = target.with_name(f".{target.name}.tmp")
+        con.execute(f"copy ({select}) to '{_sql_string(tmp)}' (format parquet)")
+        rows = con.execute(f"select count(*) from read_parquet('{_sql_string(tmp)}')").fetchone()
+    finally:
+        con.close()
+    tmp.replace(target)
+    return int(rows[0]) if rows else 0

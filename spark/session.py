@@ -16,7 +16,9 @@ identical sessions:
   its SQL extension gives ``MERGE INTO`` and time travel, and its catalog reads path tables
   (``delta.`/lake/clean/orders```). ``spark.databricks.delta.snapshotPartitions=8`` for the same
   reason as the shuffle partitions: the default 50 tasks to replay a table's log are 50 tiny
-  tasks on 2 cores.
+  tasks on 2 cores. ``...properties.defaults.enableChangeDataFeed=true``: every table the lake
+  creates keeps its change data feed, which the incremental clean layer reads
+  (:func:`spark.tables.read_changes`).
 
 Pointing at a cluster is a different ``master`` (the memory setting is then the driver's only).
 Over Spark Connect (``remote``, ``sc://host:port``) the driver is the server: it got
@@ -61,6 +63,9 @@ SPARK_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.databricks.delta.snapshotPartitions": "8",
+    # Every new table records its row changes (the change data feed): the incremental clean layer
+    # reads what changed since the version it last built from, instead of the whole table.
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
 }
 
 

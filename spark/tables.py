@@ -200,3 +200,107 @@ def read_table(spark: SparkSession, path: Path | str, version: int | None = None
     if version is not None:
         reader = reader.option("versionAsOf", version)
     return reader.load(str(path))
+
+
+#: Operations that rewrite a whole table: the change feed across them is not a batch's changes.
+_REWRITES = frozenset(
+    {
+        "WRITE",
+        "CREATE TABLE AS SELECT",
+        "REPLACE TABLE AS SELECT",
+        "CREATE OR REPLACE TABLE AS SELECT",
+    }
+)
+
+
+def rewritten_since(path: Path | str, version: int) -> bool:
+    """Whether a commit after ``version`` rewrote the table (a full refresh) or cannot be read.
+
+    Read from the commits' own log entries. An overwrite is a new truth, not a batch of changes,
+    so whoever follows the table's changes must rebuild from it; a log entry that is gone (cleaned
+    up after its retention) says the same, since the changes since ``version`` are unknown.
+    """
+    latest = current_version(path)
+    if latest is None or latest < version:
+        return True
+    log = Path(path) / "_delta_log"
+    for number in range(version + 1, latest + 1):
+        entry = log / f"{number:020d}.json"
+        if not entry.is_file():
+            return True
+        for line in entry.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if action.get("commitInfo", {}).get("operation") in _REWRITES:
+                return True
+    return False
+
+
+def read_changes(spark: SparkSession, path: Path | str, after: int, through: int) -> DataFrame:
+    """The rows changed by commits ``after + 1 .. through`` (Delta's change data feed).
+
+    Every row carries ``_change_type`` (``insert``, ``delete``, ``update_preimage``,
+    ``update_postimage``), ``_commit_version`` and ``_commit_timestamp``: a replaced row shows up
+    twice, as it was (deleted) and as it is (inserted). Needs the feed on (every table SCPro
+    creates has it: ``spark.session.SPARK_CONF``) and ``after < through``.
+    """
+    if after >= through:
+        raise ValueError(f"no commits after version {after} through {through}")
+    return (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", after + 1)
+        .option("endingVersion", through)
+        .load(str(path))
+    )
+
+
+def replace_keys(
+    rows: DataFrame,
+    keys: DataFrame,
+    path: Path | str,
+    partition_by: Sequence[str] = (),
+    match: str | None = None,
+) -> int | None:
+    """Replace every row of the table whose key is in ``keys`` by ``rows``, in one commit.
+
+    The rows of a recomputed key set go in and everything the table held for those keys goes
+    out, atomically (a ``MERGE`` whose source is the new rows plus one "delete" row per key): an
+    order that became quarantined loses its lines, an order with a new line gains it. ``keys``
+    holds the key columns; by default a target row matches a key when every key column is equal,
+    nulls included (``<=>``: a null order id is a key like any other). ``match`` replaces that
+    condition: SQL over ``t.<target column>`` and ``s._key_<key column>``. ``rows`` should only
+    hold rows of the keys (not checked). Creates the table, partitioned by ``partition_by``, when
+    missing. Returns the version after (unchanged when nothing matched and nothing was new).
+    """
+    version = current_version(path)
+    if version is None:
+        return write_table(rows, path, partition_by)
+    columns = rows.columns
+    key_columns = keys.columns
+    spark = rows.sparkSession
+    inserts = rows.select(
+        *columns,
+        F.lit("insert").alias("_scpro_op"),
+        *(F.lit(None).cast(keys.schema[k].dataType).alias(f"_key_{k}") for k in key_columns),
+    )
+    deletes = keys.distinct().select(
+        *(F.lit(None).cast(rows.schema[c].dataType).alias(c) for c in columns),
+        F.lit("delete").alias("_scpro_op"),
+        *(F.col(k).alias(f"_key_{k}") for k in key_columns),
+    )
+    if match is None:
+        match = " and ".join(f"t.`{k}` <=> s.`_key_{k}`" for k in key_columns)
+    source = f"scpro_replace_source_{uuid4().hex}"
+    inserts.unionByName(deletes).createOrReplaceTempView(source)
+    names = ", ".join(f"`{c}`" for c in columns)
+    values = ", ".join(f"s.`{c}`" for c in columns)
+    try:
+        spark.sql(
+            f"merge into {table_identifier(path)} t using {source} s "
+            f"on s._scpro_op = 'delete' and ({match}) "
+            "when matched then delete "
+            f"when not matched and s._scpro_op = 'insert' then insert ({names}) values ({values})"
+        ).collect()
+    finally:
+        spark.catalog.dropTempView(source)
+    return current_version(path)

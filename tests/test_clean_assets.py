@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.dataset as ds
 import pytest
 from eta_checks import assert_eta_ranges_hold
 
@@ -23,14 +22,28 @@ from scpro_assets.clean.assets import clean_entities, order_features
 from scpro_assets.clean.pipeline import ENTITIES
 from scpro_assets.definitions import build_definitions
 from scpro_assets.ingest.runner import ingest_until_caught_up
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.replay import replay
 from scpro_assets.sources import dataco
 
 pytestmark = pytest.mark.kafka
 
 
+def _rows(clean_dir: Path, name: str) -> list[dict]:
+    """The rows of the clean table ``name`` (DuckDB through the wheel's Delta extension)."""
+    with connect_lake() as con:
+        return (
+            con.execute(f"select * from {delta_scan_sql(clean_dir / name)}")
+            .to_arrow_table()
+            .to_pylist()
+        )
+
+
 def _count(clean_dir: Path, name: str) -> int:
-    return ds.dataset(str((clean_dir / name).resolve()), format="parquet").count_rows()
+    with connect_lake() as con:
+        found = con.execute(f"select count(*) from {delta_scan_sql(clean_dir / name)}").fetchone()
+    assert found is not None
+    return int(found[0])
 
 
 def _materialize(settings, instance, full_refresh: bool = False) -> dict:
@@ -75,7 +88,7 @@ def test_dataco_cleaned_end_to_end_incremental_and_deduplicated(
     assert counts["cleaned_web_logs"] == 10_305
     assert counts["cleaned_incidents"] == 0
     assert counts["order_features"] == 5743
-    deliveries = ds.dataset(str((clean / "cleaned_deliveries").resolve())).to_table().to_pylist()
+    deliveries = _rows(clean, "cleaned_deliveries")
     assert {d["order_id"].removeprefix("dataco-") for d in deliveries if d["is_late"]} == late
     assert sum(d["status"] == "canceled" for d in deliveries) == len(canceled)
     assert first["cleaned_orders"]["raw_files_read"]["orders"] >= 1
@@ -111,7 +124,7 @@ build_entities(spark, out / "clean", out / "quarantine")
 build_features(spark, out / "clean")
 tables = {}
 for name in ["cleaned_orders", "cleaned_deliveries", "order_features"]:
-    rows = spark.read.parquet(str((out / "clean" / name).resolve())).drop("order_month")
+    rows = spark.read.format("delta").load(str(out / "clean" / name)).drop("order_month")
     tables[name] = sorted(json.dumps(r.asDict(), default=str, sort_keys=True) for r in rows.collect())
 workers = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver
 (out / "tables.json").write_text(json.dumps({"workers": workers, "tables": tables}))
@@ -190,7 +203,7 @@ def test_olist_cleaned_end_to_end(olist_dir, scpro_settings, dagster_instance):
     assert _count(clean, "cleaned_order_items") == len(items) == 8365
     assert _count(clean, "cleaned_payments") == report.events["payment_captured"] == 8094
     assert _count(clean, "order_features") == 7360
-    deliveries = ds.dataset(str((clean / "cleaned_deliveries").resolve())).to_table().to_pylist()
+    deliveries = _rows(clean, "cleaned_deliveries")
     assert {
         d["order_id"].removeprefix("olist-") for d in deliveries if d["delivered_at"]
     } == delivered

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql, naive_utc_select
 from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
 from scpro_assets.warehouse.fixtures import (
     ensure_synthetic_lake,
@@ -53,9 +54,10 @@ def built(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _clean(settings: Settings, name: str) -> pa.Table:
-    version = (settings.clean_dir / name).resolve()
-    files = sorted(version.rglob("*.parquet"))
-    return pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    """The clean table ``name`` as Spark wrote it, timestamps naive UTC as the warehouse reads it."""
+    with connect_lake() as con:
+        select = naive_utc_select(con, delta_scan_sql(settings.clean_dir / name))
+        return con.execute(select).to_arrow_table()
 
 
 def _query(settings: Settings, sql: str) -> list[tuple]:
@@ -199,21 +201,23 @@ def test_snapshot_holds_every_contract_table_as_duckdb_and_parquet(built):
         con.execute("create table main.scribble (x int)")
 
 
-def test_an_empty_partitioned_dataset_gets_a_typed_placeholder(built, tmp_path):
-    """A published dataset without a Parquet file (only _schema.json) still builds, empty."""
+def _empty_table(source: Path, target: Path) -> None:
+    """A Delta table with ``source``'s schema and no row: its first commit without its files."""
+    first = source / "_delta_log" / f"{0:020d}.json"
+    actions = [line for line in first.read_text().splitlines() if '"add"' not in line[:8]]
+    (target / "_delta_log").mkdir(parents=True)
+    (target / "_delta_log" / first.name).write_text("\n".join(actions) + "\n")
+
+
+def test_an_empty_clean_table_gives_a_typed_empty_input(built, tmp_path):
+    """A clean table with no row yet is pinned as an empty Parquet file with its types."""
     settings, _ = built
     home = tmp_path / "home"
-    clean = home / "lake" / "clean"
-    clean.mkdir(parents=True)
     for name in CLEAN_DATASETS:
-        source = (settings.clean_dir / name).resolve()
-        version = clean / ".versions" / name / "v1"
-        version.mkdir(parents=True)
-        (version / "_schema.json").write_text((source / "_schema.json").read_text())
-        (clean / name).symlink_to(Path(".versions") / name / "v1")
+        _empty_table(settings.clean_dir / name, home / "lake" / "clean" / name)
     empty = Settings(home=home, kafka=settings.kafka)
     inputs = prepare_inputs(empty)
-    assert sorted(inputs.placeholders) == sorted(CLEAN_DATASETS)
+    assert inputs.versions == dict.fromkeys(CLEAN_DATASETS, "0")
     con = duckdb.connect()
     types = dict(
         con.execute(
@@ -671,8 +675,13 @@ def test_marts_and_spark_outputs_publish_their_columns_to_dagster_and_openlineag
     for name in CONTRACT_TABLES:
         assert "dagster/column_schema" in metadata[name], name
 
-    # A Spark output: the columns of the DataFrame that cleaned_orders was written from.
-    written = json.loads((settings.clean_dir / "cleaned_orders" / "_schema.json").read_text())
+    # A Spark output: the columns of the DataFrame that cleaned_orders was written from (the
+    # schema its Delta table's first commit records).
+    log = settings.clean_dir / "cleaned_orders" / "_delta_log" / f"{0:020d}.json"
+    [metadata_action] = [
+        json.loads(line) for line in log.read_text().splitlines() if '"metaData"' in line[:12]
+    ]
+    written = json.loads(metadata_action["metaData"]["schemaString"])
     spark_columns = [f["name"] for f in written["fields"]]
     schema = parquet_column_schema_metadata(settings.clean_dir / "cleaned_orders")
     assert [c.name for c in schema["dagster/column_schema"].columns] == spark_columns

@@ -1,6 +1,8 @@
 """The lake's open table format (Delta Lake): Spark merges by key, time-travels, survives a merge
 killed half-way, and DuckDB reads exactly Spark's rows through the PyPI extension, with no network;
-the clean layer's event stores are Delta tables that a micro-batch only inserts into."""
+the clean layer's event stores are Delta tables that a micro-batch only inserts into, and its
+entities and features, merged only for the keys each micro-batch touches, come out exactly as a
+full refresh's."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +20,15 @@ import pytest
 from pyspark.sql import SparkSession
 
 from scpro_assets.clean.offline import synthetic_events, write_raw_lake
-from scpro_assets.clean.pipeline import load_event_stores, update_event_stores
+from scpro_assets.clean.pipeline import (
+    ENTITIES,
+    FEATURES,
+    QUARANTINE,
+    build_entities,
+    build_features,
+    load_event_stores,
+    update_event_stores,
+)
 from scpro_assets.lake_duckdb import (
     NO_DOWNLOAD_CONFIG,
     connect_lake,
@@ -26,6 +36,7 @@ from scpro_assets.lake_duckdb import (
     delta_scan_sql,
 )
 from scpro_assets.settings import BUSINESS_TOPICS, REPO_ROOT
+from scpro_assets.sources.common import SourceEvent, iso, stable_event_id
 from spark.session import SPARK_CONF
 from spark.tables import (
     commit_metrics,
@@ -354,3 +365,68 @@ def test_duckdb_reads_the_lake_without_network(spark, tmp_path):
         "autoload_known_extensions": "false",
     }
     assert delta_extension_path().is_file()
+
+
+# --- the incremental clean layer equals a full refresh (issue #17 item 8) ---------------------
+
+
+def _placed_again(event: SourceEvent, hours_earlier: float) -> SourceEvent:
+    """Another event placing the same order, dated earlier: it becomes the order's first one."""
+    when = event.event_time - timedelta(hours=hours_earlier)
+    event_id = stable_event_id("test", "placed-again", event.event_id)
+    payload = {**event.payload, "event_id": event_id, "event_time": iso(when)}
+    return SourceEvent(when, event_id, event.topic, event.key, payload)
+
+
+def _clean_tables(spark: SparkSession, clean: Path, quarantine: Path) -> dict[str, list[tuple]]:
+    """Every row of every clean table and of the rule quarantine, sorted (exact values)."""
+    paths = {name: clean / name for name in (*ENTITIES, FEATURES)}
+    paths[QUARANTINE] = quarantine / QUARANTINE
+    return {
+        name: sorted(
+            (tuple(row) for row in read_table(spark, path).collect()),
+            key=lambda row: tuple((value is None, str(value)) for value in row),
+        )
+        for name, path in paths.items()
+    }
+
+
+def test_ten_micro_batches_give_the_full_refresh_tables_row_for_row(spark, tmp_path):
+    events = list(synthetic_events(360, seed=11))
+    orders = [e for e in events if e.topic == "orders"]
+    # Hostile arrivals: an order placed again, earlier, landing late (its first event changes and
+    # the old one is quarantined as a duplicate), and a replay of a whole earlier batch.
+    late = [_placed_again(orders[3], 2.0), _placed_again(orders[-5], 0.5)]
+    batches = [events[i * 36 : (i + 1) * 36] for i in range(10)]
+    batches[6] += late
+    batches[7] += batches[2]
+    # While other partitions have events in flight, the cut holds events back for later builds.
+    in_flight = [{("shipments", 0)}, None, {("orders", 0)}, None, {("payments", 0)}] * 2
+    in_flight[-1] = None
+
+    raw, clean, quarantine = tmp_path / "raw", tmp_path / "clean", tmp_path / "quarantine"
+    rebuilt = []
+    for number, (batch, waiting) in enumerate(zip(batches, in_flight, strict=True)):
+        _land(batch, raw, f"b{number:02d}")
+        update_event_stores(spark, raw, clean)
+        build = build_entities(spark, clean, quarantine, waiting)
+        build_features(spark, clean)
+        rebuilt.append(build.full_rebuild)
+    assert rebuilt == [True] + [False] * 9  # only the first build saw no earlier state
+    assert build.touched["orders"] > 0
+
+    full_clean, full_quarantine = tmp_path / "full" / "clean", tmp_path / "full" / "quarantine"
+    update_event_stores(spark, raw, full_clean, full_refresh=True)
+    full = build_entities(spark, full_clean, full_quarantine, full_refresh=True)
+    build_features(spark, full_clean, full_refresh=True)
+    assert full.full_rebuild and full.watermark.micros == build.watermark.micros
+
+    incremental = _clean_tables(spark, clean, quarantine)
+    expected = _clean_tables(spark, full_clean, full_quarantine)
+    assert {n: len(rows) for n, rows in incremental.items()} == {
+        n: len(rows) for n, rows in expected.items()
+    }
+    for name, rows in expected.items():
+        assert incremental[name] == rows, name
+    reasons = {row[3] for row in expected[QUARANTINE]}
+    assert any(r.startswith("duplicate order_id") for r in reasons)

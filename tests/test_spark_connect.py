@@ -18,11 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 
 from scpro_assets.clean.offline import synthetic_events, write_raw_lake
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.settings import Settings
 from scpro_assets.spark_server import SERVER_CLASS, EmbeddedSparkConnect, session_remote
 
@@ -96,8 +96,9 @@ def _settings(env: dict[str, str]) -> Settings:
 
 
 def _rows(path: Path) -> list[str]:
-    """A published dataset's rows (partition column included), as sorted JSON lines."""
-    table = ds.dataset(str(path.resolve()), format="parquet", partitioning="hive").to_table()
+    """A lake table's rows (partition column included), as sorted JSON lines."""
+    with connect_lake() as con:
+        table = con.execute(f"select * from {delta_scan_sql(path)}").to_arrow_table()
     return sorted(json.dumps(r, default=str, sort_keys=True) for r in table.to_pylist())
 
 

@@ -831,7 +831,6 @@ def _payment(order_id: str, when: datetime):
 
 
 def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, tmp_path):
-    from scpro_assets.clean.lake import read
     from scpro_assets.clean.pipeline import build_entities, update_event_stores
     from scpro_assets.settings import BUSINESS_TOPICS
     from scpro_assets.warehouse.completeness import load_watermark, watermark_path
@@ -902,7 +901,7 @@ def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, t
     build = build_entities(spark, clean_dir, tmp_path / "quarantine", in_flight)
     assert build.watermark.time == at(8)
     published = {
-        r.order_id: r.status for r in read(spark, clean_dir, "cleaned_deliveries").collect()
+        r.order_id: r.status for r in read_table(spark, clean_dir / "cleaned_deliveries").collect()
     }
     assert published == {k: v["status"] for k, v in deliveries.items()}
     record = load_watermark(watermark_path(clean_dir))

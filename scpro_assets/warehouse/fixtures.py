@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 
 from ml_assets.outputs import SCHEMAS, write_output
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
 from scpro_assets.sources.common import SourceEvent
@@ -107,15 +107,14 @@ def write_example_ml_outputs(settings: Settings, open_scored: int | None = None)
     are split into two segments; the registry holds one serving model; demand has one category.
     """
     clean = settings.clean_dir
-    con = duckdb.connect()
+    con = connect_lake()
     con.execute("set TimeZone = 'UTC'")
     deliveries = con.execute(
-        f"select order_id, delivery_days, status from read_parquet('{clean.resolve()}/"
-        "cleaned_deliveries/**/*.parquet') order by order_id"
+        "select order_id, delivery_days, status from "
+        f"{delta_scan_sql(clean / 'cleaned_deliveries')} order by order_id"
     ).fetchall()
     customers = con.execute(
-        f"select distinct customer_id from read_parquet('{clean.resolve()}/"
-        "cleaned_orders/**/*.parquet', hive_partitioning = true) order by 1"
+        f"select distinct customer_id from {delta_scan_sql(clean / 'cleaned_orders')} order by 1"
     ).fetchall()
     scored_at = datetime(2024, 6, 1, tzinfo=UTC)
     model = {"model_name": "example", "model_version": "v1", "scored_at": scored_at}

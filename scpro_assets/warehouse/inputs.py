@@ -1,15 +1,13 @@
 """What one warehouse build reads from the lake, pinned before dbt starts.
 
-dbt's sources read Parquet through DuckDB's ``read_parquet``. Two things make the lake's stable
-paths unsafe to hand to dbt as they are:
-
-- ``lake/clean/<name>`` is a link Spark swaps atomically. Staging views are read several times in
-  one build, so a swap mid-build could join one version of ``cleaned_orders`` with the next version
-  of ``cleaned_deliveries``. The pre-step resolves every link once, and the whole build reads those
-  immutable version folders.
-- A published dataset with no rows (an empty partitioned frame) holds no Parquet file at all, only
-  Spark's ``_schema.json``, and ``read_parquet`` on a glob that matches nothing fails. The pre-step
-  writes a typed, empty placeholder file from that schema, so the models build and are empty.
+dbt's sources read Parquet through DuckDB's ``read_parquet``. The clean layer's datasets
+``lake/clean/<name>`` are Delta tables that Spark merges into while dbt may be running, and
+staging views are read several times in one build, so a commit mid-build could join one version
+of ``cleaned_orders`` with the next version of ``cleaned_deliveries``. The pre-step pins each
+table's current version once and copies it (DuckDB's ``delta`` extension, loaded from its wheel:
+:mod:`scpro_assets.lake_duckdb`) to one Parquet file per version, which the whole build reads; an
+empty table gives an empty, typed file. Nothing downstream needs the extension: the warehouse and
+the serving snapshot hold tables, never views over ``delta_scan`` (Evidence could not read them).
 
 The ``actions`` topic is read by dbt straight from its landed raw ranges (``raw`` source; see
 :data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them too.
@@ -21,7 +19,6 @@ of every raw, quarantine, clean and ML dataset, from Parquet footers) for ``data
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml_assets.outputs import ML_OUTPUTS, ensure_outputs, output_path
-from scpro_assets.clean.pipeline import ENTITIES, FEATURES
+from scpro_assets.clean.pipeline import ENTITIES, FEATURES, QUARANTINE
 from scpro_assets.ingest.landing import RAW_SCHEMA
+from scpro_assets.lake_duckdb import connect_lake, copy_table, delta_scan_sql
 from scpro_assets.settings import ACTIONS_TOPIC, TOPICS, Settings
+from spark.tables import current_version
 
 #: The clean datasets dbt reads (the ``clean`` source), each a Dagster asset of the same name.
 CLEAN_DATASETS: tuple[str, ...] = (*ENTITIES, FEATURES)
@@ -41,28 +40,15 @@ CLEAN_DATASETS: tuple[str, ...] = (*ENTITIES, FEATURES)
 #: without a Spark pass: the At-risk page's actions are a few events a minute.
 DBT_RAW_TOPICS: tuple[str, ...] = (ACTIONS_TOPIC,)
 
+#: Pinned copies kept per clean table (the newest; older ones are removed).
+_KEEP_PINNED = 3
+
 #: Which clean dataset the clean layer's quarantine entity belongs to.
 _QUARANTINE_ENTITY = {
     "orders": "cleaned_orders",
     "payments": "cleaned_payments",
     "deliveries": "cleaned_deliveries",
     "incidents": "cleaned_incidents",
-}
-
-_SPARK_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "long": pa.int64(),
-    "integer": pa.int32(),
-    "short": pa.int16(),
-    "byte": pa.int8(),
-    "double": pa.float64(),
-    "float": pa.float32(),
-    "boolean": pa.bool_(),
-    # Spark writes INT96 timestamps, which DuckDB reads as a naive (UTC) timestamp.
-    "timestamp": pa.timestamp("us"),
-    "timestamp_ntz": pa.timestamp("us"),
-    "date": pa.date32(),
-    "binary": pa.binary(),
 }
 
 
@@ -86,26 +72,6 @@ def inputs_dir(settings: Settings) -> Path:
     return settings.home / "warehouse_inputs"
 
 
-def spark_type_to_arrow(spark_type: object) -> pa.DataType:
-    """The Arrow type of a Spark schema JSON type (complex types become JSON strings)."""
-    if isinstance(spark_type, str):
-        if spark_type.startswith("decimal("):
-            precision, scale = spark_type[len("decimal(") : -1].split(",")
-            return pa.decimal128(int(precision), int(scale))
-        return _SPARK_TYPES.get(spark_type, pa.string())
-    return pa.string()
-
-
-def spark_schema_to_arrow(schema_json: str) -> pa.Schema:
-    """The Arrow schema of a Spark ``StructType.json()`` document."""
-    fields = json.loads(schema_json)["fields"]
-    return pa.schema([pa.field(f["name"], spark_type_to_arrow(f["type"])) for f in fields])
-
-
-def _parquet_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_")))
-
-
 def _rows(files: list[Path]) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
@@ -114,25 +80,32 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
 
 
-def _pin_clean(settings: Settings, name: str, placeholders: Path, inputs: WarehouseInputs) -> Path:
-    """Resolve ``lake/clean/<name>`` to its version folder, or write an empty placeholder."""
-    link = settings.clean_dir / name
-    if not link.exists():
+def _pin_clean(settings: Settings, name: str, pinned: Path, inputs: WarehouseInputs) -> Path:
+    """Copy the current version of the Delta table ``lake/clean/<name>`` to one Parquet file.
+
+    One file per table version (``<name>-v<version>.parquet``), made once: a build whose table
+    did not change since the last one copies nothing. Older copies are removed, the newest few
+    kept for builds still reading them.
+    """
+    table = settings.clean_dir / name
+    version = current_version(table)
+    if version is None:
         raise FileNotFoundError(
-            f"{link} has never been published: materialize the clean group "
+            f"{table} has never been published: materialize the clean group "
             "(clean_entities, order_features) before the warehouse"
         )
-    version = link.resolve()
     inputs.versions[name] = str(version)
-    if _parquet_files(version):
-        inputs.paths[name] = f"{version}/**/*.parquet"
-    else:
-        schema = spark_schema_to_arrow((version / "_schema.json").read_text())
-        placeholder = placeholders / f"{name}.parquet"
-        pq.write_table(schema.empty_table(), placeholder)
-        inputs.paths[name] = str(placeholder)
-        inputs.placeholders.append(name)
-    return version
+    target = pinned / f"{name}-v{version}.parquet"
+    if not target.exists():
+        copy_table(table, target, version)
+    older = sorted(
+        (p for p in pinned.glob(f"{name}-v*.parquet") if p != target),
+        key=lambda p: int(p.stem.rsplit("-v", 1)[1]),
+    )
+    for stale in older[:-_KEEP_PINNED]:
+        stale.unlink(missing_ok=True)
+    inputs.paths[name] = str(target)
+    return target
 
 
 def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: WarehouseInputs) -> None:
@@ -152,27 +125,52 @@ def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: Warehou
     inputs.raw_placeholders.append(name)
 
 
-def _clean_quarantine_counts(settings: Settings) -> dict[str, int]:
+def _clean_quarantine_counts(rules: Path) -> dict[str, int]:
     """Rows the clean layer quarantined by business rules, per clean dataset."""
-    files = _parquet_files((settings.quarantine_dir / "clean_rules").resolve())
-    counts: dict[str, int] = {}
-    for f in files:
-        for entity in pq.read_table(f, columns=["entity"]).column("entity").to_pylist():
-            dataset = _QUARANTINE_ENTITY.get(entity, entity)
-            counts[dataset] = counts.get(dataset, 0) + 1
-    return counts
+    con = connect_lake()
+    try:
+        rows = con.execute(f"select entity, count(*) from {delta_scan_sql(rules)} group by 1")
+        counts = dict(rows.fetchall())
+    finally:
+        con.close()
+    return {_QUARANTINE_ENTITY.get(entity, entity): count for entity, count in counts.items()}
+
+
+def _table_facts(table: Path) -> tuple[datetime | None, int, str]:
+    """A lake table's last commit time, row count and Delta version, for the inventory."""
+    version = current_version(table)
+    if version is None:
+        return None, 0, "never published"
+    con = connect_lake()
+    try:
+        count = con.execute(f"select count(*) from {delta_scan_sql(table, version)}").fetchone()
+    finally:
+        con.close()
+    committed = _mtime(table / "_delta_log" / f"{version:020d}.json")
+    return committed, int(count[0]) if count else 0, f"Delta version {version}"
 
 
 def _inventory(settings: Settings, now: datetime) -> pa.Table:
     rows: list[dict[str, object]] = []
 
     def add(layer: str, dataset: str, files: list[Path], quarantined: int, detail: str) -> None:
+        updated = max((_mtime(f) for f in files), default=None)
+        add_row(layer, dataset, updated, _rows(files), quarantined, detail)
+
+    def add_row(
+        layer: str,
+        dataset: str,
+        updated: datetime | None,
+        count: int,
+        quarantined: int,
+        detail: str,
+    ) -> None:
         rows.append(
             {
                 "layer": layer,
                 "dataset": dataset,
-                "last_updated_at": max((_mtime(f) for f in files), default=None),
-                "row_count": _rows(files),
+                "last_updated_at": updated,
+                "row_count": count,
                 "quarantined": quarantined,
                 "detail": detail,
                 "inventoried_at": now,
@@ -184,16 +182,13 @@ def _inventory(settings: Settings, now: datetime) -> pa.Table:
         bad = sorted((settings.quarantine_dir / topic).glob("partition-*/*.parquet"))
         add("ingest", f"raw_{topic}", raw, _rows(bad), f"{len(raw)} landed range files")
         add("quarantine", f"quarantine_{topic}", bad, 0, "events that failed their contract")
-    rules = settings.quarantine_dir / "clean_rules"
-    quarantined = _clean_quarantine_counts(settings) if rules.exists() else {}
-    rule_files = _parquet_files(rules.resolve()) if rules.exists() else []
-    add("quarantine", "clean_rules", rule_files, 0, "rows the clean layer's rules refused")
+    rules = settings.quarantine_dir / QUARANTINE
+    updated, count, _ = _table_facts(rules)
+    quarantined = _clean_quarantine_counts(rules) if count else {}
+    add_row("quarantine", QUARANTINE, updated, count, 0, "rows the clean layer's rules refused")
     for name in CLEAN_DATASETS:
-        link = settings.clean_dir / name
-        version = link.resolve()
-        files = _parquet_files(version) if link.exists() else []
-        detail = version.name if link.exists() else "never published"
-        add("clean", name, files, quarantined.get(name, 0), detail)
+        updated, count, detail = _table_facts(settings.clean_dir / name)
+        add_row("clean", name, updated, count, quarantined.get(name, 0), detail)
     for name in ML_OUTPUTS:
         path = output_path(settings.ml_dir, name)
         if not path.exists():
@@ -217,14 +212,16 @@ def _inventory(settings: Settings, now: datetime) -> pa.Table:
 
 
 def prepare_inputs(settings: Settings) -> WarehouseInputs:
-    """Pin the clean versions, fill the gaps with typed placeholders, inventory the lake."""
+    """Pin the clean versions (a Parquet copy each), fill raw gaps, inventory the lake."""
     work = inputs_dir(settings)
     placeholders = work / "empty"
     placeholders.mkdir(parents=True, exist_ok=True)
+    pinned = work / "clean"
+    pinned.mkdir(parents=True, exist_ok=True)
     inputs = WarehouseInputs()
     inputs.ml_placeholders_written = ensure_outputs(settings.ml_dir)
     for name in CLEAN_DATASETS:
-        _pin_clean(settings, name, placeholders, inputs)
+        _pin_clean(settings, name, pinned, inputs)
     for topic in DBT_RAW_TOPICS:
         _pin_raw(settings, topic, placeholders, inputs)
     for name in ML_OUTPUTS:
