@@ -72,18 +72,18 @@ def naive_utc_select(con: duckdb.DuckDBPyConnection, relation: str) -> str:
     return f"select {', '.join(columns)} from {relation}"
 
 
-def copy_table(table: str | Path, target: Path, version: int) -> int:
+def copy_table(
+    con: duckdb.DuckDBPyConnection, table: str | Path, target: Path, version: int
+) -> int:
     """Write version ``version`` of a lake table to one Parquet file ``target``; return its rows.
 
-    Written beside ``target`` first, then renamed over it: a reader sees the whole file or none.
+    ``con`` comes from :func:`connect_lake` (loading the extension costs about a second, so one
+    connection serves many copies). Written beside ``target`` first, then renamed over it: a
+    reader sees the whole file or none.
     """
-    con = connect_lake()
-    try:
-        select = naive_utc_select(con, delta_scan_sql(table, version))
-        tmp = target.with_name(f".{target.name}.tmp")
-        con.execute(f"copy ({select}) to '{_sql_string(tmp)}' (format parquet)")
-        rows = con.execute(f"select count(*) from read_parquet('{_sql_string(tmp)}')").fetchone()
-    finally:
-        con.close()
+    select = naive_utc_select(con, delta_scan_sql(table, version))
+    tmp = target.with_name(f".{target.name}.tmp")
+    con.execute(f"copy ({select}) to '{_sql_string(tmp)}' (format parquet)")
+    rows = con.execute(f"select count(*) from read_parquet('{_sql_string(tmp)}')").fetchone()
     tmp.replace(target)
     return int(rows[0]) if rows else 0

@@ -93,9 +93,13 @@ def orders_fed_by(
     points = changed.select("order_id", "customer_id", "order_time").unionByName(
         delivered.select("order_id", "customer_id", "order_time")
     )
-    first_change = points.groupBy("customer_id").agg(F.min("order_time").alias("_since"))
+    # Renamed: ``points`` may come from ``orders`` itself, and a join of a frame with its own
+    # column would compare the column with itself.
+    first_change = points.groupBy(F.col("customer_id").alias("_customer")).agg(
+        F.min("order_time").alias("_since")
+    )
     customers = (
-        orders.join(first_change, orders["customer_id"].eqNullSafe(first_change["customer_id"]))
+        orders.join(first_change, orders["customer_id"].eqNullSafe(first_change["_customer"]))
         .where(orders["order_time"] >= F.col("_since"))
         .select(orders["order_id"])
     )

@@ -43,7 +43,10 @@ from spark.tables import (
     current_version,
     insert_new,
     merge_by_key,
+    read_changes,
     read_table,
+    replace_keys,
+    rewritten_since,
     write_table,
 )
 
@@ -158,6 +161,35 @@ def event_rows(spark: SparkSession, path: Path, version: int | None = None) -> l
     return sorted(
         tuple(row) for row in frame.select("event_id", "event_month", "payload").collect()
     )
+
+
+LINE_SCHEMA = "order_id string, item int, qty int"
+
+
+def test_replace_keys_swaps_every_row_of_the_keys_in_one_commit_with_its_change_feed(
+    spark, tmp_path
+):
+    """The clean layer's merge: a key's rows go out and its new rows in, null keys included."""
+    table = tmp_path / "lines"
+    lines = [("a", 1, 1), ("a", 2, 1), ("b", 1, 5), (None, 1, 7), ("c", 1, 9)]
+    assert write_table(spark.createDataFrame(lines, LINE_SCHEMA), table) == 0
+    # Order a now has one line (its second went), b is gone (quarantined), the null-keyed
+    # rows are recomputed, d is new; c is not touched.
+    rows = spark.createDataFrame([("a", 1, 2), (None, 1, 8), ("d", 1, 1)], LINE_SCHEMA)
+    keys = spark.createDataFrame([("a",), ("b",), (None,), ("d",), ("a",)], "order_id string")
+    assert replace_keys(rows, keys, table) == 1
+    got = read_table(spark, table).collect()
+    assert sorted(map(tuple, got), key=str) == sorted(
+        [("a", 1, 2), (None, 1, 8), ("d", 1, 1), ("c", 1, 9)], key=str
+    )
+    changes = read_changes(spark, table, 0, 1).collect()
+    deleted = sorted((r.order_id or "-", r.item) for r in changes if r._change_type == "delete")
+    inserted = sorted((r.order_id or "-", r.item) for r in changes if r._change_type == "insert")
+    assert deleted == [("-", 1), ("a", 1), ("a", 2), ("b", 1)]
+    assert inserted == [("-", 1), ("a", 1), ("d", 1)]
+    assert not rewritten_since(table, 0)
+    write_table(spark.createDataFrame(lines, LINE_SCHEMA), table)  # a full refresh
+    assert rewritten_since(table, 1) and not rewritten_since(table, 2)
 
 
 def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_path):

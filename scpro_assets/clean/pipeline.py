@@ -356,9 +356,7 @@ def _merge_entities(
     cached: list[DataFrame] = []
 
     def keys_of(df: DataFrame, entity: str, by: str) -> DataFrame:
-        return df.select(
-            F.lit(entity).alias("entity"), F.lit(by).alias("by"), F.col(by).alias("value")
-        )
+        return df.select(F.lit(entity).alias("entity"), F.col(by).alias("value"))
 
     month = F.date_format("order_time", "yyyy-MM")
     event_month = F.date_format("event_time", "yyyy-MM")
@@ -423,9 +421,10 @@ def _merge_entities(
             rows,
             keys,
             quarantine_dir / QUARANTINE,
-            match="t.entity = s._key_entity and ("
-            "(s._key_by = 'event_id' and t.event_id <=> s._key_value) or "
-            "(s._key_by = 'order_id' and t.order_id <=> s._key_value))",
+            # An equi-join on (entity, the entity's key): deliveries are keyed by order, the
+            # others by event.
+            match="t.entity = s._key_entity and (case when t.entity = 'deliveries' "
+            "then t.order_id else t.event_id end) <=> s._key_value",
         )
     for df in cached:
         df.unpersist()

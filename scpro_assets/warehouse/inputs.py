@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -80,7 +81,13 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
 
 
-def _pin_clean(settings: Settings, name: str, pinned: Path, inputs: WarehouseInputs) -> Path:
+def _pin_clean(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    name: str,
+    pinned: Path,
+    inputs: WarehouseInputs,
+) -> Path:
     """Copy the current version of the Delta table ``lake/clean/<name>`` to one Parquet file.
 
     One file per table version (``<name>-v<version>.parquet``), made once: a build whose table
@@ -97,7 +104,7 @@ def _pin_clean(settings: Settings, name: str, pinned: Path, inputs: WarehouseInp
     inputs.versions[name] = str(version)
     target = pinned / f"{name}-v{version}.parquet"
     if not target.exists():
-        copy_table(table, target, version)
+        copy_table(con, table, target, version)
     older = sorted(
         (p for p in pinned.glob(f"{name}-v*.parquet") if p != target),
         key=lambda p: int(p.stem.rsplit("-v", 1)[1]),
@@ -125,27 +132,19 @@ def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: Warehou
     inputs.raw_placeholders.append(name)
 
 
-def _clean_quarantine_counts(rules: Path) -> dict[str, int]:
+def _clean_quarantine_counts(con: duckdb.DuckDBPyConnection, rules: Path) -> dict[str, int]:
     """Rows the clean layer quarantined by business rules, per clean dataset."""
-    con = connect_lake()
-    try:
-        rows = con.execute(f"select entity, count(*) from {delta_scan_sql(rules)} group by 1")
-        counts = dict(rows.fetchall())
-    finally:
-        con.close()
+    rows = con.execute(f"select entity, count(*) from {delta_scan_sql(rules)} group by 1")
+    counts = dict(rows.fetchall())
     return {_QUARANTINE_ENTITY.get(entity, entity): count for entity, count in counts.items()}
 
 
-def _table_facts(table: Path) -> tuple[datetime | None, int, str]:
+def _table_facts(con: duckdb.DuckDBPyConnection, table: Path) -> tuple[datetime | None, int, str]:
     """A lake table's last commit time, row count and Delta version, for the inventory."""
     version = current_version(table)
     if version is None:
         return None, 0, "never published"
-    con = connect_lake()
-    try:
-        count = con.execute(f"select count(*) from {delta_scan_sql(table, version)}").fetchone()
-    finally:
-        con.close()
+    count = con.execute(f"select count(*) from {delta_scan_sql(table, version)}").fetchone()
     committed = _mtime(table / "_delta_log" / f"{version:020d}.json")
     return committed, int(count[0]) if count else 0, f"Delta version {version}"
 
@@ -183,12 +182,13 @@ def _inventory(settings: Settings, now: datetime) -> pa.Table:
         add("ingest", f"raw_{topic}", raw, _rows(bad), f"{len(raw)} landed range files")
         add("quarantine", f"quarantine_{topic}", bad, 0, "events that failed their contract")
     rules = settings.quarantine_dir / QUARANTINE
-    updated, count, _ = _table_facts(rules)
-    quarantined = _clean_quarantine_counts(rules) if count else {}
-    add_row("quarantine", QUARANTINE, updated, count, 0, "rows the clean layer's rules refused")
-    for name in CLEAN_DATASETS:
-        updated, count, detail = _table_facts(settings.clean_dir / name)
-        add_row("clean", name, updated, count, quarantined.get(name, 0), detail)
+    with connect_lake() as con:
+        updated, count, _ = _table_facts(con, rules)
+        quarantined = _clean_quarantine_counts(con, rules) if count else {}
+        add_row("quarantine", QUARANTINE, updated, count, 0, "rows the clean layer's rules refused")
+        for name in CLEAN_DATASETS:
+            updated, count, detail = _table_facts(con, settings.clean_dir / name)
+            add_row("clean", name, updated, count, quarantined.get(name, 0), detail)
     for name in ML_OUTPUTS:
         path = output_path(settings.ml_dir, name)
         if not path.exists():
@@ -220,8 +220,9 @@ def prepare_inputs(settings: Settings) -> WarehouseInputs:
     pinned.mkdir(parents=True, exist_ok=True)
     inputs = WarehouseInputs()
     inputs.ml_placeholders_written = ensure_outputs(settings.ml_dir)
-    for name in CLEAN_DATASETS:
-        _pin_clean(settings, name, pinned, inputs)
+    with connect_lake() as con:
+        for name in CLEAN_DATASETS:
+            _pin_clean(con, settings, name, pinned, inputs)
     for topic in DBT_RAW_TOPICS:
         _pin_raw(settings, topic, placeholders, inputs)
     for name in ML_OUTPUTS:
