@@ -224,8 +224,10 @@ import sys
 from spark.session import build_spark_session
 from spark.tables import table_identifier
 
+# The source is not materialized first (Delta would compute all of it before writing a file).
 spark = build_spark_session("local[2]", app_name="scpro-killed-merge",
-                            extra_conf={"spark.sql.shuffle.partitions": "2"})
+                            extra_conf={"spark.sql.shuffle.partitions": "2",
+                                        "spark.databricks.delta.merge.materializeSource": "none"})
 # Far more new events than can be merged before the test kills this process, in small tasks
 # (100k rows each) so the first files appear soon even on a loaded box.
 (spark.range(0, 2_000_000_000, numPartitions=20_000)
