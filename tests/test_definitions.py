@@ -10,6 +10,7 @@ import dagster as dg
 import yaml
 
 from scpro_assets.definitions import build_definitions, defs
+from scpro_assets.kafka.clients import kafka_python_config
 from scpro_assets.settings import REPO_ROOT, TOPICS
 
 
@@ -44,7 +45,7 @@ def test_resources_read_the_environment(monkeypatch, tmp_path):
     configured = build_definitions()
     kafka = configured.resources["kafka"]
     assert kafka.bootstrap_servers == "kafka-1.example:9093,kafka-2.example:9093"
-    options = kafka.settings().client_options()
+    options = kafka_python_config(kafka.settings())
     assert options["security_protocol"] == "SASL_SSL"
     assert options["sasl_plain_password"] == "from-the-environment"
     assert "from-the-environment" not in repr(kafka)  # the secret is not part of the resource
