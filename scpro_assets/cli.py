@@ -219,6 +219,9 @@ def replay(
         f"({stats.events_per_second:,.0f} events/s): "
         + ", ".join(f"{t}={n}" for t, n in sorted(stats.published.items()))
     )
+    if stats.failed_total:  # acknowledged events only count as published: say what was not
+        reasons = "\n".join(f"  {n} x {reason}" for reason, n in stats.errors.most_common())
+        raise click.ClickException(f"{stats.failed_total} events NOT published:\n{reasons}")
 
 
 @main.command()
@@ -514,14 +517,21 @@ def demo(
             published[0] += 1
 
         def stream() -> None:
-            stats = run_replay(events, settings.kafka, speed=speed, on_event=count, stop=stop)
+            stats = run_replay(
+                events, settings.kafka, speed=speed, on_acknowledged=count, stop=stop
+            )
             if not stop.is_set():
                 click.echo(f"replay finished: {stats.total:,} events published")
+            if stats.failed_total:
+                click.echo(
+                    f"{stats.failed_total:,} events NOT published: {'; '.join(stats.errors)}"
+                )
 
         env = {**os.environ, "DAGSTER_HOME": str(home), "SCPRO_HOME": str(settings.home)}
         commands = {
+            # `dg dev` (dagster-dg-cli) supersedes `dagster dev`; workspace.yaml names the locations
             "Dagster": [
-                *(sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"),
+                *(str(Path(sys.executable).with_name("dg")), "dev", "-w", "workspace.yaml"),
                 *("-h", "127.0.0.1", "-p", str(port)),
             ],
             "dashboard": [

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import duckdb
@@ -354,17 +355,13 @@ load_from:
 
 
 def _updated(instance: dg.DagsterInstance, name: str, hours_ago: float) -> None:
-    """A materialization of ``name`` as if it had happened ``hours_ago`` (its last update)."""
-    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+    """A materialization of ``name`` as if it had happened ``hours_ago`` (its last update).
 
-    event = DagsterEvent(
-        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-        event_specific_data=StepMaterializationData(dg.AssetMaterialization(name)),
-        job_name=RUNLESS_JOB_NAME,
-    )
+    Reported through Dagster's public call, with the clock it stamps events by moved back.
+    """
     stamp = (datetime.now(UTC) - timedelta(hours=hours_ago)).timestamp()
-    instance.report_dagster_event(event, run_id=RUNLESS_RUN_ID, timestamp=stamp)
+    with mock.patch("time.time", return_value=stamp):
+        instance.report_runless_asset_event(dg.AssetMaterialization(name))
 
 
 def _wait(predicate, timeout_s: float, what: str, daemon: subprocess.Popen, log: Path) -> None:
@@ -413,7 +410,12 @@ def test_daemon_flags_a_stale_mart_and_alerts_it_once_per_stale_period(tmp_path)
         started = time.monotonic()
         with log.open("wb") as out:
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
+                [
+                    str(Path(sys.executable).with_name("dagster-daemon")),
+                    "run",
+                    "-w",
+                    "workspace.yaml",
+                ],
                 cwd=home,
                 env=env,
                 stdout=out,
