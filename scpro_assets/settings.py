@@ -356,7 +356,7 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        """DAGSTER_HOME for ``dagster dev`` and ``scpro ingest``."""
+        """DAGSTER_HOME for ``dg dev`` and ``scpro ingest``."""
         return self.home / "dagster"
 
 
