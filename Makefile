@@ -12,7 +12,7 @@ CHROMIUM := /usr/bin/chromium
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
 STAMP_DBT := dbt_project/target/manifest.json
 
-.PHONY: setup prereqs test demo bench lint format clean
+.PHONY: setup prereqs test demo bench pictures lint format clean
 
 prereqs:
 	@command -v $(PYTHON) >/dev/null || { echo "SCPro needs Python 3.11 ($(PYTHON) not found on PATH)"; exit 1; }
@@ -72,6 +72,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/scpro bench
+
+# The README's pictures, from a running `make demo` (in another terminal) after its first snapshot.
+pictures: setup
+	$(BIN)/python infra/readme_pictures.py
 
 clean:
 	-$(BIN)/scpro kafka stop
