@@ -375,7 +375,7 @@ def dbt(args: tuple[str, ...]) -> None:
 @click.option("--port", default=8080, show_default=True, help="Where dbt serves the docs site.")
 @click.option("--serve/--no-serve", default=True, help="Serve the site after generating it.")
 def docs(port: int, serve: bool) -> None:
-    """dbt's docs site for the published warehouse: lineage, models, columns, row counts."""
+    """Serve dbt's docs site for the published warehouse: lineage, models, columns, rows."""
     from scpro_assets.warehouse.build import DOCS_TARGET, dbt_invocation, generate_docs
     from scpro_assets.warehouse.project import DBT_PROJECT_DIR
 
