@@ -347,6 +347,59 @@ def dashboard(port: int, address: str, show: bool) -> None:
     serve(Settings.from_env(), port=port, show=show, address=address)
 
 
+@main.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],  # `scpro dbt --help` is dbt's help
+    }
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def dbt(args: tuple[str, ...]) -> None:
+    """Run dbt on SCPro's project, profile and lake: `scpro dbt build -s fct_deliveries+`.
+
+    Commands that read the lake (build, run, test, compile, show...) pin every source table to
+    one file first, as the Dagster asset does; artifacts go to dbt_project/target/scpro-dbt.
+    """
+    from scpro_assets.warehouse.build import dbt_invocation
+    from scpro_assets.warehouse.project import DBT_PROJECT_DIR
+
+    try:
+        invocation = dbt_invocation(Settings.from_env(), list(args))
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    process = subprocess.run(
+        invocation.command, cwd=DBT_PROJECT_DIR, env=invocation.env, check=False
+    )
+    sys.exit(process.returncode)
+
+
+@main.command()
+@click.option("--port", default=8080, show_default=True, help="Where dbt serves the docs site.")
+@click.option("--serve/--no-serve", default=True, help="Serve the site after generating it.")
+def docs(port: int, serve: bool) -> None:
+    """Serve dbt's docs site for the published warehouse: lineage, models, columns, rows."""
+    from scpro_assets.warehouse.build import DOCS_TARGET, dbt_invocation, generate_docs
+    from scpro_assets.warehouse.project import DBT_PROJECT_DIR
+
+    settings = Settings.from_env()
+    try:
+        site = generate_docs(settings)
+    except (FileNotFoundError, RuntimeError) as error:
+        raise click.ClickException(
+            f"{error}\nThe docs describe the published warehouse: run the pipeline first "
+            "(make demo, or materialize serving_snapshot in Dagster)."
+        ) from error
+    click.echo(f"dbt docs for the published warehouse: {site}/index.html")
+    if not serve:
+        return
+    args = ["docs", "serve", "--port", str(port), "--no-browser"]
+    invocation = dbt_invocation(settings, args, target_path=DOCS_TARGET)
+    click.echo(f"serving them at http://127.0.0.1:{port} (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(invocation.command, cwd=DBT_PROJECT_DIR, env=invocation.env, check=False)
+
+
 #: Seconds the demo gives its children to stop on SIGTERM before it kills their process groups.
 STOP_GRACE_S = 10.0
 

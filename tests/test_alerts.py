@@ -15,11 +15,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from unittest import mock
 
@@ -183,32 +181,6 @@ def test_order_ids_and_reasons_from_data_are_inert_and_short_in_the_message(tmp_
     # The ledger keeps the real id: dedup works on data, the message shows a safe rendering.
     assert alerted_orders(settings.home) == {HOSTILE_ID}
     assert safe_text("a\tb\u200bc  d", 10) == "a bc d"
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict]
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    """A JSON webhook on the loopback interface: (apprise URL, payloads received)."""
-    handler = type("Hook", (_Webhook,), {"received": []})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"json://127.0.0.1:{server.server_address[1]}/hook", handler.received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_high_risk_sensor_alerts_operations_after_each_snapshot(tmp_path, webhook, monkeypatch):

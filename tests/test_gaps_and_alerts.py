@@ -9,9 +9,7 @@ every offset is accounted for exactly once. The sensors' clock is moved instead 
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -300,33 +298,6 @@ def test_run_failure_sensor_alerts_once_per_failed_run(
 
 
 # --- the outbox and apprise channels ---------------------------------------------------------
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict]
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook():
-    """A tiny JSON webhook on the loopback interface; yields (url, received payloads)."""
-    handler = type("Hook", (_Webhook,), {"received": []})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"json://127.0.0.1:{server.server_address[1]}/hook", handler.received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _closed_port() -> int:
