@@ -105,30 +105,25 @@ def test_replay_paces_in_business_hours_per_second(scpro_settings):
     assert time.perf_counter() - began >= 0.95  # two hours of history took at least a second
 
 
-def _payment(n: int, **extra) -> SourceEvent:
+def _event(event_type: str, n: int, **fields) -> SourceEvent:
+    """Event ``n`` of order ``o<n>``, ``n`` minutes into 2024."""
     return make_event(
         "test",
-        "payment_captured",
+        event_type,
         datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=n),
         (n,),
         f"o{n}",
         order_id=f"o{n}",
-        payment_type="card",
-        amount=1.0,
-        **extra,
+        **fields,
     )
+
+
+def _payment(n: int, **extra) -> SourceEvent:
+    return _event("payment_captured", n, payment_type="card", amount=1.0, **extra)
 
 
 def _order(n: int, **extra) -> SourceEvent:
-    return make_event(
-        "test",
-        "order_placed",
-        datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=n),
-        (n,),
-        f"o{n}",
-        order_id=f"o{n}",
-        **extra,
-    )
+    return _event("order_placed", n, **extra)
 
 
 def test_replay_counts_only_events_the_broker_acknowledged(kafka_broker):
