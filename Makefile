@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
 STAMP_DBT := dbt_project/target/manifest.json
 
-.PHONY: setup prereqs test demo bench lint format clean
+.PHONY: setup prereqs test demo bench pictures lint format docs clean
 
 prereqs:
 	@command -v $(PYTHON) >/dev/null || { echo "SCPro needs Python 3.11 ($(PYTHON) not found on PATH)"; exit 1; }
@@ -63,9 +63,11 @@ $(CHROMIUM):
 
 setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_SPARK_JARS) $(STAMP_NODE) $(CHROMIUM) $(STAMP_DBT)
 
+# SQL is linted by sqlfluff with dbt's templater (.sqlfluff): it compiles the project first.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project
 
 format: setup
 	$(BIN)/ruff format .
@@ -75,11 +77,19 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -ra --durations=25
 
+# dbt's docs site for the published warehouse, served at http://127.0.0.1:8080.
+docs: setup
+	$(BIN)/scpro docs
+
 demo: setup
 	$(BIN)/scpro demo
 
 bench: setup
 	$(BIN)/scpro bench
+
+# The README's pictures, from a running `make demo` (in another terminal) after its first snapshot.
+pictures: setup
+	$(BIN)/python infra/readme_pictures.py
 
 clean:
 	-$(BIN)/scpro kafka stop

@@ -132,7 +132,7 @@ def _not_enough_data(
 
 
 def baseline_check_result(
-    beats_baseline: bool, test_rows: int, metadata: dict[str, Any]
+    beats_baseline: bool, test_rows: int, metadata: dict[str, Any], description: str
 ) -> dg.AssetCheckResult:
     """``beats_baseline`` of a trained model, judged on at least :data:`MIN_ROWS_TO_JUDGE` orders.
 
@@ -152,6 +152,7 @@ def baseline_check_result(
         check_name="beats_baseline",
         passed=beats_baseline,
         severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
         metadata={**metadata, "judged": True, "rows": test_rows, "min_rows": MIN_ROWS_TO_JUDGE},
     )
 
@@ -242,6 +243,8 @@ def _train_model_asset(
                     metric: served["primary_metric_value"],
                     "best_baseline": result.baseline_best,
                 },
+                f"{served['model_name']} test {metric} {served['primary_metric_value']:.3f} "
+                f"vs best baseline {result.baseline_best:.3f}",
             ),
             leakage_check_result(result.split.fit, result.features, result.split.cutoff),
             *(
@@ -662,6 +665,8 @@ def customer_segments(lake: LakeResource) -> dg.MaterializeResult:
             dg.AssetCheckResult(
                 check_name="beats_baseline",
                 passed=bool(silhouette > model.baseline_silhouette),
+                description=f"silhouette {silhouette:.3f} vs monetary quartiles "
+                f"{model.baseline_silhouette:.3f}",
                 metadata={"silhouette": silhouette, "baseline": model.baseline_silhouette},
             )
         ],
@@ -772,6 +777,8 @@ def demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
             dg.AssetCheckResult(
                 check_name="beats_baseline",
                 passed=bool(result.wape_model < result.wape_naive),
+                description=f"test WAPE {result.wape_model:.3f} vs seasonal naive "
+                f"{result.wape_naive:.3f} (per {result.grain})",
                 metadata={"wape": result.wape_model, "wape_seasonal_naive": result.wape_naive},
             )
         ],

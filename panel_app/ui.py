@@ -31,6 +31,14 @@ GREY = "#94a3b8"
 #: The tones of good and bad news (never red against green).
 GOOD = BLUE
 BAD = VERMILLION
+#: Alert severities (the severity is always written out too).
+SEVERITY = {"error": VERMILLION, "warning": ORANGE, "info": GREY}
+
+#: Panel's notices in the palette: good news light blue, not Bootstrap's green; warnings orange.
+NOTICE_CSS = f"""
+:host(.alert-success) {{ color: #075985; background-color: #e0f2fe; border-color: {SKY}; }}
+:host(.alert-warning) {{ color: #8a3b00; background-color: #fdebd3; border-color: {ORANGE}; }}
+"""
 
 CARD_CSS = """
 :host { width: 100%; }
@@ -182,7 +190,9 @@ def table(frame: pd.DataFrame, **options: Any) -> pn.widgets.Tabulator:
 
 def notice(message: str, kind: str = "info") -> pn.pane.Alert:
     """A friendly explanation where a chart would be empty."""
-    return pn.pane.Alert(message, alert_type=kind, sizing_mode="stretch_width")
+    return pn.pane.Alert(
+        message, alert_type=kind, sizing_mode="stretch_width", stylesheets=[NOTICE_CSS]
+    )
 
 
 def _figure(title: str, height: int, **kwargs: object) -> figure:

@@ -350,7 +350,12 @@ def _start_daemon(settings: Settings, log_name: str) -> subprocess.Popen:
     """``dagster-daemon run`` on the chaos workspace, in its own session (killable as a group)."""
     with (settings.home / log_name).open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", "chaos-workspace.yaml"],
+            [
+                str(Path(sys.executable).with_name("dagster-daemon")),
+                "run",
+                "-w",
+                "chaos-workspace.yaml",
+            ],
             cwd=settings.home,
             env=_child_env(settings),
             stdout=log,

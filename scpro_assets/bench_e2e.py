@@ -1,7 +1,7 @@
 """Event-to-dashboard latency under a steady stream, with the platform running itself.
 
 This is the figure a business user feels: how long after an order is produced on Kafka does it show
-up in the snapshot the dashboard reads? The benchmark starts ``dagster dev`` on its own SCPRO_HOME
+up in the snapshot the dashboard reads? The benchmark starts ``dg dev`` on its own SCPRO_HOME
 and topic prefix (the daemon runs the Kafka sensors and the automation sensor; nobody clicks; Spark
 runs on an embedded Spark Connect server, as in ``scpro demo``), streams synthetic orders at a
 steady business pace, and polls the published snapshot. Each order's latency is (first snapshot
@@ -118,7 +118,7 @@ def bench_event_to_dashboard(
         "SCPRO_SPARK_CONNECT_PORT": str(run.spark_connect.port),
     }
     log = (run.home / "dagster-dev.log").open("w")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]
+    command = [str(Path(sys.executable).with_name("dg")), "dev", "-w", "workspace.yaml"]
     command += ["-h", "127.0.0.1", "-p", str(_free_port())]
     dagster = subprocess.Popen(
         command,
@@ -154,7 +154,7 @@ def bench_event_to_dashboard(
         deadline = started + warmup_timeout
         while time.time() < deadline:
             if dagster.poll() is not None:
-                raise RuntimeError(f"dagster dev exited; see {log.name}")
+                raise RuntimeError(f"dg dev exited; see {log.name}")
             snapshot = _snapshot_orders(run.serving_current)
             now = time.time()
             if snapshot is not None:

@@ -52,7 +52,7 @@ def _start_daemon(run: Settings, code_root: Path) -> subprocess.Popen:
     }
     with (run.home / "daemon.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(workspace)],
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(workspace)],
             cwd=run.home,
             env=env,
             stdout=log,

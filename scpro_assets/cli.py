@@ -219,6 +219,9 @@ def replay(
         f"({stats.events_per_second:,.0f} events/s): "
         + ", ".join(f"{t}={n}" for t, n in sorted(stats.published.items()))
     )
+    if stats.failed_total:  # acknowledged events only count as published: say what was not
+        reasons = "\n".join(f"  {n} x {reason}" for reason, n in stats.errors.most_common())
+        raise click.ClickException(f"{stats.failed_total} events NOT published:\n{reasons}")
 
 
 @main.command()
@@ -342,6 +345,59 @@ def dashboard(port: int, address: str, show: bool) -> None:
 
     click.echo(f"SCPro dashboard: http://{address}:{port}{app_path()}")
     serve(Settings.from_env(), port=port, show=show, address=address)
+
+
+@main.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],  # `scpro dbt --help` is dbt's help
+    }
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def dbt(args: tuple[str, ...]) -> None:
+    """Run dbt on SCPro's project, profile and lake: `scpro dbt build -s fct_deliveries+`.
+
+    Commands that read the lake (build, run, test, compile, show...) pin every source table to
+    one file first, as the Dagster asset does; artifacts go to dbt_project/target/scpro-dbt.
+    """
+    from scpro_assets.warehouse.build import dbt_invocation
+    from scpro_assets.warehouse.project import DBT_PROJECT_DIR
+
+    try:
+        invocation = dbt_invocation(Settings.from_env(), list(args))
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    process = subprocess.run(
+        invocation.command, cwd=DBT_PROJECT_DIR, env=invocation.env, check=False
+    )
+    sys.exit(process.returncode)
+
+
+@main.command()
+@click.option("--port", default=8080, show_default=True, help="Where dbt serves the docs site.")
+@click.option("--serve/--no-serve", default=True, help="Serve the site after generating it.")
+def docs(port: int, serve: bool) -> None:
+    """Serve dbt's docs site for the published warehouse: lineage, models, columns, rows."""
+    from scpro_assets.warehouse.build import DOCS_TARGET, dbt_invocation, generate_docs
+    from scpro_assets.warehouse.project import DBT_PROJECT_DIR
+
+    settings = Settings.from_env()
+    try:
+        site = generate_docs(settings)
+    except (FileNotFoundError, RuntimeError) as error:
+        raise click.ClickException(
+            f"{error}\nThe docs describe the published warehouse: run the pipeline first "
+            "(make demo, or materialize serving_snapshot in Dagster)."
+        ) from error
+    click.echo(f"dbt docs for the published warehouse: {site}/index.html")
+    if not serve:
+        return
+    args = ["docs", "serve", "--port", str(port), "--no-browser"]
+    invocation = dbt_invocation(settings, args, target_path=DOCS_TARGET)
+    click.echo(f"serving them at http://127.0.0.1:{port} (Ctrl-C stops)")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(invocation.command, cwd=DBT_PROJECT_DIR, env=invocation.env, check=False)
 
 
 #: Seconds the demo gives its children to stop on SIGTERM before it kills their process groups.
@@ -514,14 +570,21 @@ def demo(
             published[0] += 1
 
         def stream() -> None:
-            stats = run_replay(events, settings.kafka, speed=speed, on_event=count, stop=stop)
+            stats = run_replay(
+                events, settings.kafka, speed=speed, on_acknowledged=count, stop=stop
+            )
             if not stop.is_set():
                 click.echo(f"replay finished: {stats.total:,} events published")
+            if stats.failed_total:
+                click.echo(
+                    f"{stats.failed_total:,} events NOT published: {'; '.join(stats.errors)}"
+                )
 
         env = {**os.environ, "DAGSTER_HOME": str(home), "SCPRO_HOME": str(settings.home)}
         commands = {
+            # `dg dev` (dagster-dg-cli) supersedes `dagster dev`; workspace.yaml names the locations
             "Dagster": [
-                *(sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"),
+                *(str(Path(sys.executable).with_name("dg")), "dev", "-w", "workspace.yaml"),
                 *("-h", "127.0.0.1", "-p", str(port)),
             ],
             "dashboard": [

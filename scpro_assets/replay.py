@@ -11,6 +11,11 @@ replay never publishes an event before its business time: a stream that catches 
 present (the synthetic source, after a while at a demo's pace) goes on in real time, as a live
 producer would. Stamping records with the business time instead would make the broker delete
 old history at once (retention counts from the record's timestamp) and refuse future ones.
+
+An event counts as published only once the broker has acknowledged it (``acks=all``: every
+in-sync replica has it), through its send's delivery future; one the client or the broker refuses
+(a topic that does not exist, a record larger than the topic accepts) is counted as failed with
+the reason, so ``published + failed`` is every event the replay read.
 """
 
 from __future__ import annotations
@@ -22,30 +27,102 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scpro_assets.settings import REPO_ROOT, KafkaSettings
 from scpro_assets.sources.common import MappingReport, SourceEvent
 
+if TYPE_CHECKING:
+    from kafka.producer.future import FutureRecordMetadata
+
 SOURCES = ("dataco", "olist", "synthetic")
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+#: Longest wait for the last acknowledgements: past the producer's own delivery timeout (120 s),
+#: by which it has reported every send as acknowledged or failed.
+DELIVERY_WAIT_S = 130.0
+#: How long closing waits for a producer whose sends were not all resolved in that time.
+STRAGGLER_CLOSE_S = 5.0
 
 
 @dataclass
 class ReplayStats:
-    """What a replay published."""
+    """What a replay published: events the broker acknowledged, and those it never will."""
 
     published: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    #: Why events failed: ``"<topic>: <error>"`` with the number of events each reason cost.
+    errors: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
-        """Events published."""
+        """Events published (acknowledged by the broker)."""
         return sum(self.published.values())
+
+    @property
+    def failed_total(self) -> int:
+        """Events refused by the client or the broker: not published."""
+        return sum(self.failed.values())
 
     @property
     def events_per_second(self) -> float:
         """Throughput of the whole replay, including source mapping and serialisation."""
         return self.total / self.seconds if self.seconds else 0.0
+
+
+class _Acknowledgements:
+    """Counts each send's outcome as its delivery future resolves.
+
+    Futures resolve on the producer's I/O thread (or at once, when the client refuses a record
+    itself), hence the lock; ``on_acknowledged`` runs there too and must be quick.
+    """
+
+    def __init__(
+        self,
+        stats: ReplayStats,
+        on_acknowledged: Callable[[SourceEvent], None] | None,
+    ) -> None:
+        self.stats = stats
+        self.on_acknowledged = on_acknowledged
+        self.lock = threading.Lock()
+        self.resolved = threading.Condition(self.lock)
+        self.pending = 0
+
+    def sent(self, future: FutureRecordMetadata, event: SourceEvent) -> None:
+        """Watch one send's future."""
+        with self.lock:
+            self.pending += 1
+        future.add_callback(self._acknowledged, event)
+        future.add_errback(self._refused, event)
+
+    def _acknowledged(self, event: SourceEvent, _metadata: object) -> None:
+        with self.lock:
+            self.stats.published[event.topic] += 1
+            self._resolve()
+        if self.on_acknowledged is not None:
+            self.on_acknowledged(event)
+
+    def _refused(self, event: SourceEvent, error: BaseException) -> None:
+        self.failed(event.topic, error)
+        with self.lock:
+            self._resolve()
+
+    def _resolve(self) -> None:
+        self.pending -= 1
+        if not self.pending:
+            self.resolved.notify_all()
+
+    def wait(self, timeout_s: float) -> None:
+        """Wait until every send has been acknowledged or refused, at most ``timeout_s``."""
+        with self.lock:
+            self.resolved.wait_for(lambda: not self.pending, timeout=timeout_s)
+
+    def failed(self, topic: str, error: BaseException | str, events: int = 1) -> None:
+        """Count ``events`` of ``topic`` that will never be published, with the reason."""
+        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        with self.lock:
+            self.stats.failed[topic] += events
+            self.stats.errors[f"{topic}: {reason}"] += events
 
 
 def load_source(
@@ -80,17 +157,26 @@ def replay(
     total: int | None = None,
     on_event: Callable[[SourceEvent], None] | None = None,
     stop: threading.Event | None = None,
+    on_acknowledged: Callable[[SourceEvent], None] | None = None,
 ) -> ReplayStats:
     """Publish ``events`` (already in event-time order) and wait until the broker has them all.
 
     ``speed`` is business hours per second, and never ahead of the wall clock (an event is not
     published before its business time); ``None`` publishes as fast as possible. Setting
     ``stop`` ends the replay at once, even in the middle of a wait for an event's time (the
-    demo's Ctrl-C): what was sent is flushed, the rest is not published.
+    demo's Ctrl-C): what was sent is flushed, the rest is not published. ``on_event`` is called
+    as each event is handed to the producer (its send time), ``on_acknowledged`` once the broker
+    has it (on the producer's thread). The stats count acknowledged events as published and
+    refused ones as failed, with the reasons; events of a topic missing on the broker fail at
+    once instead of each waiting a minute for metadata that never comes.
     """
-    from scpro_assets.kafka.clients import producer
+    from kafka.errors import KafkaError
+
+    from scpro_assets.kafka.clients import existing_topics, producer
 
     stats = ReplayStats()
+    acks = _Acknowledgements(stats, on_acknowledged)
+    present = existing_topics(kafka)
     sender = producer(kafka)
     names = {}
     bar = None
@@ -120,16 +206,31 @@ def replay(
             topic = names.get(event.topic)
             if topic is None:
                 topic = names[event.topic] = kafka.topic_name(event.topic)
-            sender.send(topic, key=event.key.encode(), value=event.to_json())
-            stats.published[event.topic] += 1
+            if topic not in present:
+                acks.failed(event.topic, f"topic {topic!r} does not exist on the broker")
+            else:
+                try:
+                    future = sender.send(topic, key=event.key.encode(), value=event.to_json())
+                except KafkaError as error:  # refused by the client itself (size, buffer)
+                    acks.failed(event.topic, error)
+                else:
+                    acks.sent(future, event)
             if on_event is not None:
                 on_event(event)
             if bar is not None:
                 bar.update(1)
-        sender.flush()
+        try:
+            sender.flush()
+        except KafkaError:
+            # kafka-python 3.0's flush gives up on a batch it split after the broker refused it
+            # as too large while the halves are still being delivered: their futures decide.
+            pass
+        acks.wait(DELIVERY_WAIT_S)
     finally:
-        sender.close()
+        sender.close(timeout=STRAGGLER_CLOSE_S if acks.pending else None)
         if bar is not None:
             bar.close()
+    if acks.pending:  # not resolved when the producer closed: never acknowledged, not published
+        acks.failed("unacknowledged", "no delivery report before the producer closed", acks.pending)
     stats.seconds = time.perf_counter() - started
     return stats

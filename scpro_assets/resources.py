@@ -64,6 +64,7 @@ class KafkaResource(dg.ConfigurableResource):
             ssl_cafile=self.ssl_cafile,
             ssl_certfile=env.ssl_certfile,
             ssl_keyfile=env.ssl_keyfile,
+            client_id=env.client_id,
             topic_prefix=self.topic_prefix,
         )
 

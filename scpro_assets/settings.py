@@ -32,9 +32,23 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+#: Security protocols kafka-python and librdkafka both speak, under the same names.
+KAFKA_SECURITY_PROTOCOLS: tuple[str, ...] = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+#: SASL mechanisms both client libraries authenticate with from a user name and a password.
+KAFKA_SASL_MECHANISMS: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
-    """How to reach Kafka: the embedded broker by default, any cluster by configuration."""
+    """How to reach Kafka: the embedded broker by default, any cluster by configuration.
+
+    The one description of a connection: :mod:`scpro_assets.kafka.clients` translates it for
+    kafka-python and for librdkafka, so every client of either library reaches the cluster the
+    same way. A combination one of them would reject or silently ignore (SASL credentials
+    without a SASL protocol, a mechanism without a password) is refused here, naming the
+    variable to fix, instead of failing later in one library only.
+    """
 
     bootstrap_servers: str = "localhost:9092"
     security_protocol: str = "PLAINTEXT"
@@ -44,9 +58,43 @@ class KafkaSettings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    client_id: str = "scpro"
     topic_prefix: str = ""
     partitions: int = 3
     retention_hours: int = 24 * 30
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError(
+                "SCPRO_KAFKA_BOOTSTRAP: expected host:port[,host:port...], "
+                f"got {self.bootstrap_servers!r}"
+            )
+        if self.security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"SCPRO_KAFKA_SECURITY_PROTOCOL: expected one of "
+                f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, got {self.security_protocol!r}"
+            )
+        if not self.client_id.strip():
+            raise ValueError("SCPRO_KAFKA_CLIENT_ID: expected a name, got an empty one")
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ValueError(
+                f"SCPRO_KAFKA_SASL_MECHANISM: {self.security_protocol} needs one of "
+                f"{', '.join(KAFKA_SASL_MECHANISMS)}, got {self.sasl_mechanism!r}"
+            )
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(
+                f"SCPRO_KAFKA_SASL_MECHANISM is {self.sasl_mechanism!r} but "
+                f"SCPRO_KAFKA_SECURITY_PROTOCOL is {self.security_protocol}: set it to "
+                "SASL_SSL or SASL_PLAINTEXT, or unset the mechanism"
+            )
+        if sasl and not self.sasl_username:
+            raise ValueError(f"SCPRO_KAFKA_SASL_USERNAME: {self.sasl_mechanism} needs a user name")
+        if sasl and not self.sasl_password:
+            raise ValueError(
+                f"SCPRO_KAFKA_SASL_PASSWORD: {self.sasl_mechanism} needs a password "
+                "(read from the environment only)"
+            )
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
@@ -60,29 +108,20 @@ class KafkaSettings:
             ssl_cafile=_env("SCPRO_KAFKA_SSL_CAFILE"),
             ssl_certfile=_env("SCPRO_KAFKA_SSL_CERTFILE"),
             ssl_keyfile=_env("SCPRO_KAFKA_SSL_KEYFILE"),
+            client_id=_env("SCPRO_KAFKA_CLIENT_ID", "scpro"),
             topic_prefix=_env("SCPRO_TOPIC_PREFIX", ""),
             partitions=int(_env("SCPRO_KAFKA_PARTITIONS", "3")),
             retention_hours=int(_env("SCPRO_KAFKA_RETENTION_HOURS", str(24 * 30))),
         )
 
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap servers, one ``host:port`` each."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
     def topic_name(self, topic: str) -> str:
         """Broker-side name of one of the logical :data:`TOPICS`."""
         return f"{self.topic_prefix}{topic}"
-
-    def client_options(self) -> dict[str, object]:
-        """Keyword arguments shared by kafka-python's producer, consumer and admin client."""
-        options: dict[str, object] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = self.sasl_password
-        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(self, key):
-                options[key] = getattr(self, key)
-        return options
 
 
 def _positive_number(name: str, default: float) -> float:
@@ -317,7 +356,7 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        """DAGSTER_HOME for ``dagster dev`` and ``scpro ingest``."""
+        """DAGSTER_HOME for ``dg dev`` and ``scpro ingest``."""
         return self.home / "dagster"
 
 

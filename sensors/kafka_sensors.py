@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -173,15 +174,26 @@ def stored_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
     return instance.run_storage.get_cursor_values({key}).get(key)
 
 
+def daemon_sensor_state(instance: dg.DagsterInstance, name: str) -> Any | None:
+    """The daemon's stored state of sensor ``name`` (its instigator state), if it has one.
+
+    Dagster offers no public call for a sensor's cursor outside its CLI and GraphQL API, so the
+    state is found through the instance's own methods and read by its fields (``name``,
+    ``instigator_type``, ``instigator_data.cursor``), never by importing Dagster's private
+    modules: a Dagster that renames them fails ``tests/test_ingest.py``'s daemon-cursor test,
+    not an import of every code location.
+    """
+    for state in instance.all_instigator_state():
+        if state.name == name and state.instigator_type.value == "SENSOR":
+            return state
+    return None
+
+
 def current_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
     """The sensor's cursor as the daemon keeps it, else as ``scpro ingest`` stored it."""
-    from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData
-
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        data = state.instigator_data
-        if state.name == name and isinstance(data, SensorInstigatorData) and data.cursor:
-            return data.cursor
-    return stored_cursor(instance, name)
+    state = daemon_sensor_state(instance, name)
+    cursor = getattr(state.instigator_data, "cursor", None) if state is not None else None
+    return cursor or stored_cursor(instance, name)
 
 
 def build_gap_check(topic: str) -> dg.AssetChecksDefinition:

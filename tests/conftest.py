@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -130,3 +134,29 @@ def spark(_spark_session):
     for key, value in TEST_SPARK_CONF.items():
         _spark_session.conf.set(key, value)
     return _spark_session
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    received: list[dict]
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A JSON webhook on the loopback interface: (apprise URL, payloads received)."""
+    handler = type("Hook", (_Webhook,), {"received": []})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"json://127.0.0.1:{server.server_address[1]}/hook", handler.received
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -15,12 +15,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import duckdb
@@ -184,32 +183,6 @@ def test_order_ids_and_reasons_from_data_are_inert_and_short_in_the_message(tmp_
     assert safe_text("a\tb\u200bc  d", 10) == "a bc d"
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict]
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict]]]:
-    """A JSON webhook on the loopback interface: (apprise URL, payloads received)."""
-    handler = type("Hook", (_Webhook,), {"received": []})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"json://127.0.0.1:{server.server_address[1]}/hook", handler.received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_high_risk_sensor_alerts_operations_after_each_snapshot(tmp_path, webhook, monkeypatch):
     """On the snapshot's materialization, to the operations channel only (not data engineers)."""
     url, received = webhook
@@ -354,17 +327,13 @@ load_from:
 
 
 def _updated(instance: dg.DagsterInstance, name: str, hours_ago: float) -> None:
-    """A materialization of ``name`` as if it had happened ``hours_ago`` (its last update)."""
-    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+    """A materialization of ``name`` as if it had happened ``hours_ago`` (its last update).
 
-    event = DagsterEvent(
-        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-        event_specific_data=StepMaterializationData(dg.AssetMaterialization(name)),
-        job_name=RUNLESS_JOB_NAME,
-    )
+    Reported through Dagster's public call, with the clock it stamps events by moved back.
+    """
     stamp = (datetime.now(UTC) - timedelta(hours=hours_ago)).timestamp()
-    instance.report_dagster_event(event, run_id=RUNLESS_RUN_ID, timestamp=stamp)
+    with mock.patch("time.time", return_value=stamp):
+        instance.report_runless_asset_event(dg.AssetMaterialization(name))
 
 
 def _wait(predicate, timeout_s: float, what: str, daemon: subprocess.Popen, log: Path) -> None:
@@ -413,7 +382,12 @@ def test_daemon_flags_a_stale_mart_and_alerts_it_once_per_stale_period(tmp_path)
         started = time.monotonic()
         with log.open("wb") as out:
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "dagster._daemon", "run", "-w", "workspace.yaml"],
+                [
+                    str(Path(sys.executable).with_name("dagster-daemon")),
+                    "run",
+                    "-w",
+                    "workspace.yaml",
+                ],
                 cwd=home,
                 env=env,
                 stdout=out,

@@ -98,8 +98,9 @@ def test_dataco_cleaned_end_to_end_incremental_and_deduplicated(
     assert set(second["cleaned_orders"]["raw_files_read"].values()) == {0}
     assert _count(clean, "cleaned_orders") == 5743
 
-    # The same events replayed again (new offsets, same event ids): read, dropped, kept once.
-    replay(dataco.load(dataco_dir)[0], scpro_settings.kafka)
+    # The same orders replayed again (new offsets, same event ids): read, dropped, kept once.
+    # (The orders topic only: replaying the other 27k events again proved nothing more.)
+    replay([e for e in events if e.topic == "orders"], scpro_settings.kafka)
     ingest_until_caught_up(defs, dagster_instance)
     third = _materialize(scpro_settings, dagster_instance)
     assert third["cleaned_orders"]["new_events"]["orders"] == 0
@@ -131,6 +132,9 @@ workers = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # m
 """
 
 
+CLUSTER_ORDERS = 1500
+
+
 def test_standalone_cluster_gives_the_same_output_as_local(dataco_dir, tmp_path):
     """Scale proof: one master and two workers started from the pyspark distribution."""
     import pyarrow as pa
@@ -141,7 +145,11 @@ def test_standalone_cluster_gives_the_same_output_as_local(dataco_dir, tmp_path)
     from spark.raw import raw_rows_from_events
 
     events, _ = dataco.load(dataco_dir)
-    orders_only = [e for e in events if e.topic != "ops_logs"]
+    # A quarter of the orders (every event of each): the same code paths, and the cluster's
+    # fixed costs dominate anyway (the whole sample cost 190 s of the suite).
+    keys = {e.key for e in events if e.topic == "orders"}
+    kept = set(sorted(keys)[:CLUSTER_ORDERS])
+    orders_only = [e for e in events if e.topic != "ops_logs" and e.key in kept]
     raw = tmp_path / "raw"
     rows = raw_rows_from_events(orders_only)
     for topic in ("orders", "payments", "shipments"):
@@ -166,7 +174,7 @@ def test_standalone_cluster_gives_the_same_output_as_local(dataco_dir, tmp_path)
     with standalone_cluster(tmp_path / "cluster", workers=2) as url:
         remote = run(url, tmp_path / "remote")
     assert remote["workers"] == 2  # two executors, one per worker
-    assert len(local["tables"]["cleaned_orders"]) == 5743
+    assert len(local["tables"]["cleaned_orders"]) == CLUSTER_ORDERS
     for name, rows in local["tables"].items():
         assert remote["tables"][name] == rows, name
 

@@ -321,6 +321,90 @@ def test_dbt_sources_map_to_the_spark_and_ml_assets():
     assert columns["late_risk"] == "double" and columns["order_week"] == "date"
 
 
+# ---- dbt as analytics engineers run it (issue #16 item 8): scpro dbt, plain dbt, docs ----
+
+
+def _compiled(target: Path, model: str) -> str:
+    return next(target.rglob(f"compiled/**/{model}.sql")).read_text()
+
+
+def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp_path):
+    """`scpro dbt compile` reads what the Dagster asset would (pins, placeholders, the reader's
+    options kept); a bare `dbt compile` in dbt_project/ runs on the project's own profile and
+    reads the lake's stable paths. Both on a private copy of the module's lake."""
+    import subprocess
+    import sys
+
+    from scpro_assets.warehouse.fixtures import copy_lake
+    from scpro_assets.warehouse.project import DBT_PROJECT_DIR
+
+    settings = copy_lake(built[0], tmp_path / "home")
+    models = ["stg_raw__order_actions", "stg_ml__late_risk_scores", "stg_clean__orders"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCPRO_", "DBT_"))}
+    scpro = Path(sys.executable).parent / "scpro"
+    pinned_target = tmp_path / "scpro-dbt"
+    done = subprocess.run(
+        [str(scpro), "dbt", "compile", "--select", *models, "--target-path", str(pinned_target)],
+        env={**env, "SCPRO_HOME": str(settings.home)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    # the landed ranges, or while none has landed the typed placeholder; the options kept
+    landed = any((settings.raw_dir / "actions").glob("partition-*/*.parquet"))
+    actions = (
+        f"{settings.raw_dir}/actions/partition-*/*.parquet"
+        if landed
+        else f"{settings.home}/warehouse_inputs/empty/raw_actions.parquet"
+    )
+    pinned = f"read_parquet('{actions}', union_by_name = true)"
+    assert pinned in _compiled(pinned_target, "stg_raw__order_actions")
+    ml = f"read_parquet('{settings.ml_dir}/late_risk_scores/data.parquet')"
+    assert ml in _compiled(pinned_target, "stg_ml__late_risk_scores")
+    version = (settings.clean_dir / "cleaned_orders").resolve()
+    assert f"read_parquet('{version}/**/*.parquet'" in _compiled(pinned_target, "stg_clean__orders")
+
+    plain_target = tmp_path / "plain"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "compile", "--select", *models],
+        cwd=DBT_PROJECT_DIR,  # profiles.yml is found there, as dbt looks in the working folder
+        env={**env, "SCPRO_HOME": str(settings.home), "DBT_TARGET_PATH": str(plain_target)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    stable = f"read_parquet('{settings.home}/lake/raw/actions/partition-*/*.parquet', union_by"
+    assert stable in _compiled(plain_target, "stg_raw__order_actions")
+    assert ml in _compiled(plain_target, "stg_ml__late_risk_scores")
+
+
+def test_docs_of_the_published_warehouse_list_the_marts(built, tmp_path):
+    """`make docs` generates dbt's site from the published snapshot while the dashboard holds it
+    open read-only; the catalog has every contract mart with its columns, and the exposures."""
+    from scpro_assets.warehouse.build import generate_docs
+
+    settings, _ = built
+    _, dashboard = open_snapshot(settings)  # a reader, as the dashboard keeps one
+    with dashboard:
+        site = generate_docs(settings, tmp_path / "docs")
+        assert dashboard.execute("select count(*) from fct_deliveries").fetchone()[0] > 0
+    assert (site / "index.html").exists()
+    catalog = json.loads((site / "catalog.json").read_text())
+    catalogued = {node.split(".")[-1]: node for node in catalog["nodes"]}
+    assert set(CONTRACT_TABLES) <= set(catalogued)
+    columns = catalog["nodes"][catalogued["fct_deliveries"]]["columns"]
+    assert columns["late_risk"]["type"].lower() == "double"
+    assert not {name for name in catalogued if name.startswith(("stg_", "int_"))}  # not served
+    manifest = json.loads((site / "manifest.json").read_text())
+    exposures = {e["name"]: e for e in manifest["exposures"].values()}
+    at_risk = exposures["dashboard_at_risk_orders"]
+    assert "model.scpro.at_risk_orders" in at_risk["depends_on"]["nodes"]
+    assert at_risk["url"].startswith("http://localhost:5006/app?page=at_risk")
+    assert not list(site.rglob("*.duckdb"))  # the copy it catalogued is gone
+
+
 # ---- the exception queue (issue #15 item 5): actions through Kafka, landing, dbt, the page ----
 
 

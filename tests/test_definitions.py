@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import dagster as dg
 import yaml
 
 from scpro_assets.definitions import build_definitions, defs
+from scpro_assets.kafka.clients import kafka_python_config
 from scpro_assets.settings import REPO_ROOT, TOPICS
 
 
@@ -44,7 +47,7 @@ def test_resources_read_the_environment(monkeypatch, tmp_path):
     configured = build_definitions()
     kafka = configured.resources["kafka"]
     assert kafka.bootstrap_servers == "kafka-1.example:9093,kafka-2.example:9093"
-    options = kafka.settings().client_options()
+    options = kafka_python_config(kafka.settings())
     assert options["security_protocol"] == "SASL_SSL"
     assert options["sasl_plain_password"] == "from-the-environment"
     assert "from-the-environment" not in repr(kafka)  # the secret is not part of the resource
@@ -52,7 +55,10 @@ def test_resources_read_the_environment(monkeypatch, tmp_path):
 
 
 def test_workspace_yaml_loads_the_code_locations():
-    """What `dagster dev -w workspace.yaml` does first: load the locations from the workspace."""
+    """What `dg dev -w workspace.yaml` does first: load the locations from the workspace.
+
+    `dg check defs` only checks dg projects (one location per pyproject); our two locations share
+    one package, so the workspace file is validated by `dagster definitions validate`."""
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO_ROOT,
@@ -100,18 +106,74 @@ def test_the_two_locations_split_the_graph_without_overlap_or_loss():
     assert ingest_sensors == {f"kafka_{t}_sensor" for t in TOPICS} | {"scpro_run_failure_alerts"}
 
 
-def test_the_landing_location_imports_nothing_heavy():
-    """A landing run imports its location first: Spark, dbt, TF or DuckDB would slow each one."""
-    heavy = ("pyspark", "dbt", "dagster_dbt", "dagster_pyspark", "tensorflow", "sklearn", "duckdb")
-    probe = (
-        "import sys, scpro_assets.ingest.definitions as d; "
-        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
-    )
+#: Imports both code locations with an audit hook that records what SCPro's own code does while
+#: they are imported: files opened, connections, processes. What libraries do while Python
+#: imports them (dagster's croniter asks ``file`` for the architecture, urllib3 probes IPv6) is
+#: theirs: an event whose nearest frame is an import, not one of our files, is not recorded.
+_IMPORT_PROBE = """
+import json, sys
+HEAVY = ("pyspark", "dbt", "dagster_dbt", "dagster_pyspark", "tensorflow", "sklearn", "duckdb")
+REPO = sys.argv[1]
+EVENTS = ("open", "socket.connect", "socket.bind", "subprocess.Popen", "os.system", "os.fork")
+work = []
+
+def ours(frame):
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib"):
+            return False
+        if name.startswith(REPO) and "/.venv/" not in name and "site-packages" not in name:
+            return True
+        frame = frame.f_back
+    return False
+
+def hook(event, args):
+    if event == "open" and str(args[0]).endswith((".py", ".pyc")):
+        return  # Python's own reading of source (a warning's line), not work
+    if event in EVENTS and ours(sys._getframe(1)):
+        work.append(f"{event} {args[0]}" if event == "open" else event)
+
+sys.addaudithook(hook)
+import scpro_assets.ingest.definitions
+report = {"heavy": [m for m in HEAVY if m in sys.modules], "ingest": sorted(set(work))}
+work.clear()
+import scpro_assets.definitions
+report["platform"] = sorted(set(work))
+print(json.dumps(report))
+"""
+
+
+def test_importing_the_code_locations_does_no_work(tmp_path):
+    """Every run imports its code location first: importing one connects to nothing, starts no
+    process and reads no file of ours, and the landing location (a run per range) imports no
+    heavy library (Spark, dbt, TF, DuckDB would slow each run).
+
+    The platform reads two files, on purpose: the dbt manifest (``@dbt_assets`` are built from
+    it; ``make setup`` prepares it, nothing parses dbt at import) and the embedded Spark Connect
+    server's status file (``spark_resource``: each run's import picks the running server, else
+    in-process Spark).
+    """
+    env = {**os.environ, "SCPRO_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _IMPORT_PROBE, str(REPO_ROOT)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ""
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["ingest"] == []
+    manifest = REPO_ROOT / "dbt_project" / "target" / "manifest.json"
+    assert report["platform"] == sorted(
+        {
+            f"open {REPO_ROOT / 'dbt_project' / 'dbt_project.yml'}",
+            f"open {manifest.resolve()}",
+            f"open {tmp_path / 'spark' / 'connect.json'}",
+        }
+    )
 
 
 def test_lineage_describes_landing_runs_from_the_platform_location():

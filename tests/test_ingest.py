@@ -18,7 +18,7 @@ from scpro_assets.ingest.runner import CursorStore, ingest_once, ingest_until_ca
 from scpro_assets.kafka.clients import ensure_topics, producer
 from scpro_assets.settings import Settings
 from scpro_assets.sources.common import make_event
-from sensors.kafka_sensors import fair_shares, plan_runs, sensor_name
+from sensors.kafka_sensors import fair_shares, plan_runs, sensor_name, stored_cursor
 
 pytestmark = pytest.mark.kafka
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -534,3 +534,40 @@ def test_transaction_markers_are_offsets_without_records(scpro_settings, dagster
     assert _accounted(scpro_settings, "payments") == {0: [0, 1, 2, 4, 5, 6]}
     (meta,) = _materializations(dagster_instance, "payments")
     assert (meta["events_in_ranges"], meta["landed"], meta["expired_before_landing"]) == (8, 6, 2)
+
+
+def test_scpro_ingest_reads_and_moves_the_daemon_s_sensor_cursor(tmp_path):
+    """The daemon's cursor of a sensor (set here with Dagster's public `dagster sensor cursor`)
+    is the one `scpro ingest` continues from, and the one it moves: no private Dagster import."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import dagster as dg
+
+    from scpro_assets.settings import REPO_ROOT
+
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    name = sensor_name("payments")
+    daemon_cursor, moved = '{"0": 7, "1": 3}', '{"0": 9, "1": 3}'
+    result = subprocess.run(
+        [
+            *(str(Path(sys.executable).with_name("dagster")), "sensor", "cursor", name),
+            *("--set", daemon_cursor, "-m", "scpro_assets.ingest.definitions", "-a", "defs"),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(dagster_home), "SCPRO_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert CursorStore(instance, name).get() == daemon_cursor  # none stored by scpro ingest
+        CursorStore(instance, name).set(moved)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        # The daemon's own state moved (it is read first), and the key-value copy with it.
+        assert CursorStore(instance, name).get() == moved
+        assert stored_cursor(instance, name) == moved

@@ -1,22 +1,94 @@
-"""Landing's librdkafka client reaches a cluster exactly as the kafka-python clients do."""
+"""One settings object, two client libraries: kafka-python and librdkafka reach Kafka the same way.
+
+Each library gets :class:`KafkaSettings` through its own translator; these tests read both
+translations back into one vocabulary and require them to agree, for any valid settings, and
+then connect a client of each library to the session's real broker with the same settings.
+"""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import confluent_kafka
 import pytest
+from confluent_kafka.admin import AdminClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from scpro_assets.kafka.clients import range_consumer, rdkafka_config
-from scpro_assets.settings import KafkaSettings
+from scpro_assets.kafka.clients import kafka_python_config, range_consumer, rdkafka_config
+from scpro_assets.settings import KAFKA_SASL_MECHANISMS, KAFKA_SECURITY_PROTOCOLS, KafkaSettings
+
+#: One vocabulary: (kafka-python keyword, librdkafka property) of each setting both receive.
+SHARED = {
+    "servers": ("bootstrap_servers", "bootstrap.servers"),
+    "client_id": ("client_id", "client.id"),
+    "protocol": ("security_protocol", "security.protocol"),
+    "mechanism": ("sasl_mechanism", "sasl.mechanism"),
+    "username": ("sasl_plain_username", "sasl.username"),
+    "password": ("sasl_plain_password", "sasl.password"),
+    "ca": ("ssl_cafile", "ssl.ca.location"),
+    "cert": ("ssl_certfile", "ssl.certificate.location"),
+    "key": ("ssl_keyfile", "ssl.key.location"),
+}
 
 
-def test_plaintext_maps_to_bootstrap_and_protocol_only():
-    config = rdkafka_config(KafkaSettings(bootstrap_servers="a:9092,b:9092"))
-    assert config == {"bootstrap.servers": "a:9092,b:9092", "security.protocol": "PLAINTEXT"}
+def _read_back(config: dict[str, object], library: int) -> dict[str, str]:
+    """A translation in the shared vocabulary; fails on any key the other library never gets."""
+    names = {pair[library]: ours for ours, pair in SHARED.items()}
+    assert set(config) <= set(names), sorted(set(config) - set(names))
+    neutral = {names[key]: value for key, value in config.items()}
+    if isinstance(neutral["servers"], list):
+        neutral["servers"] = ",".join(neutral["servers"])
+    return neutral
 
 
-def test_sasl_and_tls_settings_map_to_librdkafka_names():
-    settings = KafkaSettings(
-        bootstrap_servers="broker.example:9093",
+def _agree(kafka: KafkaSettings) -> dict[str, str]:
+    python_side = _read_back(kafka_python_config(kafka), 0)
+    rdkafka_side = _read_back(rdkafka_config(kafka), 1)
+    assert python_side == rdkafka_side
+    return python_side
+
+
+names = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12)
+servers = st.lists(st.tuples(names, st.integers(1, 65535)), min_size=1, max_size=3).map(
+    lambda hosts: ",".join(f"{host}:{port}" for host, port in hosts)
+)
+
+
+@st.composite
+def kafka_settings(draw: st.DrawFn) -> KafkaSettings:
+    protocol = draw(st.sampled_from(KAFKA_SECURITY_PROTOCOLS))
+    sasl = protocol.startswith("SASL_")
+    tls = protocol.endswith("SSL")
+    path = st.one_of(st.none(), names.map(lambda n: f"/etc/kafka/{n}.pem")) if tls else st.none()
+    return KafkaSettings(
+        bootstrap_servers=draw(servers),
+        security_protocol=protocol,
+        sasl_mechanism=draw(st.sampled_from(KAFKA_SASL_MECHANISMS)) if sasl else None,
+        sasl_username=draw(names) if sasl else None,
+        sasl_password=draw(names) if sasl else None,
+        ssl_cafile=draw(path),
+        ssl_certfile=draw(path),
+        ssl_keyfile=draw(path),
+        client_id=draw(names),
+    )
+
+
+@given(kafka_settings())
+@settings(max_examples=60, deadline=None)
+def test_both_translations_agree_for_any_valid_settings(kafka: KafkaSettings):
+    agreed = _agree(kafka)
+    assert agreed["servers"] == kafka.bootstrap_servers
+    assert agreed["client_id"] == kafka.client_id
+    assert agreed["protocol"] == kafka.security_protocol
+    assert agreed.get("mechanism") == kafka.sasl_mechanism
+
+
+def test_sasl_ssl_reaches_both_libraries_in_their_own_names():
+    kafka = KafkaSettings(
+        bootstrap_servers="broker-1.example:9093, broker-2.example:9093",
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username="lander",
@@ -24,38 +96,116 @@ def test_sasl_and_tls_settings_map_to_librdkafka_names():
         ssl_cafile="/etc/kafka/ca.pem",
         ssl_certfile="/etc/kafka/client.pem",
         ssl_keyfile="/etc/kafka/client.key",
+        client_id="scpro-eu",
     )
-    assert rdkafka_config(settings) == {
-        "bootstrap.servers": "broker.example:9093",
-        "security.protocol": "SASL_SSL",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "lander",
-        "sasl.password": "s3cret",
-        "ssl.ca.location": "/etc/kafka/ca.pem",
-        "ssl.certificate.location": "/etc/kafka/client.pem",
-        "ssl.key.location": "/etc/kafka/client.key",
+    assert _agree(kafka) == {
+        "servers": "broker-1.example:9093,broker-2.example:9093",
+        "client_id": "scpro-eu",
+        "protocol": "SASL_SSL",
+        "mechanism": "SCRAM-SHA-512",
+        "username": "lander",
+        "password": "s3cret",
+        "ca": "/etc/kafka/ca.pem",
+        "cert": "/etc/kafka/client.pem",
+        "key": "/etc/kafka/client.key",
     }
-
-
-def test_librdkafka_accepts_every_mapped_property():
-    """librdkafka checks property names and values when a client is created (no broker needed)."""
-    sasl = KafkaSettings(
-        bootstrap_servers="localhost:1",
-        security_protocol="SASL_PLAINTEXT",
-        sasl_mechanism="SCRAM-SHA-256",
-        sasl_username="u",
-        sasl_password="p",
-    )
-    range_consumer(sasl).close()
-    tls = KafkaSettings(
-        bootstrap_servers="localhost:1",
-        security_protocol="SSL",
-        ssl_cafile="/nonexistent/ca.pem",
-        ssl_certfile="/nonexistent/client.pem",
-        ssl_keyfile="/nonexistent/client.key",
-    )
-    # Without TLS the file properties are checked by name only; with it, the files are opened.
-    names_only = {**rdkafka_config(tls), "security.protocol": "PLAINTEXT", "group.id": "check"}
+    assert "s3cret" not in repr(kafka)
+    # Both libraries know every property they are given: kafka-python's three clients...
+    for client in (KafkaConsumer, KafkaProducer, KafkaAdminClient):
+        assert set(kafka_python_config(kafka)) <= set(client.DEFAULT_CONFIG), client
+    # ...and librdkafka, which checks names and values when a client is built.
+    names_only = {**rdkafka_config(kafka), "security.protocol": "SASL_PLAINTEXT", "group.id": "x"}
     confluent_kafka.Consumer(names_only).close()
+    # Under TLS librdkafka opens the files at once: a wrong path is a clear error there.
     with pytest.raises(confluent_kafka.KafkaException, match=r"ssl\.ca\.location failed"):
-        range_consumer(tls)
+        range_consumer(kafka)
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable"),
+    [
+        ({"security_protocol": "TLS"}, "SCPRO_KAFKA_SECURITY_PROTOCOL"),
+        ({"security_protocol": "SASL_SSL"}, "SCPRO_KAFKA_SASL_MECHANISM"),
+        ({"sasl_mechanism": "PLAIN"}, "SCPRO_KAFKA_SASL_MECHANISM"),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"},
+            "SCPRO_KAFKA_SASL_MECHANISM",
+        ),
+        (
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"},
+            "SCPRO_KAFKA_SASL_USERNAME",
+        ),
+        (
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "u",
+            },
+            "SCPRO_KAFKA_SASL_PASSWORD",
+        ),
+        ({"bootstrap_servers": " , "}, "SCPRO_KAFKA_BOOTSTRAP"),
+        ({"client_id": " "}, "SCPRO_KAFKA_CLIENT_ID"),
+    ],
+)
+def test_settings_one_library_would_refuse_or_ignore_name_the_variable(changes, variable):
+    with pytest.raises(ValueError, match=variable):
+        KafkaSettings(**changes)
+
+
+def test_settings_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SCPRO_KAFKA_BOOTSTRAP", "k1:9092,k2:9092")
+    monkeypatch.setenv("SCPRO_KAFKA_CLIENT_ID", "scpro-test")
+    monkeypatch.setenv("SCPRO_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("SCPRO_KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("SCPRO_KAFKA_SASL_USERNAME", "u")
+    monkeypatch.delenv("SCPRO_KAFKA_SASL_PASSWORD", raising=False)
+    with pytest.raises(ValueError, match="SCPRO_KAFKA_SASL_PASSWORD"):
+        KafkaSettings.from_env()
+    monkeypatch.setenv("SCPRO_KAFKA_SASL_PASSWORD", "p")
+    agreed = _agree(KafkaSettings.from_env())
+    assert (agreed["servers"], agreed["client_id"], agreed["password"]) == (
+        "k1:9092,k2:9092",
+        "scpro-test",
+        "p",
+    )
+
+
+def _member_client_ids(client: AdminClient, group: str) -> set[str]:
+    description = client.describe_consumer_groups([group])[group].result(timeout=30)
+    return {member.client_id for member in description.members}
+
+
+@pytest.mark.kafka
+def test_clients_of_both_libraries_reach_the_real_broker_as_one_client_id(scpro_settings):
+    """Built from one settings object, a consumer of each library joins a group on the broker,
+    which reports both members under the settings' client id."""
+    client_id = f"scpro-both-{uuid.uuid4().hex[:6]}"
+    kafka = KafkaSettings(
+        bootstrap_servers=scpro_settings.kafka.bootstrap_servers,
+        topic_prefix=scpro_settings.kafka.topic_prefix,
+        client_id=client_id,
+    )
+    topic = kafka.topic_name("orders")
+    python_group, rdkafka_group = f"{client_id}-python", f"{client_id}-rdkafka"
+    python_consumer = KafkaConsumer(**kafka_python_config(kafka), group_id=python_group)
+    rdkafka_consumer = confluent_kafka.Consumer(
+        {**rdkafka_config(kafka), "group.id": rdkafka_group}
+    )
+    inspector = AdminClient(rdkafka_config(kafka))
+    try:
+        python_consumer.subscribe([topic])
+        rdkafka_consumer.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            python_consumer.assignment() and rdkafka_consumer.assignment()
+        ):
+            python_consumer.poll(timeout_ms=200)
+            rdkafka_consumer.poll(0.2)
+        assert python_consumer.assignment() and rdkafka_consumer.assignment()
+        assert _member_client_ids(inspector, python_group) == {client_id}
+        assert _member_client_ids(inspector, rdkafka_group) == {client_id}
+        listed = rdkafka_consumer.list_topics(timeout=10).topics
+        assert topic in listed and topic in python_consumer.topics()
+    finally:
+        python_consumer.close()
+        rdkafka_consumer.close()

@@ -513,17 +513,29 @@ def test_a_paced_synthetic_stream_never_runs_ahead_of_its_records(monkeypatch):
 
     sent: list[tuple[str, bytes, int]] = []
 
+    class Acknowledged:
+        """A delivery future the broker has already acknowledged."""
+
+        def add_callback(self, callback, *args):
+            callback(*args, None)
+
+        def add_errback(self, errback, *args):
+            pass
+
     class StampingProducer:
         def send(self, topic, key=None, value=None):
             sent.append((topic, value, int(time.time() * 1000)))
+            return Acknowledged()
 
         def flush(self):
             pass
 
-        def close(self):
+        def close(self, timeout=None):
             pass
 
     monkeypatch.setattr(clients, "producer", lambda _kafka: StampingProducer())
+    everything = {KafkaSettings().topic_name(topic) for topic in TOPICS}
+    monkeypatch.setattr(clients, "existing_topics", lambda _kafka: everything)
     began = datetime.now(UTC)
     start = began - timedelta(minutes=5)
     config = SyntheticConfig(orders=10_000, seed=3, start=start, orders_per_day=500_000)

@@ -84,17 +84,19 @@ def test_an_unchanged_distribution_does_not_cry_wolf_at_the_minimum():
 
 
 def test_a_model_on_a_small_test_set_serves_but_its_baseline_check_is_not_judged():
-    small = baseline_check_result(True, 37, {"serving": "gb", "best_baseline": 0.7})
+    small = baseline_check_result(True, 37, {"serving": "gb", "best_baseline": 0.7}, "gb 0.6")
     assert small.passed is False  # a warning that makes the automation train it again
     assert small.severity == dg.AssetCheckSeverity.WARN
     assert small.description.startswith("not judged: 37 test orders")
     meta = _meta(small)
     assert (meta["judged"], meta["rows"], meta["min_rows"]) == (False, 37, MIN_ROWS_TO_JUDGE)
     assert meta["serving"] == "gb"
-    judged = baseline_check_result(False, MIN_ROWS_TO_JUDGE, {"serving": "gb"})
+    says = "gb test mae 1.200 vs best baseline 1.100"
+    judged = baseline_check_result(False, MIN_ROWS_TO_JUDGE, {"serving": "gb"}, says)
     assert judged.passed is False and judged.severity == dg.AssetCheckSeverity.ERROR
     assert _meta(judged)["judged"] is True
-    assert baseline_check_result(True, 5000, {}).passed is True
+    assert judged.description == says  # what a failed-check alert quotes
+    assert baseline_check_result(True, 5000, {}, says).passed is True
 
 
 def _evaluate_drift(instance: dg.DagsterInstance, result: dg.AssetCheckResult, asset: str) -> None:

@@ -2,8 +2,8 @@
 
 The app is served with ``panel serve`` on a free loopback port, over a warehouse built in the
 test; expected figures come from pandas on the same rows. The last test publishes a new version
-of that warehouse to an open page (and puts the first one back). Screenshots go to a temporary folder,
-and to panel_app/screenshots when SCPRO_SAVE_SCREENSHOTS=1.
+of that warehouse to an open page (and puts the first one back). Screenshots go to a temporary
+folder (the README's pictures come from a real demo run: `make pictures`).
 """
 
 from __future__ import annotations
@@ -94,12 +94,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    folders = [tmp_path_factory.mktemp("panel-screenshots")]
-    if os.environ.get("SCPRO_SAVE_SCREENSHOTS") == "1":
-        folders.append(REPO_ROOT / "panel_app" / "screenshots")
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-    return folders
+    return [tmp_path_factory.mktemp("panel-screenshots")]
 
 
 @pytest.fixture

@@ -389,3 +389,41 @@ def test_refresh_period_comes_from_the_environment() -> None:
     for bad in ("soon", "0", "-2", "86400"):
         with pytest.raises(ValueError, match="SCPRO_PANEL_REFRESH_SECONDS"):
             refresh_seconds_from_env({"SCPRO_PANEL_REFRESH_SECONDS": bad})
+
+
+def test_sessions_on_many_threads_get_their_own_query_results(tmp_path: Path) -> None:
+    """Panel serves sessions on threads when asked to (``--num-threads``); the query cache must
+    not hand one session another's frame. With ``pn.cache`` 2,628 of these 8,000 calls did."""
+    import sys
+    import threading
+    from datetime import date, timedelta
+
+    from panel_app.store import _query
+
+    db = tmp_path / "w.duckdb"
+    duckdb.connect(str(db)).close()
+    wrong: list[tuple[int, int]] = []
+    errors: list[str] = []
+
+    def session(n: int) -> None:
+        for k in range(400):
+            day = date(2020, 1, 1) + timedelta(days=n * 400 + k)
+            try:
+                frame = _query(str(db), f"select ? as v{n}", (day,))
+            except Exception as error:
+                errors.append(f"{type(error).__name__}: {error}")
+                continue
+            if list(frame.columns) != [f"v{n}"] or frame.iloc[0, 0].date() != day:
+                wrong.append((n, k))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as a loaded server does, and more
+    try:
+        threads = [threading.Thread(target=session, args=(n,)) for n in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and wrong == []

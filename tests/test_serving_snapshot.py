@@ -80,11 +80,11 @@ def test_reader_sees_only_complete_versions_while_the_pipeline_rebuilds(serving_
     )
     try:
         expected_at_risk = {first: published["tables"]["at_risk_orders"]}
-        for scored in (7, 19):  # each cycle: new model outputs, dbt build, publish
-            write_example_ml_outputs(settings, open_scored=scored)
-            result = materialize_warehouse(settings, instance)
-            assert result.success
-            expected_at_risk[settings.serving_current.resolve().name] = scored
+        # One cycle (new model outputs, dbt build, publish) swaps the version under the reader;
+        # a second cycle cost 50 s of the suite and proved nothing more.
+        write_example_ml_outputs(settings, open_scored=7)
+        assert materialize_warehouse(settings, instance).success
+        expected_at_risk[settings.serving_current.resolve().name] = 7
         last = settings.serving_current.resolve().name
         stop.write_text(last)
         assert reader.wait(timeout=120) == 0
@@ -96,7 +96,7 @@ def test_reader_sees_only_complete_versions_while_the_pipeline_rebuilds(serving_
     assert errors == []
     assert all(r["consistent"] for r in reads)
     seen = {r["version"] for r in reads}
-    assert {first, last} <= seen and seen <= set(expected_at_risk)
+    assert seen == {first, last} and first != last
     for r in reads:
         assert r["counts"]["at_risk_orders"] == expected_at_risk[r["version"]]
     assert len(reads) > 20

@@ -27,7 +27,16 @@ weekly as (
     from {{ ref('kpi_delivery_weekly') }}
 )
 
-select *
+select
+    deliveries.orders,
+    daily.orders as daily_orders,
+    weekly.orders as weekly_orders,
+    deliveries.late_orders,
+    daily.late_orders as daily_late_orders,
+    weekly.late_orders as weekly_late_orders,
+    deliveries.revenue,
+    daily.revenue as daily_revenue,
+    weekly.revenue as weekly_revenue,
 from deliveries, daily, weekly
 where deliveries.orders <> daily.orders
     or deliveries.orders <> weekly.orders

@@ -25,13 +25,13 @@ KIND = "high_risk_orders"
 #: Alerts shown, newest first.
 SHOWN = 3
 
-CSS = """
-.risk-alerts { font-family: system-ui, sans-serif; display: grid; gap: 6px; }
-.risk-alert { border: 1px solid #e2e8f0; border-left: 4px solid #d97706; border-radius: 6px;
-              padding: 6px 10px; background: #fffbeb; }
-.risk-alert .when { color: #64748b; font-size: 12px; }
-.risk-alert .title { color: #0f172a; font-weight: 600; }
-.risk-alert .body { color: #334155; font-size: 13px; white-space: pre-line; }
+CSS = f"""
+.risk-alerts {{ font-family: system-ui, sans-serif; display: grid; gap: 6px; }}
+.risk-alert {{ border: 1px solid #e2e8f0; border-left: 4px solid {ui.SEVERITY["warning"]};
+              border-radius: 6px; padding: 6px 10px; background: #fffbeb; }}
+.risk-alert .when {{ color: #64748b; font-size: 12px; }}
+.risk-alert .title {{ color: #0f172a; font-weight: 600; }}
+.risk-alert .body {{ color: #334155; font-size: 13px; white-space: pre-line; }}
 """
 
 

@@ -65,15 +65,15 @@ def layers(store: DataStore) -> pn.viewable.Viewable:
     )
 
 
-ALERT_CSS = """
-.alert-list { font-family: system-ui, sans-serif; display: grid; gap: 6px; }
-.alert-item { border: 1px solid #e2e8f0; border-left: 4px solid #94a3b8; border-radius: 6px;
-              padding: 6px 10px; background: #fff; }
-.alert-item.error { border-left-color: #dc2626; }
-.alert-item.warning { border-left-color: #d97706; }
-.alert-item .when { color: #64748b; font-size: 12px; }
-.alert-item .title { color: #0f172a; font-weight: 600; }
-.alert-item .body { color: #334155; font-size: 13px; white-space: pre-line; }
+ALERT_CSS = f"""
+.alert-list {{ font-family: system-ui, sans-serif; display: grid; gap: 6px; }}
+.alert-item {{ border: 1px solid #e2e8f0; border-left: 4px solid {ui.SEVERITY["info"]};
+              border-radius: 6px; padding: 6px 10px; background: #fff; }}
+.alert-item.error {{ border-left-color: {ui.SEVERITY["error"]}; }}
+.alert-item.warning {{ border-left-color: {ui.SEVERITY["warning"]}; border-left-style: dashed; }}
+.alert-item .when {{ color: #64748b; font-size: 12px; }}
+.alert-item .title {{ color: #0f172a; font-weight: 600; }}
+.alert-item .body {{ color: #334155; font-size: 13px; white-space: pre-line; }}
 """
 
 

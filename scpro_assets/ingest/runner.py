@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.scheduler.instigation import (
-    InstigatorState,
-    InstigatorType,
-    SensorInstigatorData,
-)
 
 from scpro_assets.instance import IN_FLIGHT
 from scpro_assets.settings import TOPICS, Settings
-from sensors.kafka_sensors import CURSOR_KV_PREFIX, current_cursor, job_name, sensor_name
+from sensors.kafka_sensors import (
+    CURSOR_KV_PREFIX,
+    current_cursor,
+    daemon_sensor_state,
+    job_name,
+    sensor_name,
+)
 
 RUN_KEY_TAG = "dagster/run_key"
 SENSOR_TAG = "dagster/sensor_name"
@@ -52,23 +52,21 @@ class CursorStore:
         self.name = name
         self.kv_key = CURSOR_KV_PREFIX + name
 
-    def _state(self) -> InstigatorState | None:
-        for state in self.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-            if state.name == self.name:
-                return state
-        return None
-
     def get(self) -> str | None:
         """The cursor: the daemon's if it has one, else the one ``scpro ingest`` stored."""
         return current_cursor(self.instance, self.name)
 
     def set(self, cursor: str | None) -> None:
-        """Store the cursor in both places, so either path continues from it."""
+        """Store the cursor in both places, so either path continues from it.
+
+        The daemon's state is updated through its own ``with_data`` and its data's
+        ``_replace`` (see :func:`~sensors.kafka_sensors.daemon_sensor_state`).
+        """
         if cursor is None:
             return
         self.instance.run_storage.set_cursor_values({self.kv_key: cursor})
-        state = self._state()
-        if state is not None and isinstance(state.instigator_data, SensorInstigatorData):
+        state = daemon_sensor_state(self.instance, self.name)
+        if state is not None and hasattr(state.instigator_data, "cursor"):
             self.instance.update_instigator_state(
                 state.with_data(state.instigator_data._replace(cursor=cursor))
             )
@@ -144,15 +142,16 @@ def fail_orphaned_runs(instance: dg.DagsterInstance, topic: str) -> list[str]:
 _WORKER: dict[str, object] = {}
 
 
-def _worker_init(settings: Settings, instance_ref: InstanceRef) -> None:
+def _worker_init(settings: Settings, instance_ref: str) -> None:
     """Build the definitions and open the instance once per worker process.
 
-    The instance is always reopened from its ref (its own storage connections), never inherited.
+    The instance is always reopened from its ref (its own storage connections), never inherited;
+    the ref travels as Dagster's serialized JSON (``dg.serialize_value``).
     """
     from scpro_assets.definitions import build_definitions
 
     _WORKER["defs"] = build_definitions(settings)
-    _WORKER["instance"] = dg.DagsterInstance.from_ref(instance_ref)
+    _WORKER["instance"] = dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref))
 
 
 def _worker_execute(topic: str, run_config: dict, tags: dict[str, str]) -> bool:
@@ -195,7 +194,7 @@ def range_executor(
         max_workers=workers,
         mp_context=multiprocessing.get_context(_start_method()),
         initializer=_worker_init,
-        initargs=(settings, instance.get_ref()),
+        initargs=(settings, dg.serialize_value(instance.get_ref())),
     )
     for _ in range(workers):
         executor.submit(_worker_ready)

@@ -1,9 +1,13 @@
-"""Kafka clients configured from :class:`~scpro_assets.settings.KafkaSettings`.
+"""Kafka clients built from one :class:`~scpro_assets.settings.KafkaSettings`.
 
 Everything that talks to Kafka goes through these factories, so SASL/TLS settings for an external
 cluster apply everywhere at once. Two client libraries are used: kafka-python for producing,
-administration and offsets, and librdkafka (confluent-kafka) for landing's reads, where decoding
-records in C instead of Python halves the cost of landing an event (see ``make bench``).
+administration and offsets (the library the platform's users asked for), and librdkafka
+(confluent-kafka) for landing's reads, where decoding records in C instead of Python halves the
+cost of landing an event (see ``make bench``). Each library gets the settings through one
+translator (:func:`kafka_python_config`, :func:`rdkafka_config`), and the two are tested
+together: same servers, client id, security protocol, SASL and TLS
+(``tests/test_kafka_clients.py``).
 """
 
 from __future__ import annotations
@@ -17,17 +21,72 @@ from kafka.errors import TopicAlreadyExistsError
 
 from scpro_assets.settings import TOPICS, KafkaSettings
 
+#: Our TLS file settings and librdkafka's names for them (kafka-python's are ours).
+_TLS_FILES: tuple[tuple[str, str], ...] = (
+    ("ssl_cafile", "ssl.ca.location"),
+    ("ssl_certfile", "ssl.certificate.location"),
+    ("ssl_keyfile", "ssl.key.location"),
+)
+
+
+def kafka_python_config(settings: KafkaSettings) -> dict[str, object]:
+    """Connection, identity and security of ``settings`` in kafka-python's keyword arguments.
+
+    Shared by its producer, consumer and admin client. kafka-python's ``sasl_plain_username``
+    and ``sasl_plain_password`` serve PLAIN and SCRAM alike; it verifies the broker's host name
+    under TLS by default (``ssl_check_hostname``), as librdkafka does.
+    """
+    config: dict[str, object] = {
+        "bootstrap_servers": settings.servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        config["sasl_mechanism"] = settings.sasl_mechanism
+        config["sasl_plain_username"] = settings.sasl_username
+        config["sasl_plain_password"] = settings.sasl_password
+    for ours, _theirs in _TLS_FILES:
+        if getattr(settings, ours):
+            config[ours] = getattr(settings, ours)
+    return config
+
+
+def rdkafka_config(settings: KafkaSettings) -> dict[str, str]:
+    """The same connection, identity and security in librdkafka's configuration properties.
+
+    A librdkafka client thus reaches a cluster exactly as the kafka-python ones do
+    (:func:`kafka_python_config`). librdkafka verifies the broker's host name under TLS by
+    default (``ssl.endpoint.identification.algorithm=https``).
+    """
+    config = {
+        "bootstrap.servers": ",".join(settings.servers),
+        "client.id": settings.client_id,
+        "security.protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        config["sasl.username"] = settings.sasl_username or ""
+        config["sasl.password"] = settings.sasl_password or ""
+    for ours, theirs in _TLS_FILES:
+        if getattr(settings, ours):
+            config[theirs] = getattr(settings, ours)
+    return config
+
 
 def producer(settings: KafkaSettings, **overrides: object) -> KafkaProducer:
-    """A producer tuned for throughput with full acknowledgement (no loss on broker restart)."""
+    """A producer tuned for throughput with full acknowledgement (no loss on broker restart).
+
+    A send is retried until kafka-python's delivery timeout (120 s), not a number of times: ten
+    retries 100 ms apart can run out while a busy broker is still electing a new partition's
+    leader, and an event replay now reports as failed would have been lost for a moment's wait.
+    """
     options: dict[str, object] = {
-        **settings.client_options(),
+        **kafka_python_config(settings),
         "acks": "all",
         "linger_ms": 20,
         "batch_size": 256 * 1024,
         "compression_type": None,
         "max_request_size": 2 * 1024 * 1024,
-        "retries": 10,
     }
     options.update(overrides)
     return KafkaProducer(**options)
@@ -36,7 +95,7 @@ def producer(settings: KafkaSettings, **overrides: object) -> KafkaProducer:
 def consumer(settings: KafkaSettings, **overrides: object) -> KafkaConsumer:
     """A consumer without a group: callers assign partitions and seek (offsets live elsewhere)."""
     options: dict[str, object] = {
-        **settings.client_options(),
+        **kafka_python_config(settings),
         "group_id": None,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -47,33 +106,6 @@ def consumer(settings: KafkaSettings, **overrides: object) -> KafkaConsumer:
     }
     options.update(overrides)
     return KafkaConsumer(**options)
-
-
-def rdkafka_config(settings: KafkaSettings) -> dict[str, str]:
-    """:meth:`KafkaSettings.client_options` (connection and security) in librdkafka's terms.
-
-    A librdkafka client thus reaches an external cluster exactly as the kafka-python ones do.
-    kafka-python's ``sasl_plain_username``/``password`` serve PLAIN and SCRAM alike, as librdkafka's
-    ``sasl.username``/``password`` do; both verify the broker's host name under TLS by default.
-    """
-    config = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "security.protocol": settings.security_protocol,
-    }
-    if settings.sasl_mechanism:
-        config["sasl.mechanism"] = settings.sasl_mechanism
-        if settings.sasl_username is not None:
-            config["sasl.username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            config["sasl.password"] = settings.sasl_password
-    for ours, theirs in (
-        ("ssl_cafile", "ssl.ca.location"),
-        ("ssl_certfile", "ssl.certificate.location"),
-        ("ssl_keyfile", "ssl.key.location"),
-    ):
-        if getattr(settings, ours):
-            config[theirs] = getattr(settings, ours)
-    return config
 
 
 def range_consumer(settings: KafkaSettings) -> confluent_kafka.Consumer:
@@ -108,7 +140,7 @@ def range_consumer(settings: KafkaSettings) -> confluent_kafka.Consumer:
 def admin(settings: KafkaSettings, **overrides: object) -> KafkaAdminClient:
     """An admin client."""
     options: dict[str, object] = {
-        **settings.client_options(),
+        **kafka_python_config(settings),
         "request_timeout_ms": 15000,
     }
     options.update(overrides)
@@ -154,6 +186,19 @@ def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
                 time.sleep(0.2)
                 counts = partition_counts(settings, client)
         return counts
+    finally:
+        client.close()
+
+
+def existing_topics(settings: KafkaSettings) -> set[str]:
+    """Names of the topics on the cluster.
+
+    SCPro creates its topics itself (:func:`ensure_topics`), never by a first send to a broker
+    that creates topics automatically (the embedded one does not).
+    """
+    client = admin(settings)
+    try:
+        return set(client.list_topics())
     finally:
         client.close()
 

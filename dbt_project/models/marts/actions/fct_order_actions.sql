@@ -8,9 +8,10 @@ actions as (
 deduplicated as (
     -- A producer's retry repeats an event id: keep its first landing.
     select * from actions
-    qualify row_number() over (
-        partition by action_id order by landed_at, kafka_partition, kafka_offset
-    ) = 1
+    qualify
+        row_number() over (
+            partition by action_id order by landed_at, kafka_partition, kafka_offset
+        ) = 1
 ),
 
 sequenced as (

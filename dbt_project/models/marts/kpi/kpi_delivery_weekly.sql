@@ -15,7 +15,7 @@ aggregated as (
         customer_segment,
 
         -- measures
-{{ delivery_measures() }}
+        {{ delivery_measures() }}
 
     from deliveries
     group by all

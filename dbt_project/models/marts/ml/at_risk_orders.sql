@@ -7,7 +7,7 @@ deliveries as (
 
 ranked as (
     select
-        row_number() over (order by late_risk desc, order_time, order_id) as risk_rank,
+        row_number() over (order by late_risk desc, order_time asc, order_id asc) as risk_rank,
 
         -- ids
         order_id,

@@ -27,15 +27,35 @@ incidents as (
 ),
 
 warehouse as (
-    select 'fct_orders' as dataset, count(*) as row_count, max(order_time) as latest from orders
+    select
+        'fct_orders' as dataset,
+        count(*) as row_count,
+        max(order_time) as latest,
+    from orders
     union all
-    select 'fct_deliveries', count(*), max(order_time) from deliveries
+    select
+        'fct_deliveries' as dataset,
+        count(*) as row_count,
+        max(order_time) as latest,
+    from deliveries
     union all
-    select 'fct_order_items', count(*), null from order_items
+    select
+        'fct_order_items' as dataset,
+        count(*) as row_count,
+        cast(null as timestamp) as latest,
+    from order_items
     union all
-    select 'fct_payments', count(*), max(paid_at) from payments
+    select
+        'fct_payments' as dataset,
+        count(*) as row_count,
+        max(paid_at) as latest,
+    from payments
     union all
-    select 'fct_incidents', count(*), max(opened_at) from incidents
+    select
+        'fct_incidents' as dataset,
+        count(*) as row_count,
+        max(opened_at) as latest,
+    from incidents
 ),
 
 final as (

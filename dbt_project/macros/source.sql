@@ -1,0 +1,26 @@
+{#- `source()` as every model calls it, with one rule for where lake data is read from.
+
+    Each source says once, in its yml, how its tables are read (`external_location` in the
+    source's `config.meta`, dbt-duckdb's `{name}` standing for the table): the stable path under
+    SCPRO_HOME, which a plain `dbt build` reads. A build started by SCPro (the Dagster asset,
+    `scpro dbt`) pins each table to one file or glob first (var `scpro_inputs`, written by
+    scpro_assets/warehouse/inputs.py: a resolved version folder, or a typed empty placeholder
+    while a dataset has no file); `lake_location` swaps that path in, keeping the reader and its
+    options. dbt documents overriding `source` this way (`builtins.source`). -#}
+{% macro source(source_name, table_name) -%}
+    {%- set relation = builtins.source(source_name, table_name) -%}
+    {{- return(lake_location(relation, table_name)) -}}
+{%- endmacro %}
+
+
+{#- The relation reading `pinned` (this build's file or glob for the table) instead of the path
+    in the source's external_location, e.g. read_parquet('<pinned>', union_by_name = true). -#}
+{% macro lake_location(relation, table_name) -%}
+    {%- set pinned = var('scpro_inputs', {}).get(table_name) -%}
+    {%- set external = relation.external if execute else none -%}
+    {%- if not pinned or not external or external.count("'") < 2 -%}
+        {{- return(relation) -}}
+    {%- endif -%}
+    {%- set reader, _stable, options = external.split("'", 2) -%}
+    {{- return(relation.incorporate(external=reader ~ "'" ~ pinned ~ "'" ~ options)) -}}
+{%- endmacro %}
