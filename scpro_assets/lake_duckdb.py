@@ -39,8 +39,13 @@ def connect_lake(
 ) -> duckdb.DuckDBPyConnection:
     """Open DuckDB with the ``delta`` extension loaded from its wheel and downloads switched off."""
     con = duckdb.connect(str(database), read_only=read_only, config=dict(NO_DOWNLOAD_CONFIG))
-    con.execute(f"load '{_sql_string(delta_extension_path())}'")
+    load_delta(con)
     return con
+
+
+def load_delta(con: duckdb.DuckDBPyConnection) -> None:
+    """Load the wheel's ``delta`` extension into ``con`` (also dbt's connections: its plugin)."""
+    con.execute(f"load '{_sql_string(delta_extension_path())}'")
 
 
 def delta_scan_sql(table: str | Path, version: int | None = None) -> str:
@@ -57,9 +62,10 @@ def _sql_string(value: str | Path) -> str:
 def naive_utc_select(con: duckdb.DuckDBPyConnection, relation: str) -> str:
     """``select`` of every column of ``relation``, zoned timestamps as naive UTC ones.
 
-    DuckDB reads a Delta (Spark) timestamp as ``TIMESTAMP WITH TIME ZONE``; the clean lake's
-    Parquet used to give naive UTC timestamps, which the warehouse models and their readers
-    expect, so the pinned copy keeps that type (exact: the session's zone is UTC).
+    DuckDB reads a Delta (Spark) timestamp as ``TIMESTAMP WITH TIME ZONE``; the warehouse's
+    models and their readers work with naive UTC timestamps (dbt's staging models cast them the
+    same way, the profile's zone being UTC), so a reader comparing with them converts here
+    (exact: the session's zone is UTC).
     """
     con.execute("set TimeZone = 'UTC'")
     columns = []
@@ -70,20 +76,3 @@ def naive_utc_select(con: duckdb.DuckDBPyConnection, relation: str) -> str:
         else:
             columns.append(quoted)
     return f"select {', '.join(columns)} from {relation}"
-
-
-def copy_table(
-    con: duckdb.DuckDBPyConnection, table: str | Path, target: Path, version: int
-) -> int:
-    """Write version ``version`` of a lake table to one Parquet file ``target``; return its rows.
-
-    ``con`` comes from :func:`connect_lake` (loading the extension costs about a second, so one
-    connection serves many copies). Written beside ``target`` first, then renamed over it: a
-    reader sees the whole file or none.
-    """
-    select = naive_utc_select(con, delta_scan_sql(table, version))
-    tmp = target.with_name(f".{target.name}.tmp")
-    con.execute(f"copy ({select}) to '{_sql_string(tmp)}' (format parquet)")
-    rows = con.execute(f"select count(*) from read_parquet('{_sql_string(tmp)}')").fetchone()
-    tmp.replace(target)
-    return int(rows[0]) if rows else 0

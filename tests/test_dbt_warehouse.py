@@ -26,6 +26,7 @@ from scpro_assets.warehouse.fixtures import (
 )
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs
 from scpro_assets.warehouse.serving import open_snapshot
+from spark.tables import current_version
 
 CONTRACT_TABLES = (
     "fct_deliveries",
@@ -210,27 +211,85 @@ def _empty_table(source: Path, target: Path) -> None:
 
 
 def test_an_empty_clean_table_gives_a_typed_empty_input(built, tmp_path):
-    """A clean table with no row yet is pinned as an empty Parquet file with its types."""
+    """A clean table with no row yet is pinned at its version and read empty, with its types."""
     settings, _ = built
     home = tmp_path / "home"
     for name in CLEAN_DATASETS:
         _empty_table(settings.clean_dir / name, home / "lake" / "clean" / name)
     empty = Settings(home=home, kafka=settings.kafka)
     inputs = prepare_inputs(empty)
-    assert inputs.versions == dict.fromkeys(CLEAN_DATASETS, "0")
-    con = duckdb.connect()
-    types = dict(
-        con.execute(
-            f"select column_name, column_type from (describe select * from "
-            f"read_parquet('{inputs.paths['cleaned_deliveries']}'))"
-        ).fetchall()
-    )
-    assert types["delivered_at"] == "TIMESTAMP"
+    assert inputs.versions == dict.fromkeys(CLEAN_DATASETS, 0)
+    assert inputs.paths["cleaned_orders"] == str(empty.clean_dir / "cleaned_orders")
+    with connect_lake() as con:
+        deliveries = delta_scan_sql(inputs.paths["cleaned_deliveries"], 0)
+        types = dict(
+            con.execute(
+                f"select column_name, column_type from (describe select * from {deliveries})"
+            ).fetchall()
+        )
+        orders = delta_scan_sql(inputs.paths["cleaned_orders"], 0)
+        assert con.execute(f"select count(*) from {orders}").fetchall() == [(0,)]
+    assert types["delivered_at"] == "TIMESTAMP WITH TIME ZONE"  # staging casts it to naive UTC
     assert types["is_late"] == "BOOLEAN"
     assert types["exception_count"] == "BIGINT"
-    assert con.execute(
-        f"select count(*) from read_parquet('{inputs.paths['cleaned_orders']}')"
-    ).fetchall() == [(0,)]
+
+
+PLAIN_READER = """
+import json, sys
+import duckdb
+
+# No extension loaded, none installed or loaded on demand: what Evidence's driver can do.
+config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+with duckdb.connect(sys.argv[1], read_only=True, config=config) as con:
+    views = con.execute(
+        "select schema_name, view_name, sql from duckdb_views() where not internal"
+    ).fetchall()
+    for schema, name, _ in views:
+        con.execute(f'select count(*) from "{schema}"."{name}"').fetchall()
+    staging = con.execute(
+        "select table_type from information_schema.tables where table_name = 'stg_clean__orders'"
+    ).fetchall()
+    loaded = con.execute(
+        "select count(*) from duckdb_extensions() where extension_name = 'delta' and loaded"
+    ).fetchone()[0]
+print(json.dumps({
+    "views": len(views),
+    "over_delta": [name for _, name, sql in views if "delta_scan" in sql.lower()],
+    "staging": [row[0] for row in staging],
+    "delta_loaded": loaded,
+}))
+"""
+
+
+def test_the_warehouse_reads_the_lake_itself_and_is_readable_without_the_extension(built, tmp_path):
+    """dbt read the clean tables through delta_scan, at the versions pinned; no view over it is
+    left in the warehouse, so a fresh DuckDB without the extension reads every relation."""
+    import subprocess
+    import sys
+
+    settings, result = built
+    run_results = next(
+        (REPO_ROOT / "dbt_project" / "target").glob(f"warehouse_dbt-{result.run_id[:7]}-*")
+    )
+    compiled = (
+        run_results / "compiled/scpro/models/staging/clean/stg_clean__orders.sql"
+    ).read_text()
+    table = settings.clean_dir / "cleaned_orders"
+    assert f"delta_scan('{table}', version => " in compiled
+    # A process of its own (this one has DuckDB instances open with other settings), and a home
+    # of its own: no extension DuckDB may have installed elsewhere can be picked up.
+    done = subprocess.run(
+        [sys.executable, "-c", PLAIN_READER, str(settings.warehouse_path)],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout)
+    assert found["views"] > 0 and found["over_delta"] == []
+    assert found["staging"] == ["BASE TABLE"] and found["delta_loaded"] == 0
 
 
 def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
@@ -362,8 +421,9 @@ def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp
     assert pinned in _compiled(pinned_target, "stg_raw__order_actions")
     ml = f"read_parquet('{settings.ml_dir}/late_risk_scores/data.parquet')"
     assert ml in _compiled(pinned_target, "stg_ml__late_risk_scores")
-    version = (settings.clean_dir / "cleaned_orders").resolve()
-    assert f"read_parquet('{version}/**/*.parquet'" in _compiled(pinned_target, "stg_clean__orders")
+    table = settings.clean_dir / "cleaned_orders"
+    pinned_orders = f"delta_scan('{table}', version => {current_version(table)})"
+    assert pinned_orders in _compiled(pinned_target, "stg_clean__orders")
 
     plain_target = tmp_path / "plain"
     done = subprocess.run(
@@ -378,6 +438,8 @@ def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp
     stable = f"read_parquet('{settings.home}/lake/raw/actions/partition-*/*.parquet', union_by"
     assert stable in _compiled(plain_target, "stg_raw__order_actions")
     assert ml in _compiled(plain_target, "stg_ml__late_risk_scores")
+    latest = f"delta_scan('{settings.home}/lake/clean/cleaned_orders')"  # its latest version
+    assert latest in _compiled(plain_target, "stg_clean__orders")
 
 
 def test_docs_of_the_published_warehouse_list_the_marts(built, tmp_path):

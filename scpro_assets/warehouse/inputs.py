@@ -1,24 +1,26 @@
 """What one warehouse build reads from the lake, pinned before dbt starts.
 
-dbt's sources read Parquet through DuckDB's ``read_parquet``. The clean layer's datasets
-``lake/clean/<name>`` are Delta tables that Spark merges into while dbt may be running, and
-staging views are read several times in one build, so a commit mid-build could join one version
-of ``cleaned_orders`` with the next version of ``cleaned_deliveries``. The pre-step pins each
-table's current version once and copies it (DuckDB's ``delta`` extension, loaded from its wheel:
-:mod:`scpro_assets.lake_duckdb`) to one Parquet file per version, which the whole build reads; an
-empty table gives an empty, typed file. Nothing downstream needs the extension: the warehouse and
-the serving snapshot hold tables, never views over ``delta_scan`` (Evidence could not read them).
+The clean layer's datasets ``lake/clean/<name>`` are Delta tables that Spark merges into while dbt
+may be running, and a build reads them in several models, so a commit mid-build could join one
+version of ``cleaned_orders`` with the next version of ``cleaned_deliveries``. The pre-step pins
+each table's current version once; dbt reads exactly that version itself
+(``delta_scan('<table>', version => n)``, ``dbt_project/macros/source.sql``), DuckDB's ``delta``
+extension loaded from its wheel by the profile's plugin (:mod:`.delta_plugin`). Nothing is
+copied. The staging models over those tables are tables, never views: the warehouse and the
+serving snapshot must be readable without the extension (Evidence could not read them).
 
 The ``actions`` topic is read by dbt straight from its landed raw ranges (``raw`` source; see
-:data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them too.
+:data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them.
 
-The choices reach dbt as the ``scpro_inputs`` var (``{source table: read_parquet path}``). The
-``lake_inventory`` asset writes ``lake_inventory.parquet`` (rows, quarantined rows and last update
-of every raw, quarantine, clean and ML dataset, from Parquet footers) for ``data_health``.
+The choices reach dbt as the ``scpro_inputs`` var (``{source table: path}``) and the
+``scpro_versions`` var (``{clean table: Delta version}``). The ``lake_inventory`` asset writes
+``lake_inventory.parquet`` (rows, quarantined rows and last update of every raw, quarantine, clean
+and ML dataset) for ``data_health``.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ import pyarrow.parquet as pq
 from ml_assets.outputs import ML_OUTPUTS, ensure_outputs, output_path
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES, QUARANTINE
 from scpro_assets.ingest.landing import RAW_SCHEMA
-from scpro_assets.lake_duckdb import connect_lake, copy_table, delta_scan_sql
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.settings import ACTIONS_TOPIC, TOPICS, Settings
 from spark.tables import current_version
 
@@ -40,9 +42,6 @@ CLEAN_DATASETS: tuple[str, ...] = (*ENTITIES, FEATURES)
 #: Topics dbt reads from their landed raw ranges (the ``raw`` source, table ``raw_<topic>``),
 #: without a Spark pass: the At-risk page's actions are a few events a minute.
 DBT_RAW_TOPICS: tuple[str, ...] = (ACTIONS_TOPIC,)
-
-#: Pinned copies kept per clean table (the newest; older ones are removed).
-_KEEP_PINNED = 3
 
 #: Which clean dataset the clean layer's quarantine entity belongs to.
 _QUARANTINE_ENTITY = {
@@ -55,17 +54,21 @@ _QUARANTINE_ENTITY = {
 
 @dataclass
 class WarehouseInputs:
-    """The ``read_parquet`` path of every source table, and what was found in the lake."""
+    """The path of every source table, the pinned version of each clean one, what was found."""
 
     paths: dict[str, str] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
     raw_placeholders: list[str] = field(default_factory=list)
     ml_placeholders_written: list[str] = field(default_factory=list)
 
     def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
         """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
-        return {"scpro_inputs": self.paths, "warehouse_path": str(warehouse_path)}
+        return {
+            "scpro_inputs": self.paths,
+            "scpro_versions": self.versions,
+            "warehouse_path": str(warehouse_path),
+        }
 
 
 def inputs_dir(settings: Settings) -> Path:
@@ -81,18 +84,11 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
 
 
-def _pin_clean(
-    con: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    name: str,
-    pinned: Path,
-    inputs: WarehouseInputs,
-) -> Path:
-    """Copy the current version of the Delta table ``lake/clean/<name>`` to one Parquet file.
+def _pin_clean(settings: Settings, name: str, inputs: WarehouseInputs) -> None:
+    """Pin the Delta table ``lake/clean/<name>`` at its current version for this build.
 
-    One file per table version (``<name>-v<version>.parquet``), made once: a build whose table
-    did not change since the last one copies nothing. Older copies are removed, the newest few
-    kept for builds still reading them.
+    Read from the table's log (no query): dbt then reads that version whatever Spark commits
+    meanwhile. A table never published is an error naming it (the clean group comes first).
     """
     table = settings.clean_dir / name
     version = current_version(table)
@@ -101,18 +97,8 @@ def _pin_clean(
             f"{table} has never been published: materialize the clean group "
             "(clean_entities, order_features) before the warehouse"
         )
-    inputs.versions[name] = str(version)
-    target = pinned / f"{name}-v{version}.parquet"
-    if not target.exists():
-        copy_table(con, table, target, version)
-    older = sorted(
-        (p for p in pinned.glob(f"{name}-v*.parquet") if p != target),
-        key=lambda p: int(p.stem.rsplit("-v", 1)[1]),
-    )
-    for stale in older[:-_KEEP_PINNED]:
-        stale.unlink(missing_ok=True)
-    inputs.paths[name] = str(target)
-    return target
+    inputs.versions[name] = version
+    inputs.paths[name] = str(table)
 
 
 def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: WarehouseInputs) -> None:
@@ -212,17 +198,16 @@ def _inventory(settings: Settings, now: datetime) -> pa.Table:
 
 
 def prepare_inputs(settings: Settings) -> WarehouseInputs:
-    """Pin the clean versions (a Parquet copy each), fill raw gaps, inventory the lake."""
+    """Pin the clean tables' versions, fill raw gaps, inventory the lake."""
     work = inputs_dir(settings)
     placeholders = work / "empty"
     placeholders.mkdir(parents=True, exist_ok=True)
-    pinned = work / "clean"
-    pinned.mkdir(parents=True, exist_ok=True)
+    # Parquet copies of clean versions, pinned so by SCPro before dbt read the tables itself.
+    shutil.rmtree(work / "clean", ignore_errors=True)
     inputs = WarehouseInputs()
     inputs.ml_placeholders_written = ensure_outputs(settings.ml_dir)
-    with connect_lake() as con:
-        for name in CLEAN_DATASETS:
-            _pin_clean(con, settings, name, pinned, inputs)
+    for name in CLEAN_DATASETS:
+        _pin_clean(settings, name, inputs)
     for topic in DBT_RAW_TOPICS:
         _pin_raw(settings, topic, placeholders, inputs)
     for name in ML_OUTPUTS:
