@@ -170,11 +170,20 @@ def before_watermark(events: DataFrame, watermark: Watermark) -> DataFrame:
 
 
 def with_waiting_counts(stores: Mapping[str, DataFrame], watermark: Watermark) -> Watermark:
-    """The watermark with, per topic, the events landed after it (they wait for the next cut)."""
+    """The watermark with, per topic, the events landed after it (they wait for the next cut).
+
+    No Spark job when no partition has landed beyond the watermark (nothing in flight: the cut
+    is the latest event of all); else one, reading only the months from the watermark's on when
+    the stores are partitioned by ``event_month`` (a later event cannot be in an earlier month).
+    """
     if watermark.micros is None or not stores:
         return watermark
+    if all(p.latest_event_micros <= watermark.micros for p in watermark.partitions):
+        waiting = {p.topic: 0 for p in watermark.partitions}
+        return Watermark(watermark.micros, watermark.partitions, waiting)
+    month = f"{_from_micros(watermark.micros):%Y-%m}"
     frames = [
-        df.select(
+        (df.where(F.col("event_month") >= month) if "event_month" in df.columns else df).select(
             F.lit(topic).alias("topic"),
             (F.unix_micros("event_time") > F.lit(watermark.micros)).cast("long").alias("late"),
         )

@@ -335,6 +335,16 @@ def _new_events(
     return before_watermark(inserted, watermark).unionByName(waited).dropDuplicates(["event_id"])
 
 
+def _row_counts(frames: dict[str, DataFrame]) -> dict[str, int]:
+    """Rows of every frame, in one Spark job (a cached frame's cache is filled on the way)."""
+    labelled = [df.select(F.lit(name).alias("_frame")) for name, df in frames.items()]
+    union = labelled[0]
+    for frame in labelled[1:]:
+        union = union.unionByName(frame)
+    counts = {row["_frame"]: int(row["count"]) for row in union.groupBy("_frame").count().collect()}
+    return {name: counts.get(name, 0) for name in frames}
+
+
 def _merge_entities(
     spark: SparkSession,
     events: dict[str, DataFrame],
@@ -350,19 +360,30 @@ def _merge_entities(
     touched keys are replaced the same way, so it stays complete. A topic without new events
     costs nothing. Returns the keys recomputed per keyed entity.
     """
-    sizes = {topic: df.count() for topic, df in new.items()}  # also fills their caches
-    touched = dict.fromkeys(("orders", "deliveries", "incidents"), 0)
+    month = F.date_format("order_time", "yyyy-MM")
+    event_month = F.date_format("event_time", "yyyy-MM")
+    is_incident = F.col("event_type").isin("incident_opened", "incident_resolved")
+    order_keys = new["orders"].select("order_id").distinct().cache()
+    delivery_keys = new["shipments"].select("order_id").unionByName(order_keys).distinct().cache()
+    incident_keys = new["ops_logs"].where(is_incident).select("incident_id").distinct().cache()
+    cached: list[DataFrame] = [order_keys, delivery_keys, incident_keys]
+    # One job counts the new events and the touched keys (and fills all their caches): a topic
+    # or key set that is empty costs no merge at all.
+    sizes = _row_counts(
+        {
+            **new,
+            "orders_touched": order_keys,
+            "deliveries_touched": delivery_keys,
+            "incidents_touched": incident_keys,
+        }
+    )
+    touched = {key: sizes[f"{key}_touched"] for key in ("orders", "deliveries", "incidents")}
     quarantined: list[tuple[DataFrame, DataFrame]] = []  # (rows, the keys they replace)
-    cached: list[DataFrame] = []
 
     def keys_of(df: DataFrame, entity: str, by: str) -> DataFrame:
         return df.select(F.lit(entity).alias("entity"), F.col(by).alias("value"))
 
-    month = F.date_format("order_time", "yyyy-MM")
-    event_month = F.date_format("event_time", "yyyy-MM")
-    order_keys = new["orders"].select("order_id").distinct().cache()
-    cached.append(order_keys)
-    if sizes["orders"]:  # orders and their lines: every event of a touched order id
+    if touched["orders"]:  # orders and their lines: every event of a touched order id
         order_events = with_keys(events["orders"], order_keys, ["order_id"]).cache()
         cached.append(order_events)
         orders, orders_q = clean_orders(order_events)
@@ -371,7 +392,6 @@ def _merge_entities(
         items = clean_order_items(order_events).withColumn("order_month", month)
         replace_keys(items, order_keys, clean_dir / "cleaned_order_items", ["order_month"])
         quarantined.append((orders_q, keys_of(order_events, "orders", "event_id")))
-        touched["orders"] = order_keys.count()
 
     # One row per event: the new events' rows go in (only their months are searched).
     if sizes["payments"]:
@@ -386,10 +406,7 @@ def _merge_entities(
         web_logs = clean_web_logs(new["ops_logs"]).withColumn("event_month", event_month)
         insert_new(web_logs, clean_dir / "cleaned_web_logs", "event_id", "event_month")
 
-    if sizes["orders"] or sizes["shipments"]:  # deliveries: from all their tracking events
-        delivery_keys = new["shipments"].select("order_id").unionByName(order_keys).distinct()
-        delivery_keys = delivery_keys.cache()
-        cached.append(delivery_keys)
+    if touched["deliveries"]:  # deliveries: from all their tracking events
         tracking = clean_shipments(with_keys(events["shipments"], delivery_keys, ["order_id"]))
         orders_now = read_table(spark, clean_dir / "cleaned_orders")  # as just merged
         deliveries, deliveries_q = order_delivery_state(
@@ -397,21 +414,14 @@ def _merge_entities(
         )
         replace_keys(deliveries, delivery_keys, clean_dir / "cleaned_deliveries")
         quarantined.append((deliveries_q, keys_of(delivery_keys, "deliveries", "order_id")))
-        touched["deliveries"] = delivery_keys.count()
 
-    if sizes["ops_logs"]:  # incidents: every opening and resolution of a touched incident id
-        is_incident = F.col("event_type").isin("incident_opened", "incident_resolved")
-        incident_keys = new["ops_logs"].where(is_incident).select("incident_id").distinct()
-        incident_keys = incident_keys.cache()
-        cached.append(incident_keys)
-        touched["incidents"] = incident_keys.count()
-        if touched["incidents"]:
-            incident_events = with_keys(
-                events["ops_logs"].where(is_incident), incident_keys, ["incident_id"]
-            )
-            incidents, incidents_q = clean_incidents(incident_events)
-            replace_keys(incidents, incident_keys, clean_dir / "cleaned_incidents")
-            quarantined.append((incidents_q, keys_of(incident_events, "incidents", "event_id")))
+    if touched["incidents"]:  # incidents: every opening and resolution of a touched incident id
+        incident_events = with_keys(
+            events["ops_logs"].where(is_incident), incident_keys, ["incident_id"]
+        )
+        incidents, incidents_q = clean_incidents(incident_events)
+        replace_keys(incidents, incident_keys, clean_dir / "cleaned_incidents")
+        quarantined.append((incidents_q, keys_of(incident_events, "incidents", "event_id")))
 
     if quarantined:
         rows, keys = quarantined[0]
