@@ -13,6 +13,7 @@ how many orders newly turned high-risk.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import sys
@@ -247,13 +248,14 @@ def _template(
 def no_data_page(reason: str) -> pn.template.BaseTemplate:
     """What a user sees before the pipeline has published anything: what to do, no traceback."""
     message = pn.pane.Alert(
-        "## No data published yet\n\n"
+        # A heading in HTML, not Markdown: Panel's Markdown gives headings a "¶" anchor link.
+        "<h3>No data published yet</h3>\n\n"
         "SCPro is landing the stream; the first snapshot appears after the first Spark, model "
         "and dbt cycle (a few minutes after the stream starts), with nobody clicking. "
         "Reload this page then.\n\n"
         "The dashboard reads the warehouse snapshot the platform publishes after each "
         "successful dbt build, and there is none yet.\n\n"
-        f"<small>Details: {reason}</small>",
+        f"<small>Details: {html.escape(reason)}</small>",
         alert_type="info",
         sizing_mode="stretch_width",
         css_classes=["no-data"],

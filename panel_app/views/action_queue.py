@@ -125,7 +125,7 @@ class ExceptionQueue(pn.viewable.Viewer):
                 ("acknowledge", "Acknowledge", "primary"),
                 ("assign", "Assign", "primary"),
                 ("note", "Add note", "default"),
-                ("resolve", "Resolve", "success"),
+                ("resolve", "Resolve", "primary"),
             )
         ]
         for button, action in zip(self.buttons, ACTION_LABELS, strict=True):
