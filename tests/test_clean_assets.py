@@ -1,8 +1,8 @@
-"""The Spark assets end to end: replayed DataCo through the real broker, landed, cleaned, featured.
+"""The Spark assets end to end: replayed Olist through the real broker, landed, cleaned, featured.
 
-Also: incremental by default (only new raw files are read), a replay of the same events is kept
-once, a full rebuild gives the same tables, and a real standalone Spark cluster (one master, two
-workers) gives the same output as local[*].
+Also: a real standalone Spark cluster (one master, two workers) gives the same output as
+local[*]. DataCo's clean layer (exact counts, incremental, a replay kept once, a full rebuild
+giving the same tables) is checked on the end-to-end test's run (``tests/test_end_to_end.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from eta_checks import assert_eta_ranges_hold
 
 from ml_assets.data import read_clean
 from scpro_assets.clean.assets import clean_entities, order_features
-from scpro_assets.clean.pipeline import ENTITIES
 from scpro_assets.definitions import build_definitions
 from scpro_assets.ingest.runner import ingest_until_caught_up
 from scpro_assets.replay import replay
@@ -47,57 +46,6 @@ def _materialize(settings, instance, full_refresh: bool = False) -> dict:
         mat = event.event_specific_data.materialization
         meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
     return meta
-
-
-@pytest.fixture(scope="module")
-def dataco_rows(dataco_dir) -> list[dict]:
-    return list(csv.DictReader((dataco_dir / dataco.ORDERS_FILE).open(encoding="utf-8")))
-
-
-def test_dataco_cleaned_end_to_end_incremental_and_deduplicated(
-    dataco_dir, dataco_rows, scpro_settings, dagster_instance
-):
-    events, _ = dataco.load(dataco_dir)
-    replay(events, scpro_settings.kafka)
-    defs = build_definitions(scpro_settings)
-    ingest_until_caught_up(defs, dagster_instance)
-    first = _materialize(scpro_settings, dagster_instance)
-    clean = scpro_settings.clean_dir
-
-    orders = {r["Order Id"]: r for r in dataco_rows}
-    canceled = {o for o, r in orders.items() if r["Order Status"] in dataco.CANCELED_STATUSES}
-    late = {o for o, r in orders.items() if r["Late_delivery_risk"] == "1"} - canceled
-    counts = {name: _count(clean, name) for name in [*ENTITIES, "order_features"]}
-    assert counts["cleaned_orders"] == len(orders) == 5743
-    assert counts["cleaned_order_items"] == len(dataco_rows) == 6000
-    assert counts["cleaned_payments"] == 5743
-    assert counts["cleaned_deliveries"] == 5743
-    assert counts["cleaned_web_logs"] == 10_305
-    assert counts["cleaned_incidents"] == 0
-    assert counts["order_features"] == 5743
-    deliveries = ds.dataset(str((clean / "cleaned_deliveries").resolve())).to_table().to_pylist()
-    assert {d["order_id"].removeprefix("dataco-") for d in deliveries if d["is_late"]} == late
-    assert sum(d["status"] == "canceled" for d in deliveries) == len(canceled)
-    assert first["cleaned_orders"]["raw_files_read"]["orders"] >= 1
-
-    # Nothing new: no raw file is read again, the tables stay the same.
-    second = _materialize(scpro_settings, dagster_instance)
-    assert set(second["cleaned_orders"]["raw_files_read"].values()) == {0}
-    assert _count(clean, "cleaned_orders") == 5743
-
-    # The same orders replayed again (new offsets, same event ids): read, dropped, kept once.
-    # (The orders topic only: replaying the other 27k events again proved nothing more.)
-    replay([e for e in events if e.topic == "orders"], scpro_settings.kafka)
-    ingest_until_caught_up(defs, dagster_instance)
-    third = _materialize(scpro_settings, dagster_instance)
-    assert third["cleaned_orders"]["new_events"]["orders"] == 0
-    assert third["cleaned_orders"]["duplicates_dropped"]["orders"] == 5743
-    assert {name: _count(clean, name) for name in counts} == counts
-
-    # A full rebuild from every raw file gives the same tables.
-    fourth = _materialize(scpro_settings, dagster_instance, full_refresh=True)
-    assert fourth["cleaned_orders"]["duplicates_dropped"]["orders"] == 5743
-    assert {name: _count(clean, name) for name in counts} == counts
 
 
 CLUSTER_SCRIPT = """
