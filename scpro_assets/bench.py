@@ -216,11 +216,11 @@ def bench_ingest(
     import dagster as dg
     import pyarrow.parquet as pq
 
-    from scpro_assets.definitions import build_definitions
+    from scpro_assets.definitions.platform import build_definitions
     from scpro_assets.ingest.landing import CHUNK_EVENTS
-    from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
     from scpro_assets.kafka.clients import admin, ensure_topics, producer
     from scpro_assets.replay import replay
+    from scpro_assets.runner import ingest_once, ingest_until_caught_up
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
     section = f"ingest: {events:,} synthetic events, Kafka to Parquet"

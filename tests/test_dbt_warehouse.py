@@ -280,7 +280,7 @@ def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
 
 
 def test_dbt_sources_map_to_the_spark_and_ml_assets():
-    from scpro_assets.definitions import defs
+    from scpro_assets.definitions.platform import defs
 
     graph = defs.resolve_asset_graph()
 

@@ -11,7 +11,7 @@ import sys
 import dagster as dg
 import yaml
 
-from scpro_assets.definitions import build_definitions, defs
+from scpro_assets.definitions.platform import build_definitions, defs
 from scpro_assets.kafka.clients import kafka_python_config
 from scpro_assets.settings import REPO_ROOT, TOPICS
 
@@ -134,10 +134,10 @@ def hook(event, args):
         work.append(f"{event} {args[0]}" if event == "open" else event)
 
 sys.addaudithook(hook)
-import scpro_assets.ingest.definitions
+import scpro_assets.definitions.landing
 report = {"heavy": [m for m in HEAVY if m in sys.modules], "ingest": sorted(set(work))}
 work.clear()
-import scpro_assets.definitions
+import scpro_assets.definitions.platform
 report["platform"] = sorted(set(work))
 print(json.dumps(report))
 """
@@ -178,7 +178,7 @@ def test_importing_the_code_locations_does_no_work(tmp_path):
 
 def test_lineage_describes_landing_runs_from_the_platform_location():
     """The OpenLineage sensor lives in the platform location but follows landing runs too."""
-    from scpro_assets.definitions import whole_asset_graph
+    from scpro_assets.definitions.platform import whole_asset_graph
 
     graph = whole_asset_graph()
     raw = graph.get(dg.AssetKey("raw_orders"))

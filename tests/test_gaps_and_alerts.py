@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from scpro_assets.alerts import Alert, outbox_path, read_outbox, send_alert
-from scpro_assets.definitions import build_definitions
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.ingest import landing as ingest_landing
 from scpro_assets.ingest import runs as landing_runs
 from scpro_assets.ingest.gaps import CHECK_NAME, gap_status_path, parse_state, uncovered
-from scpro_assets.ingest.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ingest_once
 from scpro_assets.kafka.clients import producer
+from scpro_assets.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ingest_once
 from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
 from scpro_assets.warehouse.completeness import save_watermark, watermark_path
@@ -418,7 +418,7 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
 ):
     from panel_app.store import DataStore
     from panel_app.views.health import alert_html
-    from scpro_assets.ingest.runner import ingest_until_caught_up
+    from scpro_assets.runner import ingest_until_caught_up
     from scpro_assets.warehouse.assets import serving_snapshot
     from scpro_assets.warehouse.fixtures import warehouse_resources
 

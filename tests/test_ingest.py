@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from scpro_assets.definitions import build_definitions
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.ingest import landing
 from scpro_assets.ingest.landing import OffsetRange, pieces_to_land
-from scpro_assets.ingest.runner import CursorStore, ingest_once, ingest_until_caught_up
 from scpro_assets.kafka.clients import ensure_topics, producer
+from scpro_assets.runner import CursorStore, ingest_once, ingest_until_caught_up
 from scpro_assets.settings import Settings
 from scpro_assets.sources.common import make_event
 from sensors.kafka_sensors import fair_shares, plan_runs, sensor_name, stored_cursor
@@ -555,7 +555,7 @@ def test_scpro_ingest_reads_and_moves_the_daemon_s_sensor_cursor(tmp_path):
     result = subprocess.run(
         [
             *(str(Path(sys.executable).with_name("dagster")), "sensor", "cursor", name),
-            *("--set", daemon_cursor, "-m", "scpro_assets.ingest.definitions", "-a", "defs"),
+            *("--set", daemon_cursor, "-m", "scpro_assets.definitions.landing", "-a", "defs"),
         ],
         cwd=REPO_ROOT,
         env={**os.environ, "DAGSTER_HOME": str(dagster_home), "SCPRO_HOME": str(tmp_path)},

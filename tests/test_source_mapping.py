@@ -234,9 +234,9 @@ def test_mapping_errors_name_the_bad_key(tmp_path: Path, change, message):
 
 def test_replayed_through_kafka_and_landed(item_files, scpro_settings, dagster_instance):
     """The mapped events go through the real broker and the landing contracts unharmed."""
-    from scpro_assets.definitions import build_definitions
-    from scpro_assets.ingest.runner import ingest_until_caught_up
+    from scpro_assets.definitions.platform import build_definitions
     from scpro_assets.replay import replay
+    from scpro_assets.runner import ingest_until_caught_up
 
     mapping, _ = item_files
     events, _ = load(mapping)

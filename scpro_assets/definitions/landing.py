@@ -6,8 +6,8 @@ whole platform's location imports dbt, Spark, TensorFlow's helpers and the dbt m
 of imports on an idle core, and 30-40 s on two cores busy with a stream's Spark and model runs,
 where a stream asks for a dozen landing runs per round. This module imports only Dagster, the
 Kafka clients, pyarrow and the event contracts (about 2 s). The platform location
-(:mod:`scpro_assets.definitions`) depends on the raw assets by key, and its automation follows
-them across locations.
+(:mod:`scpro_assets.definitions.platform`) depends on the raw assets by key, and its automation
+follows them across locations.
 """
 
 from __future__ import annotations
