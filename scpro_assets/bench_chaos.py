@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -759,8 +759,8 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
     print(f"\n{SECTION}", flush=True)
     broker_home = _bench_settings(settings)
     port = free_port_pair()
-    broker_kafka = replace(broker_home.kafka, bootstrap_servers=f"localhost:{port}")
-    broker = EmbeddedKafka(replace(broker_home, kafka=broker_kafka))
+    broker_kafka = broker_home.kafka.model_copy(update={"bootstrap_servers": f"localhost:{port}"})
+    broker = EmbeddedKafka(broker_home.model_copy(update={"kafka": broker_kafka}))
     outcomes: list[FaultOutcome] = []
     broker.start()
     try:
@@ -785,7 +785,8 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
                 report.add(SECTION, disk_full="not run: mounting a tmpfs needs root")
             for name, scenario in scenarios:
                 run = _bench_settings(settings)
-                run = replace(run, kafka=replace(run.kafka, bootstrap_servers=bootstrap))
+                kafka = run.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+                run = run.model_copy(update={"kafka": kafka})
                 try:
                     outcome = scenario(run)
                 except Exception as error:  # a fault SCPro did not survive: report, go on

@@ -167,7 +167,7 @@ def _worker_ready() -> bool:
     return "defs" in _WORKER
 
 
-def _start_method() -> str:
+def _start_method(settings: Settings) -> str:
     """``fork`` where the platform has it, else ``spawn``.
 
     A spawned worker re-imports Dagster and every asset module before its first range: measured
@@ -177,9 +177,8 @@ def _start_method() -> str:
     storage connection handed down: each worker opens its own instance from the ref.
     ``SCPRO_INGEST_START_METHOD`` overrides the choice (e.g. ``spawn`` on macOS-like setups).
     """
-    wanted = os.environ.get("SCPRO_INGEST_START_METHOD")
-    if wanted:
-        return wanted
+    if settings.ingest_start_method:
+        return settings.ingest_start_method
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
@@ -196,7 +195,7 @@ def range_executor(
         return None
     executor = ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context(_start_method()),
+        mp_context=multiprocessing.get_context(_start_method(settings)),
         initializer=_worker_init,
         initargs=(settings, dg.serialize_value(instance.get_ref())),
     )

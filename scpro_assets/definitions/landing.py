@@ -17,7 +17,7 @@ import dagster as dg
 from scpro_assets.ingest.assets import kafka_topic_specs, land_jobs, raw_assets
 from scpro_assets.ingest.gaps import GapPolicy
 from scpro_assets.resources import KafkaResource, LakeResource
-from scpro_assets.settings import GapSettings, Settings
+from scpro_assets.settings import Settings
 from sensors.alert_sensors import run_failure_alerts
 from sensors.kafka_sensors import gap_checks, kafka_sensors
 
@@ -25,9 +25,9 @@ from sensors.kafka_sensors import gap_checks, kafka_sensors
 def ingest_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources landing, the Kafka sensors and the gap checks use."""
     return {
-        "kafka": KafkaResource.from_settings(settings.kafka),
+        "kafka": KafkaResource.from_settings(settings.kafka, settings.backpressure),
         "lake": LakeResource.from_settings(settings),
-        "gaps": GapPolicy.from_settings(GapSettings.from_env()),
+        "gaps": GapPolicy.from_settings(settings.gaps),
     }
 
 

@@ -59,7 +59,7 @@ def build_platform_definitions(
             automation_sensor(),
             *PLATFORM_ALERT_SENSORS,
         ],
-        resources={**resources, "pyspark": spark_resource(settings), "dbt": dbt_resource()},
+        resources={**resources, "pyspark": spark_resource(settings), "dbt": dbt_resource(settings)},
     )
 
 

@@ -44,11 +44,16 @@ def kafka_python_config(settings: KafkaSettings) -> dict[str, object]:
     if settings.sasl_mechanism:
         config["sasl_mechanism"] = settings.sasl_mechanism
         config["sasl_plain_username"] = settings.sasl_username
-        config["sasl_plain_password"] = settings.sasl_password
+        config["sasl_plain_password"] = _password(settings)
     for ours, _theirs in _TLS_FILES:
         if getattr(settings, ours):
             config[ours] = getattr(settings, ours)
     return config
+
+
+def _password(settings: KafkaSettings) -> str:
+    """The SASL password, unwrapped only here, where a client library needs it."""
+    return settings.sasl_password.get_secret_value() if settings.sasl_password else ""
 
 
 def rdkafka_config(settings: KafkaSettings) -> dict[str, str]:
@@ -66,7 +71,7 @@ def rdkafka_config(settings: KafkaSettings) -> dict[str, str]:
     if settings.sasl_mechanism:
         config["sasl.mechanism"] = settings.sasl_mechanism
         config["sasl.username"] = settings.sasl_username or ""
-        config["sasl.password"] = settings.sasl_password or ""
+        config["sasl.password"] = _password(settings)
     for ours, theirs in _TLS_FILES:
         if getattr(settings, ours):
             config[theirs] = getattr(settings, ours)
