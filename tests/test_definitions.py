@@ -130,6 +130,8 @@ def ours(frame):
 def hook(event, args):
     if event == "open" and str(args[0]).endswith((".py", ".pyc")):
         return  # Python's own reading of source (a warning's line), not work
+    if event == "open" and str(args[0]).endswith("/.env"):
+        return  # the settings' own file of variables (when a deployment has one): configuration
     if event in EVENTS and ours(sys._getframe(1)):
         work.append(f"{event} {args[0]}" if event == "open" else event)
 
@@ -148,10 +150,10 @@ def test_importing_the_code_locations_does_no_work(tmp_path):
     process and reads no file of ours, and the landing location (a run per range) imports no
     heavy library (Spark, dbt, TF, DuckDB would slow each run).
 
-    The platform reads two files, on purpose: the dbt manifest (``@dbt_assets`` are built from
-    it; ``make setup`` prepares it, nothing parses dbt at import) and the embedded Spark Connect
-    server's status file (``spark_resource``: each run's import picks the running server, else
-    in-process Spark).
+    The platform reads one file, on purpose: the dbt manifest (``@dbt_assets`` are built from
+    it; ``make setup`` prepares it, nothing parses dbt at import). Where Spark runs (the embedded
+    Spark Connect server's status file, its port) is looked at when a run first asks for a
+    session, not at import (``SparkSessionResource``).
     """
     env = {**os.environ, "SCPRO_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
@@ -171,7 +173,6 @@ def test_importing_the_code_locations_does_no_work(tmp_path):
         {
             f"open {REPO_ROOT / 'dbt_project' / 'dbt_project.yml'}",
             f"open {manifest.resolve()}",
-            f"open {tmp_path / 'spark' / 'connect.json'}",
         }
     )
 
