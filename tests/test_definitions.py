@@ -211,3 +211,36 @@ def test_the_dagster_instance_is_configured_and_user_edits_are_kept(tmp_path):
     config.write_text(edited)
     prepare_dagster_home(settings)
     assert config.read_text() == edited  # the user's own file is theirs
+
+
+def test_the_spark_resource_looks_for_a_connect_server_only_when_a_session_is_asked_for(
+    tmp_path, monkeypatch
+):
+    """Building the ``pyspark`` resource (at every import of the platform) probes nothing; the
+    choice between a Spark Connect server and in-process Spark is made when a run first asks for
+    a session, so a server started after the location was loaded is used."""
+    from scpro_assets.clean import spark_resource as module
+    from scpro_assets.clean.assets import spark_resource
+    from scpro_assets.settings import KafkaSettings, Settings, SparkConnectSettings
+
+    asked: list[Settings] = []
+    answers = iter([None, "sc://127.0.0.1:15999"])
+
+    def session_remote(settings: Settings) -> str | None:
+        asked.append(settings)
+        return next(answers)
+
+    monkeypatch.setattr(module, "session_remote", session_remote)
+    settings = Settings(
+        home=tmp_path,
+        kafka=KafkaSettings(),
+        spark_master="local[1]",
+        spark_connect=SparkConnectSettings(remote=None, port=15999),
+    )
+    resource = spark_resource(settings)
+    assert asked == []
+    in_process = resource.session_config()
+    assert in_process["spark.master"] == "local[1]" and "spark.remote" not in in_process
+    assert asked[0].home == tmp_path and asked[0].spark_connect.port == 15999
+    connected = resource.session_config()  # the server has started meanwhile
+    assert connected["spark.remote"] == "sc://127.0.0.1:15999" and "spark.master" not in connected
