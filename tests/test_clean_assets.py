@@ -20,9 +20,9 @@ from eta_checks import assert_eta_ranges_hold
 
 from ml_assets.data import read_clean
 from scpro_assets.clean.assets import clean_entities, order_features
-from scpro_assets.definitions import build_definitions
-from scpro_assets.ingest.runner import ingest_until_caught_up
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.replay import replay
+from scpro_assets.runner import ingest_until_caught_up
 from scpro_assets.sources import dataco
 
 pytestmark = pytest.mark.kafka

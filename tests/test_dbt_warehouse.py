@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ml_assets.outputs import ML_OUTPUTS
 from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
 from scpro_assets.warehouse.fixtures import (
     ensure_synthetic_lake,
@@ -214,6 +215,14 @@ def test_an_empty_partitioned_dataset_gets_a_typed_placeholder(built, tmp_path):
     empty = Settings(home=home, kafka=settings.kafka)
     inputs = prepare_inputs(empty)
     assert sorted(inputs.placeholders) == sorted(CLEAN_DATASETS)
+    # No ML asset has run: the warehouse reads typed placeholders of its own and writes nothing
+    # into the ML layer (each layer writes only its own outputs).
+    assert sorted(inputs.ml_placeholders) == sorted(ML_OUTPUTS)
+    assert not empty.ml_dir.exists()
+    assert all(
+        Path(inputs.paths[name]).parent == home / "warehouse_inputs" / "empty"
+        for name in ML_OUTPUTS
+    )
     con = duckdb.connect()
     types = dict(
         con.execute(
@@ -280,7 +289,7 @@ def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
 
 
 def test_dbt_sources_map_to_the_spark_and_ml_assets():
-    from scpro_assets.definitions import defs
+    from scpro_assets.definitions.platform import defs
 
     graph = defs.resolve_asset_graph()
 

@@ -33,10 +33,10 @@ from ml_assets.data import read_clean
 from panel_app.store import ALL, DataStore, FilterState
 from scpro_assets.clean.assets import clean_entities, order_features
 from scpro_assets.clean.pipeline import ENTITIES
-from scpro_assets.definitions import build_definitions
-from scpro_assets.ingest.runner import ingest_until_caught_up
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.kafka.clients import ensure_topics
 from scpro_assets.replay import replay
+from scpro_assets.runner import ingest_until_caught_up
 from scpro_assets.settings import KafkaSettings, Settings
 from scpro_assets.sources import dataco
 

@@ -382,7 +382,8 @@ def test_filters_keep_a_choice_a_new_snapshot_no_longer_offers(
 
 
 def test_refresh_period_comes_from_the_environment() -> None:
-    from panel_app.app import DEFAULT_REFRESH_SECONDS, refresh_seconds_from_env
+    from panel_app.app import refresh_seconds_from_env
+    from scpro_assets.settings import DEFAULT_REFRESH_SECONDS
 
     assert refresh_seconds_from_env({}) == DEFAULT_REFRESH_SECONDS == 3.0
     assert refresh_seconds_from_env({"SCPRO_PANEL_REFRESH_SECONDS": " 1.5 "}) == 1.5
