@@ -428,3 +428,16 @@ def test_sessions_on_many_threads_get_their_own_query_results(tmp_path: Path) ->
     finally:
         sys.setswitchinterval(interval)
     assert errors == [] and wrong == []
+
+
+@pytest.mark.parametrize(("high", "said"), [(1, "1 open order is"), (2, "2 open orders are")])
+def test_the_overview_banner_counts_high_risk_orders_in_words(high: int, said: str) -> None:
+    """Seen in the demo: "1 open orders are at high risk" (the banner only reads the summary)."""
+    from panel_app.views.overview import action_line
+
+    class Summary:
+        def at_risk_summary(self, _state: FilterState) -> dict:
+            return {"open_scored": 5, "high": high, "high_value": 117.57}
+
+    banner = action_line(Summary(), FilterState()).object
+    assert banner.startswith(f"**{said} at high risk of being late**"), banner
