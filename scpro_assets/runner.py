@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -266,6 +267,28 @@ def tick_lock(instance: dg.DagsterInstance) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def evaluate_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance, name: str, store: CursorStore
+) -> Any:
+    """Evaluate sensor ``name`` once from its stored cursor, recording its asset events.
+
+    As the daemon does; the caller runs what it asks for and stores the new cursor. Returns
+    Dagster's tick data (``run_requests``, ``asset_events``, ``cursor``, ``skip_message``), whose
+    class is not in Dagster's public API.
+    """
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=store.get(),
+        definitions=defs,
+        sensor_name=name,
+        resources=defs.resources,
+    ) as context:
+        data = defs.resolve_sensor_def(name).evaluate_tick(context)
+    for event in data.asset_events or []:
+        instance.report_runless_asset_event(event)
+    return data
+
+
 def _ingest_once(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -280,17 +303,7 @@ def _ingest_once(
         tick.retried, retry_failures = retry_failed_ranges(defs, instance, topic)
         tick.failed += retry_failures
         store = CursorStore(instance, name)
-        sensor_def = defs.resolve_sensor_def(name)
-        with dg.build_sensor_context(
-            instance=instance,
-            cursor=store.get(),
-            definitions=defs,
-            sensor_name=name,
-            resources=defs.resources,
-        ) as context:
-            data = sensor_def.evaluate_tick(context)
-        for event in data.asset_events or []:
-            instance.report_runless_asset_event(event)
+        data = evaluate_sensor(defs, instance, name, store)
         tick.skip_reason = data.skip_message
         for request in data.run_requests or []:
             tick.requested.append(request.run_key)

@@ -23,7 +23,13 @@ from scpro_assets.ingest import landing as ingest_landing
 from scpro_assets.ingest import runs as landing_runs
 from scpro_assets.ingest.gaps import CHECK_NAME, gap_status_path, parse_state, uncovered
 from scpro_assets.kafka.clients import producer
-from scpro_assets.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ingest_once
+from scpro_assets.runner import (
+    RUN_KEY_TAG,
+    SENSOR_TAG,
+    CursorStore,
+    evaluate_sensor,
+    ingest_once,
+)
 from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
 from scpro_assets.warehouse.completeness import save_watermark, watermark_path
@@ -109,16 +115,7 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance):
     daemon does), without running what it asks for: those runs never land."""
     name = sensor_name(TOPIC)
     store = CursorStore(instance, name)
-    with dg.build_sensor_context(
-        instance=instance,
-        cursor=store.get(),
-        definitions=defs,
-        sensor_name=name,
-        resources=defs.resources,
-    ) as context:
-        data = defs.resolve_sensor_def(name).evaluate_tick(context)
-    for event in data.asset_events:
-        instance.report_runless_asset_event(event)
+    data = evaluate_sensor(defs, instance, name, store)
     store.set(data.cursor)
     (check,) = [e for e in data.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
     return [r.run_key for r in data.run_requests or []], check, data.run_requests or []
