@@ -13,39 +13,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pyarrow.dataset as ds
 import pytest
+from clean_layer import count_rows, materialize_clean
 from eta_checks import assert_eta_ranges_hold
 
 from ml_assets.data import read_clean
-from scpro_assets.clean.assets import clean_entities, order_features
 from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.replay import replay
 from scpro_assets.runner import ingest_until_caught_up
 from scpro_assets.sources import dataco
 
 pytestmark = pytest.mark.kafka
-
-
-def _count(clean_dir: Path, name: str) -> int:
-    return ds.dataset(str((clean_dir / name).resolve()), format="parquet").count_rows()
-
-
-def _materialize(settings, instance, full_refresh: bool = False) -> dict:
-    defs = build_definitions(settings)
-    result = dg.materialize(
-        [clean_entities, order_features],
-        instance=instance,
-        resources=defs.resources,
-        run_config={"ops": {"clean_entities": {"config": {"full_refresh": full_refresh}}}},
-    )
-    assert result.success
-    meta = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
-    return meta
 
 
 CLUSTER_SCRIPT = """
@@ -120,7 +99,7 @@ def test_olist_cleaned_end_to_end(olist_dir, scpro_settings, dagster_instance):
     events, report = olist.load(olist_dir)
     replay(events, scpro_settings.kafka)
     ingest_until_caught_up(build_definitions(scpro_settings), dagster_instance)
-    _materialize(scpro_settings, dagster_instance)
+    materialize_clean(scpro_settings, dagster_instance)
     clean = scpro_settings.clean_dir
 
     # Expectations straight from the CSVs: orders that have items are placed; their delivery is
@@ -142,10 +121,10 @@ def test_olist_cleaned_end_to_end(olist_dir, scpro_settings, dagster_instance):
         for o in delivered
         if orders[o]["order_delivered_customer_date"] > orders[o]["order_estimated_delivery_date"]
     }
-    assert _count(clean, "cleaned_orders") == len(placed) == 7360
-    assert _count(clean, "cleaned_order_items") == len(items) == 8365
-    assert _count(clean, "cleaned_payments") == report.events["payment_captured"] == 8094
-    assert _count(clean, "order_features") == 7360
+    assert count_rows(clean, "cleaned_orders") == len(placed) == 7360
+    assert count_rows(clean, "cleaned_order_items") == len(items) == 8365
+    assert count_rows(clean, "cleaned_payments") == report.events["payment_captured"] == 8094
+    assert count_rows(clean, "order_features") == 7360
     deliveries = ds.dataset(str((clean / "cleaned_deliveries").resolve())).to_table().to_pylist()
     assert {
         d["order_id"].removeprefix("olist-") for d in deliveries if d["delivered_at"]

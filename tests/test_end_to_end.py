@@ -27,11 +27,11 @@ from decimal import Decimal
 
 import dagster as dg
 import pytest
+from clean_layer import asset_metadata, count_rows, materialize_clean
 from eta_checks import assert_eta_ranges_hold
 
 from ml_assets.data import read_clean
 from panel_app.store import ALL, DataStore, FilterState
-from scpro_assets.clean.assets import clean_entities, order_features
 from scpro_assets.clean.pipeline import ENTITIES
 from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.kafka.clients import ensure_topics
@@ -83,28 +83,6 @@ class PlatformRun:
     materialized: dict[str, dict]  # asset -> its materialization metadata
 
 
-def materialize_clean(run: PlatformRun, full_refresh: bool = False) -> dict[str, dict]:
-    """Materialize the Spark clean layer alone; each asset's metadata."""
-    result = dg.materialize(
-        [clean_entities, order_features],
-        instance=run.instance,
-        resources=build_definitions(run.settings).resources,
-        run_config={"ops": {"clean_entities": {"config": {"full_refresh": full_refresh}}}},
-    )
-    assert result.success
-    return _metadata(result)
-
-
-def _metadata(result: dg.ExecuteInJobResult) -> dict[str, dict]:
-    return {
-        event.asset_key.to_user_string(): {
-            key: value.value
-            for key, value in event.event_specific_data.materialization.metadata.items()
-        }
-        for event in result.get_asset_materialization_events()
-    }
-
-
 @pytest.fixture(scope="module")
 def dataco_run(dataco_dir, kafka_broker, tmp_path_factory) -> Iterator[PlatformRun]:
     """DataCo replayed through the broker, landed, and every asset downstream materialized.
@@ -135,7 +113,7 @@ def dataco_run(dataco_dir, kafka_broker, tmp_path_factory) -> Iterator[PlatformR
             resources=defs.resources,
         )
         assert result.success
-        yield PlatformRun(settings, instance, events, _metadata(result))
+        yield PlatformRun(settings, instance, events, asset_metadata(result))
 
 
 def test_dataco_through_the_whole_platform_matches_the_csv(dataco_dir, dataco_run):
@@ -195,10 +173,6 @@ def test_dataco_through_the_whole_platform_matches_the_csv(dataco_dir, dataco_ru
     assert store.options()["segment"] and ALL not in store.options()["segment"]
 
 
-def _count(clean_dir, name: str) -> int:
-    return len(read_clean(clean_dir, name).frame)
-
-
 def test_dataco_clean_layer_is_incremental_and_keeps_a_replay_once(dataco_dir, dataco_run):
     """The clean layer of the same run: exact counts, nothing re-read, duplicates dropped.
 
@@ -209,7 +183,7 @@ def test_dataco_clean_layer_is_incremental_and_keeps_a_replay_once(dataco_dir, d
     orders = {r["Order Id"]: r for r in rows}
     canceled = {o for o, r in orders.items() if r["Order Status"] in dataco.CANCELED_STATUSES}
     late = {o for o, r in orders.items() if r["Late_delivery_risk"] == "1"} - canceled
-    counts = {name: _count(clean, name) for name in [*ENTITIES, "order_features"]}
+    counts = {name: count_rows(clean, name) for name in [*ENTITIES, "order_features"]}
     assert counts["cleaned_orders"] == len(orders) == 5743
     assert counts["cleaned_order_items"] == len(rows) == 6000
     assert counts["cleaned_payments"] == 5743
@@ -225,20 +199,20 @@ def test_dataco_clean_layer_is_incremental_and_keeps_a_replay_once(dataco_dir, d
     assert dataco_run.materialized["cleaned_orders"]["raw_files_read"]["orders"] >= 1
 
     # Nothing new: no raw file is read again, the tables stay the same.
-    second = materialize_clean(dataco_run)
+    second = materialize_clean(dataco_run.settings, dataco_run.instance)
     assert set(second["cleaned_orders"]["raw_files_read"].values()) == {0}
-    assert _count(clean, "cleaned_orders") == 5743
+    assert count_rows(clean, "cleaned_orders") == 5743
 
     # The same orders replayed again (new offsets, same event ids): read, dropped, kept once.
     # (The orders topic only: replaying the other 27k events again proved nothing more.)
     replay([e for e in dataco_run.events if e.topic == "orders"], dataco_run.settings.kafka)
     ingest_until_caught_up(build_definitions(dataco_run.settings), dataco_run.instance)
-    third = materialize_clean(dataco_run)
+    third = materialize_clean(dataco_run.settings, dataco_run.instance)
     assert third["cleaned_orders"]["new_events"]["orders"] == 0
     assert third["cleaned_orders"]["duplicates_dropped"]["orders"] == 5743
-    assert {name: _count(clean, name) for name in counts} == counts
+    assert {name: count_rows(clean, name) for name in counts} == counts
 
     # A full rebuild from every raw file gives the same tables.
-    fourth = materialize_clean(dataco_run, full_refresh=True)
+    fourth = materialize_clean(dataco_run.settings, dataco_run.instance, full_refresh=True)
     assert fourth["cleaned_orders"]["duplicates_dropped"]["orders"] == 5743
-    assert {name: _count(clean, name) for name in counts} == counts
+    assert {name: count_rows(clean, name) for name in counts} == counts
