@@ -22,12 +22,14 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "panel_app" / "screenshots"
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"]
 WAIT_MS = 60_000
+SKIP_WAIT_MS = 10_000
 #: dashboard page -> a selector present once the page has drawn its data
 PAGES = {
     "overview": '[data-kpi="orders"]',
@@ -97,9 +99,14 @@ def dagster(page: Page, url: str) -> None:
     for name, path in views.items():
         page.goto(url + path)
         page.wait_for_load_state("networkidle")
+        # Dagster's "join the community" pop-up on a fresh instance comes a moment after the
+        # page settles (a plain count() missed it once and pictured the pop-up).
         skip = page.get_by_role("button", name="Skip")
-        if skip.count():  # Dagster's "join the community" pop-up on a fresh instance
+        try:
+            skip.first.wait_for(timeout=SKIP_WAIT_MS)
             skip.first.click()
+        except PlaywrightTimeoutError:
+            pass  # no pop-up on this page
         page.wait_for_timeout(4000)
         shoot(page, name)
 

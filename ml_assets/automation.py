@@ -4,7 +4,7 @@ The weekly schedule retrains and re-scores everything in the ``ml`` group. The d
 the latest ``score_drift`` check evaluations of the two score assets; a failed evaluation it has
 not acted on yet (the cursor holds the run ids it has seen) requests one retrain run, keyed by
 that evaluation's run so a restart of the daemon never requests it twice. A check that had too
-few scores to judge says "not judged" (``ml_assets.assets.not_judged``) and asks for nothing: a
+few scores to judge says "not judged" (``ml_assets.checks.not_judged``) and asks for nothing: a
 retrain cannot fix a PSI computed on a handful of rows.
 """
 

@@ -290,3 +290,28 @@ def fit_demand(daily: pd.DataFrame, test_share: float = 0.2) -> DemandResult:
         sorted(frame["category"].unique()),
         float((daily["orders"] == 0).mean()),
     )
+
+
+def registry_fields(result: DemandResult, days: pd.Series) -> dict[str, Any]:
+    """What the registry records of a fitted forecast, beyond its identity and data versions."""
+    return {
+        "train_rows": result.train_rows,
+        "test_rows": result.test_rows,
+        "train_start": pd.Timestamp(days.min(), tz="UTC").isoformat(),
+        "train_end": (result.test_start - pd.Timedelta(days=1)).tz_localize("UTC").isoformat(),
+        "test_start": result.test_start.tz_localize("UTC").isoformat(),
+        "test_end": pd.Timestamp(days.max(), tz="UTC").isoformat(),
+        "features": result.features,
+        "hyperparameters": {
+            **GB_PARAMS[result.grain],
+            "grain": result.grain,
+            "grain_reason": f"{result.empty_share:.0%} of category-days empty "
+            f"(weekly above {SPARSE_EMPTY_SHARE:.0%})",
+            "categories": result.categories,
+        },
+        "metrics": {"wape": result.wape_model, "wape_seasonal_naive": result.wape_naive},
+        "primary_metric": "wape",
+        "primary_metric_value": result.wape_model,
+        "serving_reason": f"gradient boosting per {result.grain} vs seasonal naive per "
+        f"{result.grain}: WAPE {result.wape_model:.3f} vs {result.wape_naive:.3f}",
+    }

@@ -10,7 +10,6 @@ training time and scoring throughput. ``make bench`` calls it.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,9 @@ PROTOCOLS: dict[str, str] = {"dataco": "2017-06-01", "olist": "2018-05-01"}
 
 
 def _shared_data() -> Path:
-    import os
+    from scpro_assets.settings import Settings
 
-    from scpro_assets.settings import REPO_ROOT
-
-    return Path(os.environ.get("SCPRO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    return Settings.from_env().shared_data
 
 
 def protocol_features(name: str, settings: Any, data_dir: Path | None = None) -> pd.DataFrame:
@@ -47,7 +44,7 @@ def protocol_features(name: str, settings: Any, data_dir: Path | None = None) ->
     from scpro_assets.sources import dataco, olist
 
     home = settings.home / "bench" / f"ml-{name}"
-    run = replace(settings, home=home)
+    run = settings.model_copy(update={"home": home})
     if not (run.clean_dir / "order_features").exists():
         source = {"dataco": dataco, "olist": olist}[name]
         events, _ = source.load(data_dir or _shared_data() / name)

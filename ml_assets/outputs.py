@@ -4,16 +4,22 @@ This module is the contract between ``ml_assets`` (writers) and ``dbt_project`` 
 the ``ml`` source). Each dataset is one Parquet file, ``SCPRO_HOME/lake/ml/<name>/data.parquet``,
 replaced with a temporary file and an atomic rename, so dbt never reads half a file.
 
-Before any model has been trained the files still exist, empty but with their schema
-(:func:`ensure_outputs`), so the KPI models that read predictions build and are empty-but-valid.
+Before any model has been trained the ML assets still publish their files, empty but with their
+schema (:func:`publish_empty`), so the KPI models that read predictions build and are
+empty-but-valid. Only the ML layer writes here: until its assets first ran, the warehouse reads
+typed placeholders from its own folder (:mod:`scpro_assets.warehouse.inputs`).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -144,11 +150,51 @@ def read_output(ml_dir: Path, name: str) -> pa.Table:
     return pq.read_table(path)
 
 
-def ensure_outputs(ml_dir: Path) -> list[str]:
-    """Write an empty file for every dataset that has none yet; return the names written."""
-    written = []
-    for name, schema in SCHEMAS.items():
-        if not output_path(ml_dir, name).exists():
-            write_output(ml_dir, name, schema.empty_table())
-            written.append(name)
-    return written
+def publish_empty(ml_dir: Path, name: str) -> Path:
+    """Replace dataset ``name`` with an empty table of its schema (no model, or too little data)."""
+    return write_output(ml_dir, name, SCHEMAS[name].empty_table())
+
+
+def scored_by(name: str, version: str, rows: int) -> dict[str, list[Any]]:
+    """The model columns every score row carries (:data:`_MODEL_COLUMNS`)."""
+    scored_at = datetime.now(UTC)
+    return {
+        "model_name": [name] * rows,
+        "model_version": [version] * rows,
+        "scored_at": [scored_at] * rows,
+    }
+
+
+def customer_segments_table(
+    customers: pd.DataFrame, labels: np.ndarray, names: dict[int, str], model: tuple[str, str]
+) -> pa.Table:
+    """``customer_segments``: each customer's segment and profile, by ``model`` (name, version)."""
+    return pa.Table.from_pydict(
+        {
+            "customer_id": customers["customer_id"].astype(str).tolist(),
+            "segment_id": labels.astype("int32").tolist(),
+            "segment_name": [names[int(i)] for i in labels],
+            **{
+                c: customers[c].astype(float).tolist()
+                for c in ("recency_days", "monetary", "late_share", "mean_delay_days")
+            },
+            "frequency": customers["frequency"].astype("int64").tolist(),
+            **scored_by(*model, len(customers)),
+        }
+    )
+
+
+def demand_forecast_table(rows: pd.DataFrame, grain: str, model: tuple[str, str]) -> pa.Table:
+    """``demand_forecast``: history with actuals and the forecast periods, per category."""
+    return pa.Table.from_pydict(
+        {
+            "category": rows["category"].tolist(),
+            "period_start": rows["period_start"].dt.date.tolist(),
+            "period_grain": [grain] * len(rows),
+            "forecast_orders": rows["forecast_orders"].astype(float).tolist(),
+            "baseline_orders": rows["baseline_orders"].astype(float).tolist(),
+            "actual_orders": rows["actual_orders"].astype(float).tolist(),
+            "is_future": rows["is_future"].astype(bool).tolist(),
+            **scored_by(*model, len(rows)),
+        }
+    )

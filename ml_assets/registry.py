@@ -137,3 +137,49 @@ def registry_table(entries: list[dict[str, Any]]) -> pa.Table:
             row[name] = value
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def save_pickle(obj: Any, folder: Path) -> Path:
+    """Pickle a scikit-learn model (or any object) as ``folder/model.pkl``."""
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.pkl"
+    with path.open("wb") as handle:
+        pickle.dump(obj, handle, protocol=5)
+    return path
+
+
+def register_model(
+    models_dir: Path,
+    name: str,
+    task: str,
+    algorithm: str,
+    model: Any,
+    data_version: dict[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """Save ``model`` as a new serving version of ``name`` and write its registry entry.
+
+    For the one-candidate scikit-learn models (segments, demand), which serve as soon as they are
+    trained; ``fields`` are the entry's remaining columns (rows, time ranges, features,
+    hyper-parameters, metrics, serving reason...). Returns the entry.
+    """
+    trained_at = datetime.now(UTC)
+    version = new_version(trained_at)
+    folder = version_dir(models_dir, name, version)
+    entry = {
+        "model_name": name,
+        "model_version": version,
+        "task": task,
+        "framework": "scikit-learn",
+        "algorithm": algorithm,
+        "code_version": code_version(),
+        "trained_at": trained_at.isoformat(),
+        "data_version": data_version,
+        "is_serving": True,
+        "artifact_path": str(save_pickle(model, folder)),
+        **fields,
+    }
+    write_entry(folder, entry)
+    return entry

@@ -10,18 +10,24 @@ historically"). An order where no group stands out (every fact points the same w
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from ml_assets.models import IntervalModel, Servable, load_interval, load_model
-from ml_assets.outputs import SCHEMAS
-from ml_assets.registry import file_sha256
+from ml_assets.outputs import SCHEMAS, write_output
+from ml_assets.registry import file_sha256, serving_entry
 from ml_assets.training import population_stability
+
+if TYPE_CHECKING:
+    from scpro_assets.settings import Settings
 
 #: Feature groups occluded together, so a reason names one business fact, not one column.
 REASON_GROUPS: dict[str, tuple[str, ...]] = {
@@ -287,3 +293,47 @@ def drift_population(
 def score_drift(entry: dict[str, Any], scores: np.ndarray) -> float:
     """PSI of current scores against the training scores kept in the registry entry."""
     return population_stability(entry["score_reference"], scores)
+
+
+def orders_to_score(clean_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every order with its features, and whether it is still open (not delivered or canceled)."""
+    from ml_assets.data import read_clean
+
+    features = read_clean(clean_dir, "order_features")
+    deliveries = read_clean(clean_dir, "cleaned_deliveries", ["order_id", "status"])
+    frame = features.frame.merge(deliveries.frame, on="order_id", how="left")
+    is_open = ~frame["status"].isin(["delivered", "canceled"]).to_numpy()
+    return frame, is_open
+
+
+@dataclass(frozen=True)
+class ScoringRun:
+    """One scoring pass of a serving model over every order, as published."""
+
+    entry: dict[str, Any]
+    frame: pd.DataFrame
+    is_open: np.ndarray
+    table: pa.Table
+    seconds: float
+    path: Path
+
+    @property
+    def orders_per_second(self) -> float:
+        """Scoring throughput of this pass."""
+        return round(self.table.num_rows / max(self.seconds, 1e-9), 1)
+
+
+def score_and_publish(
+    settings: Settings,
+    task: str,
+    output: str,
+    scorer: Callable[[pd.DataFrame, np.ndarray, dict[str, Any]], pa.Table],
+) -> ScoringRun:
+    """Score every order with the serving model of ``task`` and publish ``output``."""
+    entry = serving_entry(settings.models_dir, task)
+    frame, is_open = orders_to_score(settings.clean_dir)
+    started = time.perf_counter()
+    table = scorer(frame, is_open, entry)
+    seconds = time.perf_counter() - started
+    path = write_output(settings.ml_dir, output, table)
+    return ScoringRun(entry, frame, is_open, table, seconds, path)

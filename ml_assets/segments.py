@@ -193,3 +193,30 @@ def fit_segments(features: pd.DataFrame, seed: int = 0) -> SegmentModel:
     profile.insert(0, "segment_name", [names[int(i)] for i in profile.index])
     profiles = [{"segment_id": int(i), **row} for i, row in profile.iterrows()]
     return SegmentModel(scaler, kmeans, fill, names, silhouettes, baseline, profiles)
+
+
+def registry_fields(model: SegmentModel, customers: pd.DataFrame, order_times: pd.Series) -> dict:
+    """What the registry records of a fitted segmentation, beyond its identity and data versions."""
+    silhouette = model.silhouettes[model.k]
+    return {
+        "train_rows": len(customers),
+        "test_rows": 0,
+        "train_start": order_times.min().isoformat(),
+        "train_end": order_times.max().isoformat(),
+        "features": model.features,
+        "hyperparameters": {
+            "k": model.k,
+            "k_range": [K_RANGE.start, K_RANGE.stop - 1],
+            "criterion": "max silhouette, segments >= 2 % of customers",
+            "scaling": "log1p(frequency, monetary), standard scaler",
+        },
+        "metrics": {
+            "silhouette": silhouette,
+            "baseline_silhouette": model.baseline_silhouette,
+            "silhouette_by_k": {str(k): v for k, v in model.silhouettes.items()},
+        },
+        "primary_metric": "silhouette",
+        "primary_metric_value": silhouette,
+        "serving_reason": "the only segmentation model; chosen k has the best silhouette",
+        "profiles": model.profiles,
+    }

@@ -13,10 +13,10 @@ how many orders newly turned high-risk.
 
 from __future__ import annotations
 
+import html
 import logging
-import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from panel_app import ui
 from panel_app.filters import Filters
 from panel_app.store import DataStore, NoSnapshotError, Snapshot, resolve_snapshot
 from panel_app.views import at_risk, customers, deliveries, demand, health, overview
+from scpro_assets.settings import DashboardSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +47,21 @@ PAGES: dict[str, tuple[str, Callable[[DataStore], pn.viewable.Viewable]]] = {
     "health": ("Data health", health.build),
 }
 ACCENT = "#1e3a8a"
-#: Seconds between two looks for a newly published snapshot, per open session.
-DEFAULT_REFRESH_SECONDS = 3.0
+
+
+def dashboard_settings(environ: Mapping[str, str] | None = None) -> DashboardSettings:
+    """The dashboard's settings: read now, or from ``environ`` alone (a mapping of variables)."""
+    return DashboardSettings() if environ is None else DashboardSettings.model_validate(environ)
 
 
 def serving_current_from_env() -> Path:
-    """``SCPRO_HOME/serving/current``, from the one place settings are read."""
-    from scpro_assets.settings import Settings
-
-    return Settings.from_env().serving_current
+    """``SCPRO_PANEL_SERVING_CURRENT``, else ``SCPRO_HOME/serving/current`` (from settings)."""
+    return dashboard_settings().serving_current or Settings.from_env().serving_current
 
 
-def refresh_seconds_from_env(environ: dict[str, str] | None = None) -> float:
+def refresh_seconds_from_env(environ: Mapping[str, str] | None = None) -> float:
     """``SCPRO_PANEL_REFRESH_SECONDS`` (default 3): how often a session looks for a snapshot."""
-    env = os.environ if environ is None else environ
-    raw = env.get("SCPRO_PANEL_REFRESH_SECONDS", "").strip()
-    try:
-        seconds = float(raw) if raw else DEFAULT_REFRESH_SECONDS
-    except ValueError:
-        raise ValueError(f"SCPRO_PANEL_REFRESH_SECONDS={raw!r}: give seconds, e.g. 3") from None
-    if not 0.2 <= seconds <= 3600:
-        raise ValueError(f"SCPRO_PANEL_REFRESH_SECONDS={raw!r}: between 0.2 and 3600 seconds")
-    return seconds
+    return dashboard_settings(environ).refresh_seconds
 
 
 def _utc_now() -> datetime:
@@ -247,13 +241,14 @@ def _template(
 def no_data_page(reason: str) -> pn.template.BaseTemplate:
     """What a user sees before the pipeline has published anything: what to do, no traceback."""
     message = pn.pane.Alert(
-        "## No data published yet\n\n"
+        # A heading in HTML, not Markdown: Panel's Markdown gives headings a "¶" anchor link.
+        "<h3>No data published yet</h3>\n\n"
         "SCPro is landing the stream; the first snapshot appears after the first Spark, model "
         "and dbt cycle (a few minutes after the stream starts), with nobody clicking. "
         "Reload this page then.\n\n"
         "The dashboard reads the warehouse snapshot the platform publishes after each "
         "successful dbt build, and there is none yet.\n\n"
-        f"<small>Details: {reason}</small>",
+        f"<small>Details: {html.escape(reason)}</small>",
         alert_type="info",
         sizing_mode="stretch_width",
         css_classes=["no-data"],
@@ -329,5 +324,4 @@ def create_app(
 
 if __name__.startswith("bokeh"):
     pn.extension("tabulator", notifications=False, loading_indicator=True)
-    _current = os.environ.get("SCPRO_PANEL_SERVING_CURRENT")
-    create_app(Path(_current) if _current else None).servable(title=TITLE)
+    create_app().servable(title=TITLE)

@@ -4,7 +4,8 @@ Optional login by configuration, never by code: ``SCPRO_PANEL_AUTH=basic`` turns
 basic auth with the users in ``SCPRO_PANEL_USERS`` (``name:password,name2:password2``) and a
 cookie secret from ``SCPRO_PANEL_COOKIE_SECRET``; ``SCPRO_PANEL_AUTH=oauth`` uses Panel's OAuth
 with ``SCPRO_PANEL_OAUTH_PROVIDER``, ``_KEY``, ``_SECRET`` and ``_REDIRECT_URI``. Credentials
-only ever come from the environment.
+only ever come from the environment (or ``.env``), through
+:class:`~scpro_assets.settings.DashboardSettings`, as secrets.
 
 Behind a reverse proxy or on another host name, ``SCPRO_PANEL_ALLOWED_ORIGINS`` lists the
 ``host[:port]`` names browsers reach the dashboard by (comma-separated; Bokeh refuses websocket
@@ -18,78 +19,79 @@ Every open page looks for a newly published snapshot every ``SCPRO_PANEL_REFRESH
 
 from __future__ import annotations
 
-import os
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import panel as pn
+from pydantic import SecretStr
 
-from panel_app.app import TITLE, create_app, refresh_seconds_from_env
-from scpro_assets.settings import Settings
+from panel_app.app import TITLE, create_app, dashboard_settings, refresh_seconds_from_env
+from scpro_assets.settings import DashboardSettings, Settings
 
 
-def auth_options(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``pn.serve`` from the environment (empty: no login)."""
-    env = os.environ if environ is None else environ
-    mode = env.get("SCPRO_PANEL_AUTH", "").strip().lower()
-    cookie_secret = env.get("SCPRO_PANEL_COOKIE_SECRET") or secrets.token_urlsafe(32)
+def auth_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``pn.serve`` from the settings (empty: no login)."""
+    dashboard = dashboard_settings(environ)
+    mode = dashboard.auth.strip().lower()
+    cookie_secret = _secret(dashboard.cookie_secret) or secrets.token_urlsafe(32)
     if mode in ("", "none"):
         return {}
     if mode == "basic":
         users = dict(
             pair.split(":", 1)
-            for pair in env.get("SCPRO_PANEL_USERS", "").split(",")
+            for pair in dashboard.users.get_secret_value().split(",")
             if ":" in pair
         )
         if not users:
             raise ValueError("SCPRO_PANEL_AUTH=basic needs SCPRO_PANEL_USERS=name:password,...")
         return {"basic_auth": users, "cookie_secret": cookie_secret}
     if mode == "oauth":
+        missing = [
+            DashboardSettings.variable(name)
+            for name in ("oauth_provider", "oauth_key", "oauth_secret")
+            if not getattr(dashboard, name)
+        ]
+        if missing:
+            raise ValueError(f"SCPRO_PANEL_AUTH=oauth needs {', '.join(missing)}")
         return {
-            "oauth_provider": env["SCPRO_PANEL_OAUTH_PROVIDER"],
-            "oauth_key": env["SCPRO_PANEL_OAUTH_KEY"],
-            "oauth_secret": env["SCPRO_PANEL_OAUTH_SECRET"],
-            "oauth_redirect_uri": env.get("SCPRO_PANEL_OAUTH_REDIRECT_URI"),
+            "oauth_provider": dashboard.oauth_provider,
+            "oauth_key": dashboard.oauth_key,
+            "oauth_secret": _secret(dashboard.oauth_secret),
+            "oauth_redirect_uri": dashboard.oauth_redirect_uri,
             "cookie_secret": cookie_secret,
-            "oauth_encryption_key": env.get("SCPRO_PANEL_OAUTH_ENCRYPTION_KEY"),
+            "oauth_encryption_key": _secret(dashboard.oauth_encryption_key),
         }
     raise ValueError(f"SCPRO_PANEL_AUTH={mode!r}: use basic, oauth or leave it unset")
 
 
-def proxy_options(address: str, port: int, environ: dict[str, str] | None = None) -> dict[str, Any]:
+def _secret(value: SecretStr | None) -> str | None:
+    """A secret unwrapped for Panel, the one place it is needed."""
+    return value.get_secret_value() if value else None
+
+
+def proxy_options(
+    address: str, port: int, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Origins, URL prefix and forwarded headers for ``pn.serve`` (see the module docstring).
 
     The dashboard's own address and ``localhost`` are always allowed; a proxy's host names are
     added by configuration, never guessed (an open origin list would let any site's page script a
     logged-in user's session).
     """
-    env = os.environ if environ is None else environ
-    origins = [f"{address}:{port}", f"localhost:{port}"]
-    for origin in env.get("SCPRO_PANEL_ALLOWED_ORIGINS", "").split(","):
-        origin = origin.strip()
-        if not origin:
-            continue
-        if "://" in origin or "/" in origin:
-            raise ValueError(
-                f"SCPRO_PANEL_ALLOWED_ORIGINS: {origin!r} must be host or host:port "
-                "(no scheme, no path)"
-            )
-        origins.append(origin)
+    dashboard = dashboard_settings(environ)
+    origins = [f"{address}:{port}", f"localhost:{port}", *dashboard.origins]
     options: dict[str, Any] = {"websocket_origin": list(dict.fromkeys(origins))}
-    prefix = env.get("SCPRO_PANEL_PREFIX", "").strip().strip("/")
-    if prefix:
-        if any(c in prefix for c in "?#: "):
-            raise ValueError(f"SCPRO_PANEL_PREFIX: {prefix!r} must be a plain URL path")
-        options["prefix"] = prefix
-    if len(options["websocket_origin"]) > 2 or prefix:
+    if dashboard.prefix:
+        options["prefix"] = dashboard.prefix
+    if len(options["websocket_origin"]) > 2 or dashboard.prefix:
         options["use_xheaders"] = True
     return options
 
 
-def app_path(environ: dict[str, str] | None = None) -> str:
+def app_path(environ: Mapping[str, str] | None = None) -> str:
     """The dashboard's URL path, under the configured prefix: ``/app`` or ``/<prefix>/app``."""
-    env = os.environ if environ is None else environ
-    prefix = env.get("SCPRO_PANEL_PREFIX", "").strip().strip("/")
+    prefix = dashboard_settings(environ).prefix
     return f"/{prefix}/app" if prefix else "/app"
 
 

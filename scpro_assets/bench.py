@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,8 @@ def _bench_settings(base: Settings) -> Settings:
     """A fresh home and topic prefix for one benchmark run, on the configured broker."""
     run = uuid.uuid4().hex[:8]
     home = base.home / "bench" / run
-    kafka = replace(base.kafka, topic_prefix=f"{base.kafka.topic_prefix}bench-{run}.")
-    return replace(base, home=home, kafka=kafka)
+    kafka = base.kafka.model_copy(update={"topic_prefix": f"{base.kafka.topic_prefix}bench-{run}."})
+    return base.model_copy(update={"home": home, "kafka": kafka})
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -87,7 +87,7 @@ def bench_replay(settings: Settings, report: Report, orders: int) -> None:
         (run.kafka.topic_name("bare_" + e.topic), e.key.encode(), e.to_json())
         for e in generate(config)
     ]
-    bare_topics = replace(run.kafka, topic_prefix=run.kafka.topic_prefix + "bare_")
+    bare_topics = run.kafka.model_copy(update={"topic_prefix": run.kafka.topic_prefix + "bare_"})
     ensure_topics(bare_topics)
     sender = producer(run.kafka)
 
@@ -216,11 +216,11 @@ def bench_ingest(
     import dagster as dg
     import pyarrow.parquet as pq
 
-    from scpro_assets.definitions import build_definitions
+    from scpro_assets.definitions.platform import build_definitions
     from scpro_assets.ingest.landing import CHUNK_EVENTS
-    from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
     from scpro_assets.kafka.clients import admin, ensure_topics, producer
     from scpro_assets.replay import replay
+    from scpro_assets.runner import ingest_once, ingest_until_caught_up
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
     section = f"ingest: {events:,} synthetic events, Kafka to Parquet"

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -235,7 +235,7 @@ def _instance(settings: Settings) -> contextlib.AbstractContextManager[dg.Dagste
 
 def _ingest_defs(settings: Settings, max_events_per_run: int | None = None) -> dg.Definitions:
     """The landing code location on ``settings``, optionally with smaller ranges."""
-    from scpro_assets.ingest.definitions import build_ingest_definitions, ingest_resources
+    from scpro_assets.definitions.landing import build_ingest_definitions, ingest_resources
 
     resources = ingest_resources(settings)
     if max_events_per_run is not None:
@@ -246,7 +246,7 @@ def _ingest_defs(settings: Settings, max_events_per_run: int | None = None) -> d
 
 def _catch_up(settings: Settings, instance: dg.DagsterInstance) -> list:
     """``scpro ingest``'s loop: retry failed ranges and land what the sensor asks for."""
-    from scpro_assets.ingest.runner import ingest_until_caught_up
+    from scpro_assets.runner import ingest_until_caught_up
 
     return ingest_until_caught_up(_ingest_defs(settings), instance, topics=(TOPIC,), max_ticks=20)
 
@@ -322,7 +322,7 @@ from scpro_assets.bench_chaos import slow_landing_writes
 
 slow_landing_writes({chunk_events}, {pause_s})
 
-from scpro_assets.ingest.definitions import defs  # noqa: E402
+from scpro_assets.definitions.landing import defs  # noqa: E402
 """
 
 _CHAOS_WORKSPACE = """\
@@ -385,9 +385,9 @@ def daemon_killed_mid_run(
     be retried. Ends when every offset has landed and no run is in flight.
     """
     from scpro_assets.ingest.landing import OffsetRange, landed_watermarks, partition_dir
-    from scpro_assets.ingest.runner import RUN_KEY_TAG
     from scpro_assets.instance import prepare_dagster_home
     from scpro_assets.kafka.clients import ensure_topics
+    from scpro_assets.runner import RUN_KEY_TAG
 
     outcome = FaultOutcome("kill -9 the Dagster daemon mid-run")
     ensure_topics(settings.kafka, partitions=1)
@@ -450,8 +450,8 @@ def broker_restart_mid_range(
     retried with the same range, as the instance's run retries do; either way it lands once.
     """
     from scpro_assets.ingest import landing, runs
-    from scpro_assets.ingest.runner import retry_failed_ranges
     from scpro_assets.kafka.clients import ensure_topics
+    from scpro_assets.runner import retry_failed_ranges
 
     outcome = FaultOutcome("broker restart mid-range")
     ensure_topics(settings.kafka, partitions=1)
@@ -550,7 +550,7 @@ def disk_full_mid_write(settings: Settings, events: int, leave_bytes: int = 96_0
             _instance(settings) as instance,
         ):
             filler = _fill(raw, leave_bytes)
-            from scpro_assets.ingest.runner import ingest_once
+            from scpro_assets.runner import ingest_once
 
             (first,) = ingest_once(_ingest_defs(settings), instance, topics=(TOPIC,))
             outcome.detail["failed_while_full"] = len(first.failed)
@@ -578,7 +578,7 @@ def slow_run_key_lookup(pause_s: float) -> None:
     Instrumentation for the concurrent-ticks scenario: it widens the window between a tick's
     lookup and its launch, so two ticks overlap there on a machine of any speed.
     """
-    from scpro_assets.ingest import runner
+    from scpro_assets import runner
 
     lookup = runner._runs_with_key
 
@@ -614,9 +614,9 @@ def concurrent_ticks(
     ticks together (after their imports), and ``widen_s`` pauses each run-key lookup so the two
     ticks overlap whatever the machine's speed.
     """
-    from scpro_assets.ingest.runner import RUN_KEY_TAG
     from scpro_assets.instance import prepare_dagster_home
     from scpro_assets.kafka.clients import ensure_topics
+    from scpro_assets.runner import RUN_KEY_TAG
 
     outcome = FaultOutcome("two sensor ticks on one cursor")
     ensure_topics(settings.kafka, partitions=1)
@@ -759,8 +759,8 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
     print(f"\n{SECTION}", flush=True)
     broker_home = _bench_settings(settings)
     port = free_port_pair()
-    broker_kafka = replace(broker_home.kafka, bootstrap_servers=f"localhost:{port}")
-    broker = EmbeddedKafka(replace(broker_home, kafka=broker_kafka))
+    broker_kafka = broker_home.kafka.model_copy(update={"bootstrap_servers": f"localhost:{port}"})
+    broker = EmbeddedKafka(broker_home.model_copy(update={"kafka": broker_kafka}))
     outcomes: list[FaultOutcome] = []
     broker.start()
     try:
@@ -785,7 +785,8 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
                 report.add(SECTION, disk_full="not run: mounting a tmpfs needs root")
             for name, scenario in scenarios:
                 run = _bench_settings(settings)
-                run = replace(run, kafka=replace(run.kafka, bootstrap_servers=bootstrap))
+                kafka = run.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+                run = run.model_copy(update={"kafka": kafka})
                 try:
                     outcome = scenario(run)
                 except Exception as error:  # a fault SCPro did not survive: report, go on

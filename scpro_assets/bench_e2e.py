@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from scpro_assets.bench import Report, _bench_settings
@@ -105,7 +104,8 @@ def bench_event_to_dashboard(
 
     print(f"\n{SECTION}", flush=True)
     run = _bench_settings(settings)
-    run = replace(run, spark_connect=replace(run.spark_connect, port=_free_port()))
+    connect = run.spark_connect.model_copy(update={"port": _free_port()})
+    run = run.model_copy(update={"spark_connect": connect})
     ensure_topics(run.kafka)
     dagster_home = prepare_dagster_home(run)
     spark_server = _start_spark_server(run)

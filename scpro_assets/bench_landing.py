@@ -31,7 +31,7 @@ SECTION = "landing runs under a stream: dagster-daemon, Kafka sensors every 5 s"
 _WORKSPACE = """\
 load_from:
   - python_module:
-      module_name: scpro_assets.ingest.definitions
+      module_name: scpro_assets.definitions.landing
       attribute: defs
       location_name: scpro_ingest
       working_directory: {code_root}

@@ -233,9 +233,9 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
     """Evaluate the Kafka sensors and land the ranges they request, in this process."""
     import dagster as dg
 
-    from scpro_assets.ingest.definitions import build_ingest_definitions
-    from scpro_assets.ingest.runner import ingest_once, ingest_until_caught_up
+    from scpro_assets.definitions.landing import build_ingest_definitions
     from scpro_assets.instance import prepare_dagster_home
+    from scpro_assets.runner import ingest_once, ingest_until_caught_up
 
     settings = Settings.from_env()
     home = prepare_dagster_home(settings)

@@ -79,8 +79,14 @@ from openlineage.client.transport import Transport
 from openlineage.client.transport.file import FileConfig, FileTransport
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
+from pydantic import SecretStr
 
-from scpro_assets.settings import KafkaSettings, Settings
+from scpro_assets.settings import (
+    DEFAULT_LINEAGE_NAMESPACE,
+    KafkaSettings,
+    LineageSettings,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +94,7 @@ log = logging.getLogger(__name__)
 PRODUCER = "https://github.com/scpro/scpro/tree/main/scpro_assets/lineage.py"
 #: Fixed namespace for deriving OpenLineage run ids from Dagster identities (uuid5).
 RUN_ID_NAMESPACE = uuid.UUID("6f1c2a4e-7d3b-5e8f-9a0b-3c5d7e9f1a2b")
-DEFAULT_NAMESPACE = "scpro"
+DEFAULT_NAMESPACE = DEFAULT_LINEAGE_NAMESPACE
 LINEAGE_FILE = "openlineage.ndjson"
 #: The path Marquez (and OpenLineage-compatible APIs) receive events on.
 LINEAGE_ENDPOINT = "api/v1/lineage"
@@ -108,7 +114,7 @@ class LineageConfig:
     lineage_dir: Path
     namespace: str = DEFAULT_NAMESPACE
     url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    api_key: SecretStr | None = field(default=None, repr=False)
     timeout_seconds: float = 5.0
     retries: int = 3
     kafka_topic: str | None = None
@@ -129,33 +135,23 @@ class LineageConfig:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> LineageConfig:
-        """Read the ``SCPRO_OPENLINEAGE_*`` variables; Kafka's connection comes from ``settings``.
+        """The ``SCPRO_OPENLINEAGE_*`` variables, read now (:class:`LineageSettings`).
 
         ``URL``, ``API_KEY``, ``NAMESPACE``, ``TIMEOUT`` (seconds), ``RETRIES`` (HTTP) and
-        ``KAFKA_TOPIC``.
+        ``KAFKA_TOPIC``; Kafka's connection and the lineage folder come from ``settings``.
         """
         settings = settings or Settings.from_env()
+        lineage = LineageSettings()
         return cls(
             lineage_dir=settings.lineage_dir,
-            namespace=os.environ.get("SCPRO_OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE,
-            url=os.environ.get("SCPRO_OPENLINEAGE_URL") or None,
-            api_key=os.environ.get("SCPRO_OPENLINEAGE_API_KEY") or None,
-            timeout_seconds=_number("SCPRO_OPENLINEAGE_TIMEOUT", 5.0),
-            retries=int(_number("SCPRO_OPENLINEAGE_RETRIES", 3)),
-            kafka_topic=os.environ.get("SCPRO_OPENLINEAGE_KAFKA_TOPIC") or None,
+            namespace=lineage.namespace,
+            url=lineage.url,
+            api_key=lineage.api_key,
+            timeout_seconds=lineage.timeout_seconds,
+            retries=lineage.retries,
+            kafka_topic=lineage.kafka_topic,
             kafka=settings.kafka,
         )
-
-
-def _number(name: str, default: float) -> float:
-    """``name`` read as a number; an error that names the variable otherwise."""
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{name}: expected a number, got {text!r}") from None
 
 
 # --- pure event builders -------------------------------------------------------------------
@@ -374,7 +370,7 @@ def _http_transport(config: LineageConfig, url: str) -> HttpTransport:
         },
     }
     if config.api_key:
-        options["auth"] = {"type": "api_key", "apiKey": config.api_key}
+        options["auth"] = {"type": "api_key", "apiKey": config.api_key.get_secret_value()}
     return HttpTransport(HttpConfig.from_dict(options))
 
 

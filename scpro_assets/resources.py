@@ -1,25 +1,32 @@
-"""Dagster resources, configured from the environment (see :mod:`scpro_assets.settings`)."""
+"""Dagster resources, built from :class:`~scpro_assets.settings.Settings`: one source of truth.
+
+The settings are read once, by the code location (``ingest_resources`` in
+:mod:`scpro_assets.definitions.landing`, ``build_platform_definitions`` in
+:mod:`scpro_assets.definitions.platform`), and each resource is built from them by its
+``from_settings``: that is the only place a resource's fields are set, so a resource never
+disagrees with the environment it was built from, and the Dagster UI shows the values in use.
+
+Secrets are not copied into a resource (its fields are shown in the UI): :meth:`KafkaResource.
+settings` rebuilds a :class:`~scpro_assets.settings.KafkaSettings` from the resource's visible
+fields, and the fields it does not give (the SASL password, the TLS key files, the client id) are
+read by the settings layer from the environment at the moment of use, as ``SecretStr``.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
 from scpro_assets.settings import (
+    DEFAULT_MAX_EVENTS_PER_RUN,
+    BackpressureSettings,
     KafkaSettings,
     LandingSettings,
     Settings,
     parse_event_time_floor,
     parse_event_time_tolerance,
 )
-
-#: Events per landing run (``SCPRO_MAX_EVENTS_PER_RUN``). Each run costs Dagster about a second
-#: or two whatever its size (run record, event-log shard), so ranges are large; landing streams
-#: a range in chunks (``scpro_assets.ingest.landing.CHUNK_EVENTS``), so memory does not grow with
-#: it. At 250k a run lands in well under a minute on two cores, so a failed run retries little.
-DEFAULT_MAX_EVENTS_PER_RUN = 250_000
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -36,8 +43,11 @@ class KafkaResource(dg.ConfigurableResource):
     max_runs_in_flight: int = 2
 
     @classmethod
-    def from_settings(cls, settings: KafkaSettings) -> KafkaResource:
-        """Build from :class:`KafkaSettings` (itself read from ``SCPRO_KAFKA_*``)."""
+    def from_settings(
+        cls, settings: KafkaSettings, backpressure: BackpressureSettings | None = None
+    ) -> KafkaResource:
+        """Build from :class:`KafkaSettings` and the sensors' :class:`BackpressureSettings`."""
+        backpressure = backpressure or BackpressureSettings()
         return cls(
             bootstrap_servers=settings.bootstrap_servers,
             security_protocol=settings.security_protocol,
@@ -45,26 +55,19 @@ class KafkaResource(dg.ConfigurableResource):
             sasl_username=settings.sasl_username,
             ssl_cafile=settings.ssl_cafile,
             topic_prefix=settings.topic_prefix,
-            max_events_per_run=int(
-                os.environ.get("SCPRO_MAX_EVENTS_PER_RUN", DEFAULT_MAX_EVENTS_PER_RUN)
-            ),
-            max_runs_per_tick=int(os.environ.get("SCPRO_MAX_RUNS_PER_TICK", "20")),
-            max_runs_in_flight=int(os.environ.get("SCPRO_MAX_RUNS_IN_FLIGHT", "2")),
+            max_events_per_run=backpressure.max_events_per_run,
+            max_runs_per_tick=backpressure.max_runs_per_tick,
+            max_runs_in_flight=backpressure.max_runs_in_flight,
         )
 
     def settings(self) -> KafkaSettings:
-        """Client settings, with secrets taken from the environment at the moment of use."""
-        env = KafkaSettings.from_env()
+        """Client settings: this resource's fields, and the secrets read now (see the module)."""
         return KafkaSettings(
             bootstrap_servers=self.bootstrap_servers,
             security_protocol=self.security_protocol,
             sasl_mechanism=self.sasl_mechanism,
             sasl_username=self.sasl_username,
-            sasl_password=env.sasl_password,
             ssl_cafile=self.ssl_cafile,
-            ssl_certfile=env.ssl_certfile,
-            ssl_keyfile=env.ssl_keyfile,
-            client_id=env.client_id,
             topic_prefix=self.topic_prefix,
         )
 
@@ -110,7 +113,7 @@ class LakeResource(dg.ConfigurableResource):
 
     @property
     def _settings(self) -> Settings:
-        return Settings(home=Path(self.home), kafka=KafkaSettings())
+        return Settings(home=Path(self.home))
 
     @property
     def raw_dir(self) -> Path:

@@ -1,17 +1,31 @@
-"""Configuration from the environment, in one place.
+"""Configuration from the environment, in one place: typed ``pydantic-settings`` models.
 
-Every component (CLI, Dagster resources, tests) builds a :class:`Settings` from the environment,
-so pointing SCPro at an external Kafka cluster, a Spark master or another home folder needs no
-code change. Secrets (SASL passwords, hashing keys) are only ever read from the environment.
+Every SCPro variable is a field here, named by its ``validation_alias`` (the variable the README
+documents), so ``grep SCPRO_X`` lands on its one definition. Each part is its own
+``BaseSettings`` (:class:`KafkaSettings`, :class:`LandingSettings`, :class:`DashboardSettings`,
+:class:`AlertSettings`, :class:`LineageSettings` ...), readable alone where a module needs only
+that part, and :class:`Settings` holds them all. Values come, highest first, from keyword
+arguments, the process environment, then a ``.env`` file in the working directory (see
+``.env.example``; ``.env`` is git-ignored); an empty variable counts as unset.
+
+Secrets (SASL password, PII key, alert URLs with their tokens, the OpenLineage key, dashboard
+credentials) are ``SecretStr``: they never show in a ``repr``, a log line or the Dagster UI, and
+are only unwrapped (``get_secret_value()``) where a client needs them. A value that cannot be
+used fails with a ``ValueError`` (pydantic's ``ValidationError``) that names the variable to fix.
+
+Nothing else in SCPro reads the environment for configuration: the Dagster resources are built
+from a :class:`Settings` in one function per code location (see :mod:`scpro_assets.resources`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,10 +40,57 @@ ACTIONS_TOPIC = "actions"
 #: Every topic SCPro lands; names are prefixed with ``SCPRO_TOPIC_PREFIX`` on the broker.
 TOPICS: tuple[str, ...] = (*BUSINESS_TOPICS, ACTIONS_TOPIC)
 
+#: The file of variables read after the environment (relative to the working directory).
+ENV_FILE = ".env"
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+
+class SettingsPart(BaseSettings):
+    """One part of the settings: frozen, read from the environment and ``.env``.
+
+    Fields are named by ``validation_alias`` (the variable) and may also be given by field name
+    in code (``KafkaSettings(bootstrap_servers=...)``); fields not given are read from the
+    environment. ``model_validate({...})`` reads only the mapping given (tests, a dict of
+    variables) and never the environment.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCPRO_",
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        # An error names the variable; it never echoes the input, which may hold a secret.
+        hide_input_in_errors=True,
+    )
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """The part as the environment (and ``.env``) configure it."""
+        return cls()
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable of ``field`` (its alias)."""
+        alias = cls.model_fields[field].validation_alias
+        return alias if isinstance(alias, str) else field
+
+
+def _variable(cls: type[SettingsPart], info: ValidationInfo) -> str:
+    return cls.variable(info.field_name or "")
+
+
+def _number_at_least(name: str, value: object, minimum: float, cast: type = float) -> Any:
+    """``value`` as ``cast``, at least ``minimum``; an error naming ``name`` otherwise."""
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a valid {cast.__name__}") from None
+    if number < minimum:
+        raise ValueError(f"{name}={value!r} must be at least {minimum}")
+    return number
 
 
 #: Security protocols kafka-python and librdkafka both speak, under the same names.
@@ -39,8 +100,7 @@ KAFKA_SECURITY_PROTOCOLS: tuple[str, ...] = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT
 KAFKA_SASL_MECHANISMS: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
+class KafkaSettings(SettingsPart):
     """How to reach Kafka: the embedded broker by default, any cluster by configuration.
 
     The one description of a connection: :mod:`scpro_assets.kafka.clients` translates it for
@@ -50,20 +110,21 @@ class KafkaSettings:
     variable to fix, instead of failing later in one library only.
     """
 
-    bootstrap_servers: str = "localhost:9092"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    client_id: str = "scpro"
-    topic_prefix: str = ""
-    partitions: int = 3
-    retention_hours: int = 24 * 30
+    bootstrap_servers: str = Field("localhost:9092", validation_alias="SCPRO_KAFKA_BOOTSTRAP")
+    security_protocol: str = Field("PLAINTEXT", validation_alias="SCPRO_KAFKA_SECURITY_PROTOCOL")
+    sasl_mechanism: str | None = Field(None, validation_alias="SCPRO_KAFKA_SASL_MECHANISM")
+    sasl_username: str | None = Field(None, validation_alias="SCPRO_KAFKA_SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(None, validation_alias="SCPRO_KAFKA_SASL_PASSWORD")
+    ssl_cafile: str | None = Field(None, validation_alias="SCPRO_KAFKA_SSL_CAFILE")
+    ssl_certfile: str | None = Field(None, validation_alias="SCPRO_KAFKA_SSL_CERTFILE")
+    ssl_keyfile: str | None = Field(None, validation_alias="SCPRO_KAFKA_SSL_KEYFILE")
+    client_id: str = Field("scpro", validation_alias="SCPRO_KAFKA_CLIENT_ID")
+    topic_prefix: str = Field("", validation_alias="SCPRO_TOPIC_PREFIX")
+    partitions: int = Field(3, ge=1, validation_alias="SCPRO_KAFKA_PARTITIONS")
+    retention_hours: int = Field(24 * 30, ge=1, validation_alias="SCPRO_KAFKA_RETENTION_HOURS")
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _one_library_would_not_refuse(self) -> KafkaSettings:
         if not self.servers:
             raise ValueError(
                 "SCPRO_KAFKA_BOOTSTRAP: expected host:port[,host:port...], "
@@ -90,29 +151,12 @@ class KafkaSettings:
             )
         if sasl and not self.sasl_username:
             raise ValueError(f"SCPRO_KAFKA_SASL_USERNAME: {self.sasl_mechanism} needs a user name")
-        if sasl and not self.sasl_password:
+        if sasl and not (self.sasl_password and self.sasl_password.get_secret_value()):
             raise ValueError(
                 f"SCPRO_KAFKA_SASL_PASSWORD: {self.sasl_mechanism} needs a password "
                 "(read from the environment only)"
             )
-
-    @classmethod
-    def from_env(cls) -> KafkaSettings:
-        """Read ``SCPRO_KAFKA_*`` variables."""
-        return cls(
-            bootstrap_servers=_env("SCPRO_KAFKA_BOOTSTRAP", "localhost:9092"),
-            security_protocol=_env("SCPRO_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
-            sasl_mechanism=_env("SCPRO_KAFKA_SASL_MECHANISM"),
-            sasl_username=_env("SCPRO_KAFKA_SASL_USERNAME"),
-            sasl_password=_env("SCPRO_KAFKA_SASL_PASSWORD"),
-            ssl_cafile=_env("SCPRO_KAFKA_SSL_CAFILE"),
-            ssl_certfile=_env("SCPRO_KAFKA_SSL_CERTFILE"),
-            ssl_keyfile=_env("SCPRO_KAFKA_SSL_KEYFILE"),
-            client_id=_env("SCPRO_KAFKA_CLIENT_ID", "scpro"),
-            topic_prefix=_env("SCPRO_TOPIC_PREFIX", ""),
-            partitions=int(_env("SCPRO_KAFKA_PARTITIONS", "3")),
-            retention_hours=int(_env("SCPRO_KAFKA_RETENTION_HOURS", str(24 * 30))),
-        )
+        return self
 
     @property
     def servers(self) -> list[str]:
@@ -124,22 +168,46 @@ class KafkaSettings:
         return f"{self.topic_prefix}{topic}"
 
 
-def _positive_number(name: str, default: float) -> float:
-    """``name`` read as a positive finite number; an error that names the variable otherwise."""
-    text = _env(name)
-    if text is None:
-        return default
+class BrokerSettings(SettingsPart):
+    """The embedded single-node broker ``scpro kafka start`` runs (not an external cluster)."""
+
+    controller_port: int | None = Field(
+        None, gt=0, lt=65536, validation_alias="SCPRO_KAFKA_CONTROLLER_PORT"
+    )
+    """The KRaft controller's port; the broker's port + 1 when unset."""
+    heap: str = Field("512m", pattern=r"^\d+[mMgG]$", validation_alias="SCPRO_KAFKA_HEAP")
+    """The broker JVM's maximum heap (``-Xmx``), e.g. ``512m`` or ``2g``."""
+
+
+#: Events per landing run (``SCPRO_MAX_EVENTS_PER_RUN``). Each run costs Dagster about a second
+#: or two whatever its size (run record, event-log shard), so ranges are large; landing streams
+#: a range in chunks (``scpro_assets.ingest.landing.CHUNK_EVENTS``), so memory does not grow with
+#: it. At 250k a run lands in well under a minute on two cores, so a failed run retries little.
+DEFAULT_MAX_EVENTS_PER_RUN = 250_000
+
+
+class BackpressureSettings(SettingsPart):
+    """How much the Kafka sensors ask for at once (range size, runs per tick, runs in flight)."""
+
+    max_events_per_run: int = Field(
+        DEFAULT_MAX_EVENTS_PER_RUN, ge=1, validation_alias="SCPRO_MAX_EVENTS_PER_RUN"
+    )
+    max_runs_per_tick: int = Field(20, ge=1, validation_alias="SCPRO_MAX_RUNS_PER_TICK")
+    max_runs_in_flight: int = Field(2, ge=1, validation_alias="SCPRO_MAX_RUNS_IN_FLIGHT")
+
+
+def _positive_number(name: str, value: object) -> float:
+    """``value`` read as a positive finite number; an error that names the variable otherwise."""
     try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise ValueError(f"{name}: expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a positive number, got {text!r}")
-    return value
+        number = float(str(value).replace("_", "")) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    return number
 
 
-@dataclass(frozen=True)
-class ContractLimits:
+class ContractLimits(SettingsPart):
     """The largest quantity, money amount and weight an event may carry (per deployment).
 
     The caps catch garbage (a sentinel such as 9.99e15, an overflow, grams sent as micrograms),
@@ -153,21 +221,22 @@ class ContractLimits:
     alike), since the contracts read them once, at import.
     """
 
-    max_quantity: int = 10_000_000
-    max_money: float = 1e9
-    max_weight_g: float = 1e9
+    max_quantity: int = Field(10_000_000, validation_alias="SCPRO_MAX_QUANTITY")
+    max_money: float = Field(1e9, validation_alias="SCPRO_MAX_MONEY")
+    max_weight_g: float = Field(1e9, validation_alias="SCPRO_MAX_WEIGHT_G")
 
+    @field_validator("max_money", "max_weight_g", mode="before")
     @classmethod
-    def from_env(cls) -> ContractLimits:
-        """Read ``SCPRO_MAX_QUANTITY``, ``SCPRO_MAX_MONEY`` and ``SCPRO_MAX_WEIGHT_G``."""
-        quantity = _positive_number("SCPRO_MAX_QUANTITY", float(cls.max_quantity))
+    def _positive(cls, value: object, info: ValidationInfo) -> float:
+        return _positive_number(_variable(cls, info), value)
+
+    @field_validator("max_quantity", mode="before")
+    @classmethod
+    def _whole(cls, value: object, info: ValidationInfo) -> int:
+        quantity = _positive_number(_variable(cls, info), value)
         if not quantity.is_integer():
-            raise ValueError(f"SCPRO_MAX_QUANTITY: expected a whole number, got {quantity!r}")
-        return cls(
-            max_quantity=int(quantity),
-            max_money=_positive_number("SCPRO_MAX_MONEY", cls.max_money),
-            max_weight_g=_positive_number("SCPRO_MAX_WEIGHT_G", cls.max_weight_g),
-        )
+            raise ValueError(f"SCPRO_MAX_QUANTITY: expected a whole number, got {value!r}")
+        return int(quantity)
 
 
 #: Earliest business time landing accepts by default: before every real data set SCPro replays
@@ -210,8 +279,7 @@ def parse_event_time_tolerance(
     return hours
 
 
-@dataclass(frozen=True)
-class LandingSettings:
+class LandingSettings(SettingsPart):
     """Event-time sanity: which business times landing accepts as possibly true.
 
     An event whose ``event_time`` is later than its Kafka timestamp (or than the landing time,
@@ -220,36 +288,33 @@ class LandingSettings:
     reason: one producer's wrong clock must not move the data's "as of".
     """
 
-    event_time_tolerance_hours: float = 24.0
-    event_time_floor: datetime = DEFAULT_EVENT_TIME_FLOOR
+    event_time_tolerance_hours: float = Field(
+        24.0, validation_alias="SCPRO_EVENT_TIME_TOLERANCE_HOURS"
+    )
+    event_time_floor: datetime = Field(
+        DEFAULT_EVENT_TIME_FLOOR, validation_alias="SCPRO_EVENT_TIME_FLOOR"
+    )
 
-    def __post_init__(self) -> None:
-        parse_event_time_tolerance(self.event_time_tolerance_hours, "event_time_tolerance_hours")
-        if self.event_time_floor.tzinfo is None:
-            raise ValueError("event_time_floor must be timezone-aware")
-
+    @field_validator("event_time_tolerance_hours", mode="before")
     @classmethod
-    def from_env(cls) -> LandingSettings:
-        """Read ``SCPRO_EVENT_TIME_TOLERANCE_HOURS`` and ``SCPRO_EVENT_TIME_FLOOR``."""
-        tolerance = _env("SCPRO_EVENT_TIME_TOLERANCE_HOURS")
-        floor = _env("SCPRO_EVENT_TIME_FLOOR")
-        defaults = cls()
-        return cls(
-            event_time_tolerance_hours=defaults.event_time_tolerance_hours
-            if tolerance is None
-            else parse_event_time_tolerance(tolerance),
-            event_time_floor=defaults.event_time_floor
-            if floor is None
-            else parse_event_time_floor(floor),
-        )
+    def _tolerance(cls, value: Any, info: ValidationInfo) -> float:
+        return parse_event_time_tolerance(value, _variable(cls, info))
+
+    @field_validator("event_time_floor", mode="before")
+    @classmethod
+    def _floor(cls, value: Any, info: ValidationInfo) -> datetime:
+        if isinstance(value, str):
+            return parse_event_time_floor(value, _variable(cls, info))
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError(f"{_variable(cls, info)} must be timezone-aware")
+        return value
 
 
 #: Port of the embedded Spark Connect server (``SCPRO_SPARK_CONNECT_PORT``); Spark's own default.
 DEFAULT_SPARK_CONNECT_PORT = 15002
 
 
-@dataclass(frozen=True)
-class SparkConnectSettings:
+class SparkConnectSettings(SettingsPart):
     """Where Spark sessions run over Spark Connect, if anywhere.
 
     ``remote`` (``SCPRO_SPARK_REMOTE``, e.g. ``sc://spark.example.com:15002``) is a Connect server
@@ -257,42 +322,238 @@ class SparkConnectSettings:
     own. ``port`` is where ``scpro spark start`` runs the embedded server otherwise.
     """
 
-    remote: str | None = None
-    port: int = DEFAULT_SPARK_CONNECT_PORT
+    remote: str | None = Field(None, validation_alias="SCPRO_SPARK_REMOTE")
+    port: int = Field(DEFAULT_SPARK_CONNECT_PORT, validation_alias="SCPRO_SPARK_CONNECT_PORT")
 
+    @field_validator("remote")
     @classmethod
-    def from_env(cls) -> SparkConnectSettings:
-        """Read ``SCPRO_SPARK_REMOTE`` and ``SCPRO_SPARK_CONNECT_PORT``."""
-        remote = _env("SCPRO_SPARK_REMOTE")
-        if remote is not None and not remote.startswith("sc://"):
-            raise ValueError(f"SCPRO_SPARK_REMOTE: expected an sc://host:port URL, got {remote!r}")
-        port = _env("SCPRO_SPARK_CONNECT_PORT", str(DEFAULT_SPARK_CONNECT_PORT))
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"SCPRO_SPARK_CONNECT_PORT: expected a TCP port, got {port!r}")
-        return cls(remote=remote, port=int(port))
+    def _connect_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError(f"SCPRO_SPARK_REMOTE: expected an sc://host:port URL, got {value!r}")
+        return value
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Where SCPro keeps its state, how it reaches Kafka and Spark, and what landing accepts."""
-
-    home: Path
-    kafka: KafkaSettings
-    spark_master: str = "local[*]"
-    landing: LandingSettings = field(default_factory=LandingSettings)
-    spark_connect: SparkConnectSettings = field(default_factory=SparkConnectSettings)
-
+    @field_validator("port", mode="before")
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read ``SCPRO_HOME``, ``SCPRO_SPARK_*``, the Kafka and the landing variables."""
-        home = Path(_env("SCPRO_HOME", str(REPO_ROOT / ".scpro"))).expanduser().resolve()
-        return cls(
-            home=home,
-            kafka=KafkaSettings.from_env(),
-            spark_master=_env("SCPRO_SPARK_MASTER", "local[*]"),
-            landing=LandingSettings.from_env(),
-            spark_connect=SparkConnectSettings.from_env(),
-        )
+    def _tcp_port(cls, value: Any) -> int:
+        text = str(value).strip()
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise ValueError(f"SCPRO_SPARK_CONNECT_PORT: expected a TCP port, got {value!r}")
+        return int(text)
+
+
+class GapSettings(SettingsPart):
+    """When an offset range that was requested but never landed counts as a gap, and what then.
+
+    A range without a raw file ``deadline_seconds`` after it was requested fails the raw asset's
+    ``requested_ranges_landed`` check and is requested again, waiting twice as long after each
+    attempt (capped at ``backoff_cap_seconds``, never below the deadline); after
+    ``alert_after_attempts`` attempts it raises an alert.
+    """
+
+    deadline_seconds: float = Field(600.0, validation_alias="SCPRO_GAP_DEADLINE_SECONDS")
+    alert_after_attempts: int = Field(3, validation_alias="SCPRO_GAP_ALERT_AFTER_ATTEMPTS")
+    backoff_cap_seconds: float = Field(3600.0, validation_alias="SCPRO_GAP_BACKOFF_CAP_SECONDS")
+
+    @field_validator("deadline_seconds", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any, info: ValidationInfo) -> float:
+        return _number_at_least(_variable(cls, info), value, 0.0)
+
+    @field_validator("alert_after_attempts", mode="before")
+    @classmethod
+    def _attempts(cls, value: Any, info: ValidationInfo) -> int:
+        return _number_at_least(_variable(cls, info), value, 1, int)
+
+    @field_validator("backoff_cap_seconds", mode="before")
+    @classmethod
+    def _cap(cls, value: Any, info: ValidationInfo) -> float:
+        cap = _number_at_least(_variable(cls, info), value, 0.0)
+        return max(cap, info.data.get("deadline_seconds", 0.0))
+
+
+#: Who an alert is for, and the variable holding that audience's apprise URLs: data engineers
+#: (failed runs and checks, stale marts, landing gaps) and operations (orders newly at high risk).
+ALERT_URL_VARIABLES: dict[str, str] = {
+    "data": "SCPRO_ALERT_URLS",
+    "operations": "SCPRO_ALERT_URLS_OPS",
+}
+
+
+class AlertSettings(SettingsPart):
+    """The apprise URLs of each audience's alert channels (comma-separated; secrets).
+
+    Read at the moment of sending (:func:`alert_urls_from_env`), never stored: the URLs carry the
+    channels' tokens. The two audiences do not fall back on each other: customer orders are not
+    sent to the data engineers' channel unless a deployment sets both variables to it.
+    """
+
+    data: SecretStr = Field(SecretStr(""), validation_alias="SCPRO_ALERT_URLS")
+    operations: SecretStr = Field(SecretStr(""), validation_alias="SCPRO_ALERT_URLS_OPS")
+
+    def urls(self, audience: str = "data") -> tuple[str, ...]:
+        """The channels of ``audience`` (see :data:`ALERT_URL_VARIABLES`)."""
+        if audience not in ALERT_URL_VARIABLES:
+            raise ValueError(f"alert audience must be one of {sorted(ALERT_URL_VARIABLES)}")
+        text = getattr(self, audience).get_secret_value()
+        return tuple(url.strip() for url in text.split(",") if url.strip())
+
+
+def alert_urls_from_env(audience: str = "data") -> tuple[str, ...]:
+    """Apprise URLs of ``audience``'s alert channels, read now (:class:`AlertSettings`)."""
+    return AlertSettings().urls(audience)
+
+
+#: OpenLineage namespace of SCPro's jobs and datasets unless configured.
+DEFAULT_LINEAGE_NAMESPACE = "scpro"
+
+
+class LineageSettings(SettingsPart):
+    """Where OpenLineage events go: a URL, a Kafka topic, or (neither) files under SCPRO_HOME."""
+
+    url: str | None = Field(None, validation_alias="SCPRO_OPENLINEAGE_URL")
+    api_key: SecretStr | None = Field(None, validation_alias="SCPRO_OPENLINEAGE_API_KEY")
+    namespace: str = Field(
+        DEFAULT_LINEAGE_NAMESPACE, validation_alias="SCPRO_OPENLINEAGE_NAMESPACE"
+    )
+    timeout_seconds: float = Field(5.0, validation_alias="SCPRO_OPENLINEAGE_TIMEOUT")
+    retries: int = Field(3, validation_alias="SCPRO_OPENLINEAGE_RETRIES")
+    kafka_topic: str | None = Field(None, validation_alias="SCPRO_OPENLINEAGE_KAFKA_TOPIC")
+
+    @field_validator("timeout_seconds", "retries", mode="before")
+    @classmethod
+    def _number(cls, value: Any, info: ValidationInfo) -> float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{_variable(cls, info)}: expected a number, got {value!r}") from None
+
+    @field_validator("retries", mode="after")
+    @classmethod
+    def _whole_retries(cls, value: int) -> int:
+        return int(value)
+
+
+#: Seconds between two looks for a newly published snapshot, per open dashboard session.
+DEFAULT_REFRESH_SECONDS = 3.0
+
+
+class DashboardSettings(SettingsPart):
+    """The Panel dashboard: what it shows, how often it looks, behind which proxy, with which login.
+
+    Login is by configuration, never by code (``auth``: ``basic`` with ``users``, or ``oauth``);
+    credentials are secrets. See :mod:`panel_app.server`.
+    """
+
+    serving_current: Path | None = Field(None, validation_alias="SCPRO_PANEL_SERVING_CURRENT")
+    """The published snapshot to show (``SCPRO_HOME/serving/current`` when unset)."""
+    refresh_seconds: float = Field(
+        DEFAULT_REFRESH_SECONDS, validation_alias="SCPRO_PANEL_REFRESH_SECONDS"
+    )
+    actor: str = Field("", validation_alias="SCPRO_PANEL_ACTOR")
+    allowed_origins: str = Field("", validation_alias="SCPRO_PANEL_ALLOWED_ORIGINS")
+    prefix: str = Field("", validation_alias="SCPRO_PANEL_PREFIX")
+    auth: str = Field("", validation_alias="SCPRO_PANEL_AUTH")
+    users: SecretStr = Field(SecretStr(""), validation_alias="SCPRO_PANEL_USERS")
+    cookie_secret: SecretStr | None = Field(None, validation_alias="SCPRO_PANEL_COOKIE_SECRET")
+    oauth_provider: str | None = Field(None, validation_alias="SCPRO_PANEL_OAUTH_PROVIDER")
+    oauth_key: str | None = Field(None, validation_alias="SCPRO_PANEL_OAUTH_KEY")
+    oauth_secret: SecretStr | None = Field(None, validation_alias="SCPRO_PANEL_OAUTH_SECRET")
+    oauth_redirect_uri: str | None = Field(None, validation_alias="SCPRO_PANEL_OAUTH_REDIRECT_URI")
+    oauth_encryption_key: SecretStr | None = Field(
+        None, validation_alias="SCPRO_PANEL_OAUTH_ENCRYPTION_KEY"
+    )
+
+    @field_validator("refresh_seconds", mode="before")
+    @classmethod
+    def _refresh(cls, value: Any) -> float:
+        raw = str(value).strip()
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"SCPRO_PANEL_REFRESH_SECONDS={raw!r}: give seconds, e.g. 3") from None
+        if not 0.2 <= seconds <= 3600:
+            raise ValueError(f"SCPRO_PANEL_REFRESH_SECONDS={raw!r}: between 0.2 and 3600 seconds")
+        return seconds
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if "://" in origin or "/" in origin:
+                raise ValueError(
+                    f"SCPRO_PANEL_ALLOWED_ORIGINS: {origin!r} must be host or host:port "
+                    "(no scheme, no path)"
+                )
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        prefix = value.strip().strip("/")
+        if any(c in prefix for c in "?#: "):
+            raise ValueError(f"SCPRO_PANEL_PREFIX: {prefix!r} must be a plain URL path")
+        return prefix
+
+    @property
+    def origins(self) -> list[str]:
+        """The extra ``host[:port]`` names browsers reach the dashboard by."""
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()]
+
+
+class PrivacySettings(SettingsPart):
+    """The key that pseudonymises personal identifiers (customer ids, client IPs), if any."""
+
+    pii_key: SecretStr | None = Field(None, validation_alias="SCPRO_PII_KEY")
+
+
+class Settings(SettingsPart):
+    """Where SCPro keeps its state, how it reaches Kafka and Spark, and every other part.
+
+    ``Settings()`` (or :meth:`from_env`) reads them all; ``Settings(home=..., kafka=...)`` sets
+    some in code and reads the rest. Copies with a change: ``settings.model_copy(update={...})``.
+    """
+
+    home: Path = Field(REPO_ROOT / ".scpro", validation_alias="SCPRO_HOME")
+    spark_master: str = Field("local[*]", validation_alias="SCPRO_SPARK_MASTER")
+    dbt_target: str | None = Field(None, validation_alias="SCPRO_DBT_TARGET")
+    """The dbt profile's target (its default, ``dev``, when unset)."""
+    ingest_start_method: str | None = Field(None, validation_alias="SCPRO_INGEST_START_METHOD")
+    """How ``scpro ingest`` starts its workers (``fork`` where available, else ``spawn``)."""
+    shared_data: Path = Field(
+        REPO_ROOT.parent / "shared" / "data", validation_alias="SCPRO_SHARED_DATA"
+    )
+    """Where the real sample data sets are read (DataCo, Olist); never copied into the repo."""
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    backpressure: BackpressureSettings = Field(default_factory=BackpressureSettings)
+    landing: LandingSettings = Field(default_factory=LandingSettings)
+    gaps: GapSettings = Field(default_factory=GapSettings)
+    spark_connect: SparkConnectSettings = Field(default_factory=SparkConnectSettings)
+
+    #: Parts read where they are used rather than held here: the contracts' limits (once, at
+    #: import), the alert URLs (when sending), the PII key (by the sources), the OpenLineage
+    #: target (when the lineage sensor is built) and the dashboard's (when it is served).
+    ELSEWHERE: ClassVar[tuple[type[SettingsPart], ...]] = (
+        ContractLimits,
+        AlertSettings,
+        PrivacySettings,
+        LineageSettings,
+        DashboardSettings,
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("ingest_start_method")
+    @classmethod
+    def _start_method(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("fork", "spawn", "forkserver"):
+            raise ValueError(
+                f"SCPRO_INGEST_START_METHOD: expected fork, spawn or forkserver, got {value!r}"
+            )
+        return value
 
     @property
     def kafka_dir(self) -> Path:
@@ -358,71 +619,3 @@ class Settings:
     def dagster_home(self) -> Path:
         """DAGSTER_HOME for ``dg dev`` and ``scpro ingest``."""
         return self.home / "dagster"
-
-
-# --- gaps and alerts (issue #14) ----------------------------------------------------------------
-
-
-def _env_number(name: str, default: float, minimum: float, cast: type = float) -> float:
-    """A number from the environment, or a clear error naming the variable."""
-    text = _env(name)
-    if text is None:
-        return cast(default)
-    try:
-        value = cast(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a valid {cast.__name__}") from None
-    if value < minimum:
-        raise ValueError(f"{name}={text!r} must be at least {minimum}")
-    return value
-
-
-@dataclass(frozen=True)
-class GapSettings:
-    """When an offset range that was requested but never landed counts as a gap, and what then.
-
-    A range without a raw file ``deadline_seconds`` after it was requested fails the raw asset's
-    ``requested_ranges_landed`` check and is requested again, waiting twice as long after each
-    attempt (capped at ``backoff_cap_seconds``); after ``alert_after_attempts`` attempts it
-    raises an alert.
-    """
-
-    deadline_seconds: float = 600.0
-    alert_after_attempts: int = 3
-    backoff_cap_seconds: float = 3600.0
-
-    @classmethod
-    def from_env(cls) -> GapSettings:
-        """Read ``SCPRO_GAP_DEADLINE_SECONDS``, ``_ALERT_AFTER_ATTEMPTS``, ``_BACKOFF_CAP_SECONDS``.
-
-        The backoff cap is never below the deadline.
-        """
-        deadline = _env_number("SCPRO_GAP_DEADLINE_SECONDS", 600.0, 0.0)
-        return cls(
-            deadline_seconds=deadline,
-            alert_after_attempts=int(_env_number("SCPRO_GAP_ALERT_AFTER_ATTEMPTS", 3, 1, int)),
-            backoff_cap_seconds=max(
-                deadline, _env_number("SCPRO_GAP_BACKOFF_CAP_SECONDS", 3600.0, 0.0)
-            ),
-        )
-
-
-#: Who an alert is for, and the variable holding that audience's apprise URLs: data engineers
-#: (failed runs and checks, stale marts, landing gaps) and operations (orders newly at high risk).
-ALERT_URL_VARIABLES: dict[str, str] = {
-    "data": "SCPRO_ALERT_URLS",
-    "operations": "SCPRO_ALERT_URLS_OPS",
-}
-
-
-def alert_urls_from_env(audience: str = "data") -> tuple[str, ...]:
-    """Apprise URLs of ``audience``'s alert channels (:data:`ALERT_URL_VARIABLES`, comma-separated).
-
-    Read at the moment of sending, never stored: the URLs carry the channels' tokens. The two
-    audiences do not fall back on each other: customer orders are not sent to the data engineers'
-    channel unless a deployment sets both variables to it.
-    """
-    if audience not in ALERT_URL_VARIABLES:
-        raise ValueError(f"alert audience must be one of {sorted(ALERT_URL_VARIABLES)}")
-    text = _env(ALERT_URL_VARIABLES[audience], "") or ""
-    return tuple(url.strip() for url in text.split(",") if url.strip())

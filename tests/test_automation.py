@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from scpro_assets.automation import AUTOMATION_TAG
-from scpro_assets.definitions import build_definitions
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.settings import BUSINESS_TOPICS, TOPICS, KafkaSettings, Settings
 
 RAW = [f"raw_{t}" for t in TOPICS]

@@ -1,8 +1,8 @@
-"""The Spark assets end to end: replayed DataCo through the real broker, landed, cleaned, featured.
+"""The Spark assets end to end: replayed Olist through the real broker, landed, cleaned, featured.
 
-Also: incremental by default (only new raw files are read), a replay of the same events is kept
-once, a full rebuild gives the same tables, and a real standalone Spark cluster (one master, two
-workers) gives the same output as local[*].
+Also: a real standalone Spark cluster (one master, two workers) gives the same output as
+local[*]. DataCo's clean layer (exact counts, incremental, a replay kept once, a full rebuild
+giving the same tables) is checked on the end-to-end test's run (``tests/test_end_to_end.py``).
 """
 
 from __future__ import annotations
@@ -13,104 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
+from clean_layer import count_rows, materialize_clean
 from eta_checks import assert_eta_ranges_hold
 
 from ml_assets.data import read_clean
-from scpro_assets.clean.assets import clean_entities, order_features
-from scpro_assets.clean.pipeline import ENTITIES
-from scpro_assets.definitions import build_definitions
-from scpro_assets.ingest.runner import ingest_until_caught_up
-from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.replay import replay
+from scpro_assets.runner import ingest_until_caught_up
 from scpro_assets.sources import dataco
 
 pytestmark = pytest.mark.kafka
-
-
-def _rows(clean_dir: Path, name: str) -> list[dict]:
-    """The rows of the clean table ``name`` (DuckDB through the wheel's Delta extension)."""
-    with connect_lake() as con:
-        return (
-            con.execute(f"select * from {delta_scan_sql(clean_dir / name)}")
-            .to_arrow_table()
-            .to_pylist()
-        )
-
-
-def _count(clean_dir: Path, name: str) -> int:
-    with connect_lake() as con:
-        found = con.execute(f"select count(*) from {delta_scan_sql(clean_dir / name)}").fetchone()
-    assert found is not None
-    return int(found[0])
-
-
-def _materialize(settings, instance, full_refresh: bool = False) -> dict:
-    defs = build_definitions(settings)
-    result = dg.materialize(
-        [clean_entities, order_features],
-        instance=instance,
-        resources=defs.resources,
-        run_config={"ops": {"clean_entities": {"config": {"full_refresh": full_refresh}}}},
-    )
-    assert result.success
-    meta = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
-    return meta
-
-
-@pytest.fixture(scope="module")
-def dataco_rows(dataco_dir) -> list[dict]:
-    return list(csv.DictReader((dataco_dir / dataco.ORDERS_FILE).open(encoding="utf-8")))
-
-
-def test_dataco_cleaned_end_to_end_incremental_and_deduplicated(
-    dataco_dir, dataco_rows, scpro_settings, dagster_instance
-):
-    events, _ = dataco.load(dataco_dir)
-    replay(events, scpro_settings.kafka)
-    defs = build_definitions(scpro_settings)
-    ingest_until_caught_up(defs, dagster_instance)
-    first = _materialize(scpro_settings, dagster_instance)
-    clean = scpro_settings.clean_dir
-
-    orders = {r["Order Id"]: r for r in dataco_rows}
-    canceled = {o for o, r in orders.items() if r["Order Status"] in dataco.CANCELED_STATUSES}
-    late = {o for o, r in orders.items() if r["Late_delivery_risk"] == "1"} - canceled
-    counts = {name: _count(clean, name) for name in [*ENTITIES, "order_features"]}
-    assert counts["cleaned_orders"] == len(orders) == 5743
-    assert counts["cleaned_order_items"] == len(dataco_rows) == 6000
-    assert counts["cleaned_payments"] == 5743
-    assert counts["cleaned_deliveries"] == 5743
-    assert counts["cleaned_web_logs"] == 10_305
-    assert counts["cleaned_incidents"] == 0
-    assert counts["order_features"] == 5743
-    deliveries = _rows(clean, "cleaned_deliveries")
-    assert {d["order_id"].removeprefix("dataco-") for d in deliveries if d["is_late"]} == late
-    assert sum(d["status"] == "canceled" for d in deliveries) == len(canceled)
-    assert first["cleaned_orders"]["raw_files_read"]["orders"] >= 1
-
-    # Nothing new: no raw file is read again, the tables stay the same.
-    second = _materialize(scpro_settings, dagster_instance)
-    assert set(second["cleaned_orders"]["raw_files_read"].values()) == {0}
-    assert _count(clean, "cleaned_orders") == 5743
-
-    # The same orders replayed again (new offsets, same event ids): read, dropped, kept once.
-    # (The orders topic only: replaying the other 27k events again proved nothing more.)
-    replay([e for e in events if e.topic == "orders"], scpro_settings.kafka)
-    ingest_until_caught_up(defs, dagster_instance)
-    third = _materialize(scpro_settings, dagster_instance)
-    assert third["cleaned_orders"]["new_events"]["orders"] == 0
-    assert third["cleaned_orders"]["duplicates_dropped"]["orders"] == 5743
-    assert {name: _count(clean, name) for name in counts} == counts
-
-    # A full rebuild from every raw file gives the same tables.
-    fourth = _materialize(scpro_settings, dagster_instance, full_refresh=True)
-    assert fourth["cleaned_orders"]["duplicates_dropped"]["orders"] == 5743
-    assert {name: _count(clean, name) for name in counts} == counts
 
 
 CLUSTER_SCRIPT = """
@@ -185,7 +98,7 @@ def test_olist_cleaned_end_to_end(olist_dir, scpro_settings, dagster_instance):
     events, report = olist.load(olist_dir)
     replay(events, scpro_settings.kafka)
     ingest_until_caught_up(build_definitions(scpro_settings), dagster_instance)
-    _materialize(scpro_settings, dagster_instance)
+    materialize_clean(scpro_settings, dagster_instance)
     clean = scpro_settings.clean_dir
 
     # Expectations straight from the CSVs: orders that have items are placed; their delivery is
@@ -207,15 +120,14 @@ def test_olist_cleaned_end_to_end(olist_dir, scpro_settings, dagster_instance):
         for o in delivered
         if orders[o]["order_delivered_customer_date"] > orders[o]["order_estimated_delivery_date"]
     }
-    assert _count(clean, "cleaned_orders") == len(placed) == 7360
-    assert _count(clean, "cleaned_order_items") == len(items) == 8365
-    assert _count(clean, "cleaned_payments") == report.events["payment_captured"] == 8094
-    assert _count(clean, "order_features") == 7360
-    deliveries = _rows(clean, "cleaned_deliveries")
-    assert {
-        d["order_id"].removeprefix("olist-") for d in deliveries if d["delivered_at"]
-    } == delivered
-    assert {d["order_id"].removeprefix("olist-") for d in deliveries if d["is_late"]} == late
+    assert count_rows(clean, "cleaned_orders") == len(placed) == 7360
+    assert count_rows(clean, "cleaned_order_items") == len(items) == 8365
+    assert count_rows(clean, "cleaned_payments") == report.events["payment_captured"] == 8094
+    assert count_rows(clean, "order_features") == 7360
+    deliveries = read_clean(clean, "cleaned_deliveries").frame
+    ids = deliveries.order_id.str.removeprefix("olist-")
+    assert set(ids[deliveries.delivered_at.notna()]) == delivered
+    assert set(ids[deliveries.is_late.eq(True)]) == late
 
     # ETA ranges on the EVALUATION.md time split (issue #15 item 6), on these very features: the
     # served 80% interval holds 80% +- 5% of the test period's deliveries (measured 0.823, split

@@ -32,9 +32,11 @@ def test_commands_that_read_no_lake_run_on_the_project_profile_without_pins(empt
     assert not empty_home.home.exists()
 
 
-def test_a_build_on_a_lake_never_published_names_the_missing_dataset(empty_home):
+@pytest.mark.parametrize("args", [["build", "--select", "fct_orders"], ["--quiet", "build"]])
+def test_a_build_on_a_lake_never_published_names_the_missing_dataset(empty_home, args):
+    """Global flags first (the warehouse benchmark's `--quiet build`) still pin the lake."""
     with pytest.raises(FileNotFoundError, match="cleaned_orders has never been published"):
-        dbt_invocation(empty_home, ["build", "--select", "fct_orders"], environ={})
+        dbt_invocation(empty_home, args, environ={})
 
 
 def test_the_users_vars_and_target_path_are_kept_over_the_pins(empty_home, monkeypatch):

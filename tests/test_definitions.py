@@ -11,7 +11,7 @@ import sys
 import dagster as dg
 import yaml
 
-from scpro_assets.definitions import build_definitions, defs
+from scpro_assets.definitions.platform import build_definitions, defs
 from scpro_assets.kafka.clients import kafka_python_config
 from scpro_assets.settings import REPO_ROOT, TOPICS
 
@@ -130,14 +130,16 @@ def ours(frame):
 def hook(event, args):
     if event == "open" and str(args[0]).endswith((".py", ".pyc")):
         return  # Python's own reading of source (a warning's line), not work
+    if event == "open" and str(args[0]).endswith("/.env"):
+        return  # the settings' own file of variables (when a deployment has one): configuration
     if event in EVENTS and ours(sys._getframe(1)):
         work.append(f"{event} {args[0]}" if event == "open" else event)
 
 sys.addaudithook(hook)
-import scpro_assets.ingest.definitions
+import scpro_assets.definitions.landing
 report = {"heavy": [m for m in HEAVY if m in sys.modules], "ingest": sorted(set(work))}
 work.clear()
-import scpro_assets.definitions
+import scpro_assets.definitions.platform
 report["platform"] = sorted(set(work))
 print(json.dumps(report))
 """
@@ -148,10 +150,10 @@ def test_importing_the_code_locations_does_no_work(tmp_path):
     process and reads no file of ours, and the landing location (a run per range) imports no
     heavy library (Spark, dbt, TF, DuckDB would slow each run).
 
-    The platform reads two files, on purpose: the dbt manifest (``@dbt_assets`` are built from
-    it; ``make setup`` prepares it, nothing parses dbt at import) and the embedded Spark Connect
-    server's status file (``spark_resource``: each run's import picks the running server, else
-    in-process Spark).
+    The platform reads one file, on purpose: the dbt manifest (``@dbt_assets`` are built from
+    it; ``make setup`` prepares it, nothing parses dbt at import). Where Spark runs (the embedded
+    Spark Connect server's status file, its port) is looked at when a run first asks for a
+    session, not at import (``SparkSessionResource``).
     """
     env = {**os.environ, "SCPRO_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
@@ -171,14 +173,13 @@ def test_importing_the_code_locations_does_no_work(tmp_path):
         {
             f"open {REPO_ROOT / 'dbt_project' / 'dbt_project.yml'}",
             f"open {manifest.resolve()}",
-            f"open {tmp_path / 'spark' / 'connect.json'}",
         }
     )
 
 
 def test_lineage_describes_landing_runs_from_the_platform_location():
     """The OpenLineage sensor lives in the platform location but follows landing runs too."""
-    from scpro_assets.definitions import whole_asset_graph
+    from scpro_assets.definitions.platform import whole_asset_graph
 
     graph = whole_asset_graph()
     raw = graph.get(dg.AssetKey("raw_orders"))
@@ -210,3 +211,36 @@ def test_the_dagster_instance_is_configured_and_user_edits_are_kept(tmp_path):
     config.write_text(edited)
     prepare_dagster_home(settings)
     assert config.read_text() == edited  # the user's own file is theirs
+
+
+def test_the_spark_resource_looks_for_a_connect_server_only_when_a_session_is_asked_for(
+    tmp_path, monkeypatch
+):
+    """Building the ``pyspark`` resource (at every import of the platform) probes nothing; the
+    choice between a Spark Connect server and in-process Spark is made when a run first asks for
+    a session, so a server started after the location was loaded is used."""
+    from scpro_assets.clean import spark_resource as module
+    from scpro_assets.clean.assets import spark_resource
+    from scpro_assets.settings import KafkaSettings, Settings, SparkConnectSettings
+
+    asked: list[Settings] = []
+    answers = iter([None, "sc://127.0.0.1:15999"])
+
+    def session_remote(settings: Settings) -> str | None:
+        asked.append(settings)
+        return next(answers)
+
+    monkeypatch.setattr(module, "session_remote", session_remote)
+    settings = Settings(
+        home=tmp_path,
+        kafka=KafkaSettings(),
+        spark_master="local[1]",
+        spark_connect=SparkConnectSettings(remote=None, port=15999),
+    )
+    resource = spark_resource(settings)
+    assert asked == []
+    in_process = resource.session_config()
+    assert in_process["spark.master"] == "local[1]" and "spark.remote" not in in_process
+    assert asked[0].home == tmp_path and asked[0].spark_connect.port == 15999
+    connected = resource.session_config()  # the server has started meanwhile
+    assert connected["spark.remote"] == "sc://127.0.0.1:15999" and "spark.master" not in connected

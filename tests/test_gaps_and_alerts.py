@@ -18,12 +18,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from scpro_assets.alerts import Alert, outbox_path, read_outbox, send_alert
-from scpro_assets.definitions import build_definitions
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.ingest import landing as ingest_landing
 from scpro_assets.ingest import runs as landing_runs
 from scpro_assets.ingest.gaps import CHECK_NAME, gap_status_path, parse_state, uncovered
-from scpro_assets.ingest.runner import RUN_KEY_TAG, SENSOR_TAG, CursorStore, ingest_once
 from scpro_assets.kafka.clients import producer
+from scpro_assets.runner import (
+    RUN_KEY_TAG,
+    SENSOR_TAG,
+    CursorStore,
+    evaluate_sensor,
+    ingest_once,
+)
 from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
 from scpro_assets.warehouse.completeness import save_watermark, watermark_path
@@ -99,21 +105,17 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
+def _clocked(settings: Settings) -> Settings:
+    """``settings`` with the gap policy the ``clock`` fixture set in the environment."""
+    return settings.model_copy(update={"gaps": GapSettings()})
+
+
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance):
     """One evaluation of the topic's sensor, its events recorded and its cursor stored (as the
     daemon does), without running what it asks for: those runs never land."""
     name = sensor_name(TOPIC)
     store = CursorStore(instance, name)
-    with dg.build_sensor_context(
-        instance=instance,
-        cursor=store.get(),
-        definitions=defs,
-        sensor_name=name,
-        resources=defs.resources,
-    ) as context:
-        data = defs.resolve_sensor_def(name).evaluate_tick(context)
-    for event in data.asset_events:
-        instance.report_runless_asset_event(event)
+    data = evaluate_sensor(defs, instance, name, store)
     store.set(data.cursor)
     (check,) = [e for e in data.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
     return [r.run_key for r in data.run_requests or []], check, data.run_requests or []
@@ -155,7 +157,10 @@ def test_uncovered_spans_and_plain_cursors_of_older_versions():
 def test_gap_settings_read_the_environment_and_name_a_malformed_variable(monkeypatch):
     monkeypatch.setenv("SCPRO_GAP_DEADLINE_SECONDS", "30")
     monkeypatch.setenv("SCPRO_GAP_BACKOFF_CAP_SECONDS", "5")
-    assert GapSettings.from_env() == GapSettings(30.0, 3, 30.0)  # the cap is at least the deadline
+    # the cap is at least the deadline
+    assert GapSettings.from_env() == GapSettings(
+        deadline_seconds=30.0, alert_after_attempts=3, backoff_cap_seconds=30.0
+    )
     monkeypatch.setenv("SCPRO_GAP_ALERT_AFTER_ATTEMPTS", "three")
     with pytest.raises(ValueError, match="SCPRO_GAP_ALERT_AFTER_ATTEMPTS='three'"):
         GapSettings.from_env()
@@ -171,7 +176,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
     scpro_settings, dagster_instance, clock, monkeypatch
 ):
     _publish(scpro_settings, [_payment(i) for i in range(10)])
-    defs = build_definitions(scpro_settings)
+    defs = build_definitions(_clocked(scpro_settings))
     real_land_range = ingest_landing.land_range
     _failing_landing(monkeypatch)
     (first,) = ingest_once(defs, dagster_instance, topics=(TOPIC,))
@@ -256,7 +261,7 @@ def test_unlanded_range_is_seen_requested_again_with_backoff_alerted_once_and_he
 def test_gap_check_runs_by_hand_from_the_sensors_cursor(scpro_settings, dagster_instance, clock):
     """The same check, executed as a Dagster run, reads the sensor's open ranges."""
     _publish(scpro_settings, [_payment(i) for i in range(4)])
-    defs = build_definitions(scpro_settings)
+    defs = build_definitions(_clocked(scpro_settings))
     assert _tick(defs, dagster_instance)[0] == ["payments-0-0-3"]  # requested, never run
     clock.advance(5)
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
@@ -418,7 +423,7 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
 ):
     from panel_app.store import DataStore
     from panel_app.views.health import alert_html
-    from scpro_assets.ingest.runner import ingest_until_caught_up
+    from scpro_assets.runner import ingest_until_caught_up
     from scpro_assets.warehouse.assets import serving_snapshot
     from scpro_assets.warehouse.fixtures import warehouse_resources
 

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from scpro_assets.definitions import build_definitions
+from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.ingest import landing
 from scpro_assets.ingest.landing import OffsetRange, pieces_to_land
-from scpro_assets.ingest.runner import CursorStore, ingest_once, ingest_until_caught_up
 from scpro_assets.kafka.clients import ensure_topics, producer
-from scpro_assets.settings import Settings
+from scpro_assets.runner import CursorStore, ingest_once, ingest_until_caught_up
+from scpro_assets.settings import BackpressureSettings, Settings
 from scpro_assets.sources.common import make_event
 from sensors.kafka_sensors import fair_shares, plan_runs, sensor_name, stored_cursor
 
@@ -141,13 +141,18 @@ def test_sensor_lands_every_event_once_with_metadata(scpro_settings, dagster_ins
     assert file.exists()
 
 
+def _backpressure(settings: Settings, **limits: int) -> Settings:
+    """``settings`` with the sensors' backpressure (``SCPRO_MAX_*``) set to ``limits``."""
+    return settings.model_copy(update={"backpressure": BackpressureSettings(**limits)})
+
+
 def test_backpressure_splits_backlog_and_ticks_catch_up(
     scpro_settings, dagster_instance, monkeypatch
 ):
-    monkeypatch.setenv("SCPRO_MAX_EVENTS_PER_RUN", "7")
-    monkeypatch.setenv("SCPRO_MAX_RUNS_PER_TICK", "2")
     _publish(scpro_settings, "payments", [_payment(i) for i in range(20)])
-    defs = build_definitions(scpro_settings)
+    defs = build_definitions(
+        _backpressure(scpro_settings, max_events_per_run=7, max_runs_per_tick=2)
+    )
     first = ingest_once(defs, dagster_instance, topics=("payments",))[0]
     assert first.succeeded == ["payments-0-0-6", "payments-0-7-13"]
     ingest_until_caught_up(defs, dagster_instance, topics=("payments",))
@@ -414,10 +419,10 @@ def test_broker_restart_while_ingesting(scpro_settings, dagster_instance, kafka_
 def test_lag_is_observed_on_the_topic_asset(scpro_settings, dagster_instance, monkeypatch):
     import dagster as dg
 
-    monkeypatch.setenv("SCPRO_MAX_EVENTS_PER_RUN", "4")
-    monkeypatch.setenv("SCPRO_MAX_RUNS_PER_TICK", "1")
     _publish(scpro_settings, "payments", [_payment(i) for i in range(10)])
-    defs = build_definitions(scpro_settings)
+    defs = build_definitions(
+        _backpressure(scpro_settings, max_events_per_run=4, max_runs_per_tick=1)
+    )
     ingest_once(defs, dagster_instance, topics=("payments",))
     ingest_once(defs, dagster_instance, topics=("payments",))
     records = dagster_instance.fetch_observations(dg.AssetKey(["kafka", "payments"]), limit=5)
@@ -430,8 +435,7 @@ def test_sensor_holds_back_while_runs_are_in_flight(scpro_settings, dagster_inst
     """Backpressure: with the topic's runs still queued, a tick asks for nothing new."""
     import dagster as dg
 
-    monkeypatch.setenv("SCPRO_MAX_RUNS_IN_FLIGHT", "1")
-    defs = build_definitions(scpro_settings)
+    defs = build_definitions(_backpressure(scpro_settings, max_runs_in_flight=1))
     queued = dagster_instance.create_run_for_job(
         defs.resolve_job_def("land_payments"),
         run_config={"ops": {"raw_payments": {"config": {"partition": 0, "start": 0, "stop": 1}}}},
@@ -555,7 +559,7 @@ def test_scpro_ingest_reads_and_moves_the_daemon_s_sensor_cursor(tmp_path):
     result = subprocess.run(
         [
             *(str(Path(sys.executable).with_name("dagster")), "sensor", "cursor", name),
-            *("--set", daemon_cursor, "-m", "scpro_assets.ingest.definitions", "-a", "defs"),
+            *("--set", daemon_cursor, "-m", "scpro_assets.definitions.landing", "-a", "defs"),
         ],
         cwd=REPO_ROOT,
         env={**os.environ, "DAGSTER_HOME": str(dagster_home), "SCPRO_HOME": str(tmp_path)},

@@ -474,7 +474,9 @@ def test_event_time_settings_come_from_the_environment_with_clear_errors(monkeyp
     monkeypatch.setenv("SCPRO_EVENT_TIME_TOLERANCE_HOURS", "2.5")
     monkeypatch.setenv("SCPRO_EVENT_TIME_FLOOR", "2010-05-01")
     settings_ = Settings.from_env()
-    assert settings_.landing == LandingSettings(2.5, datetime(2010, 5, 1, tzinfo=UTC))
+    assert settings_.landing == LandingSettings(
+        event_time_tolerance_hours=2.5, event_time_floor=datetime(2010, 5, 1, tzinfo=UTC)
+    )
     assert LakeResource.from_settings(settings_).landing_settings() == settings_.landing
     monkeypatch.setenv("SCPRO_EVENT_TIME_FLOOR", "01/05/2010")
     with pytest.raises(ValueError, match="SCPRO_EVENT_TIME_FLOOR must be an ISO date"):
@@ -486,7 +488,9 @@ def test_event_time_settings_come_from_the_environment_with_clear_errors(monkeyp
             LandingSettings.from_env()
     monkeypatch.delenv("SCPRO_EVENT_TIME_TOLERANCE_HOURS")
     monkeypatch.delenv("SCPRO_EVENT_TIME_FLOOR")
-    assert LandingSettings.from_env() == LandingSettings(24.0, datetime(2000, 1, 1, tzinfo=UTC))
+    assert LandingSettings.from_env() == LandingSettings(
+        event_time_tolerance_hours=24.0, event_time_floor=datetime(2000, 1, 1, tzinfo=UTC)
+    )
 
 
 def test_the_real_data_sets_pass_the_event_time_rule(dataco_dir, olist_dir):
@@ -559,7 +563,7 @@ def test_a_paced_synthetic_stream_never_runs_ahead_of_its_records(monkeypatch):
                 OffsetRange(topic, 0, 0, len(records)),
                 records,
                 datetime.now(UTC),
-                LandingSettings(0),
+                LandingSettings(event_time_tolerance_hours=0),
             )
             assert rows.quarantine.num_rows == 0, rows.quarantine.column("reason").to_pylist()[:3]
 

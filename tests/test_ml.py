@@ -143,7 +143,7 @@ def test_rebuild_on_the_same_data_gives_the_same_metrics(trained, small_network)
 
 
 def test_a_feature_from_after_the_order_fails_the_leakage_guard(small_network):
-    from ml_assets.assets import leakage_check_result
+    from ml_assets.checks import leakage_check_result
 
     frame = learnable_orders(400)
     rows = time_split(frame).fit

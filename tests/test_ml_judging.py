@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_assets.assets import baseline_check_result, drift_check_result
 from ml_assets.automation import DRIFT_CHECKS, ml_drift_sensor
+from ml_assets.checks import baseline_check_result, drift_check_result
 from ml_assets.scoring import MIN_ROWS_TO_JUDGE, PSI_THRESHOLD
 from ml_assets.training import score_reference
 

@@ -83,3 +83,12 @@ def test_notices_for_good_news_are_blue_not_bootstraps_green():
     notice = ui.notice("Every requested offset range is landed.", kind="success")
     assert ui.NOTICE_CSS in notice.stylesheets
     assert ".alert-success" in ui.NOTICE_CSS and ui.SKY in ui.NOTICE_CSS
+
+
+def test_the_queue_s_buttons_are_not_bootstraps_green():
+    from panel_app.views.action_queue import ExceptionQueue
+
+    queue = ExceptionQueue(store=None)  # the form alone: its buttons need no data
+    kinds = {button.name: button.button_type for button in queue.buttons}
+    assert "Resolve" in kinds
+    assert "success" not in kinds.values(), kinds

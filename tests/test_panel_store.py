@@ -382,7 +382,8 @@ def test_filters_keep_a_choice_a_new_snapshot_no_longer_offers(
 
 
 def test_refresh_period_comes_from_the_environment() -> None:
-    from panel_app.app import DEFAULT_REFRESH_SECONDS, refresh_seconds_from_env
+    from panel_app.app import refresh_seconds_from_env
+    from scpro_assets.settings import DEFAULT_REFRESH_SECONDS
 
     assert refresh_seconds_from_env({}) == DEFAULT_REFRESH_SECONDS == 3.0
     assert refresh_seconds_from_env({"SCPRO_PANEL_REFRESH_SECONDS": " 1.5 "}) == 1.5
@@ -427,3 +428,16 @@ def test_sessions_on_many_threads_get_their_own_query_results(tmp_path: Path) ->
     finally:
         sys.setswitchinterval(interval)
     assert errors == [] and wrong == []
+
+
+@pytest.mark.parametrize(("high", "said"), [(1, "1 open order is"), (2, "2 open orders are")])
+def test_the_overview_banner_counts_high_risk_orders_in_words(high: int, said: str) -> None:
+    """Seen in the demo: "1 open orders are at high risk" (the banner only reads the summary)."""
+    from panel_app.views.overview import action_line
+
+    class Summary:
+        def at_risk_summary(self, _state: FilterState) -> dict:
+            return {"open_scored": 5, "high": high, "high_value": 117.57}
+
+    banner = action_line(Summary(), FilterState()).object
+    assert banner.startswith(f"**{said} at high risk of being late**"), banner

@@ -45,7 +45,6 @@ def _consume_all(settings) -> dict[str, list[tuple[int, bytes, dict]]]:
 
 
 def test_dataco_replay_is_deterministic_keyed_and_ordered(dataco_dir, scpro_settings, tmp_path):
-    from dataclasses import replace
 
     events, _ = dataco.load(dataco_dir)
     stats = replay(events, scpro_settings.kafka)
@@ -56,11 +55,9 @@ def test_dataco_replay_is_deterministic_keyed_and_ordered(dataco_dir, scpro_sett
     # Replay again into fresh topics: the same event ids land on the same partitions.
     from scpro_assets.kafka.clients import ensure_topics
 
-    second_settings = replace(
-        scpro_settings,
-        kafka=replace(
-            scpro_settings.kafka, topic_prefix=scpro_settings.kafka.topic_prefix + "again."
-        ),
+    again = scpro_settings.kafka.topic_prefix + "again."
+    second_settings = scpro_settings.model_copy(
+        update={"kafka": scpro_settings.kafka.model_copy(update={"topic_prefix": again})}
     )
     ensure_topics(second_settings.kafka, partitions=2)
     replay(dataco.load(dataco_dir)[0], second_settings.kafka)

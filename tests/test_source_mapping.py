@@ -234,9 +234,9 @@ def test_mapping_errors_name_the_bad_key(tmp_path: Path, change, message):
 
 def test_replayed_through_kafka_and_landed(item_files, scpro_settings, dagster_instance):
     """The mapped events go through the real broker and the landing contracts unharmed."""
-    from scpro_assets.definitions import build_definitions
-    from scpro_assets.ingest.runner import ingest_until_caught_up
+    from scpro_assets.definitions.platform import build_definitions
     from scpro_assets.replay import replay
+    from scpro_assets.runner import ingest_until_caught_up
 
     mapping, _ = item_files
     events, _ = load(mapping)
@@ -475,11 +475,15 @@ def test_deployment_limits_come_from_the_environment(monkeypatch):
 
     for name in ("SCPRO_MAX_QUANTITY", "SCPRO_MAX_MONEY", "SCPRO_MAX_WEIGHT_G"):
         monkeypatch.delenv(name, raising=False)
-    assert ContractLimits.from_env() == ContractLimits(10_000_000, 1e9, 1e9)
+    assert ContractLimits.from_env() == ContractLimits(
+        max_quantity=10_000_000, max_money=1e9, max_weight_g=1e9
+    )
     monkeypatch.setenv("SCPRO_MAX_QUANTITY", "40_000")
     monkeypatch.setenv("SCPRO_MAX_MONEY", "5e9")
     monkeypatch.setenv("SCPRO_MAX_WEIGHT_G", "1000")
-    assert ContractLimits.from_env() == ContractLimits(40_000, 5e9, 1000.0)
+    assert ContractLimits.from_env() == ContractLimits(
+        max_quantity=40_000, max_money=5e9, max_weight_g=1000.0
+    )
     for name, value, message in (
         ("SCPRO_MAX_MONEY", "lots", "SCPRO_MAX_MONEY: expected a positive number, got 'lots'"),
         ("SCPRO_MAX_WEIGHT_G", "-5", "SCPRO_MAX_WEIGHT_G: expected a positive number, got '-5'"),

@@ -55,7 +55,7 @@ rows = {
 }
 print(json.dumps({
     "success": result.success,
-    "spark_config": pyspark.spark_config,
+    "spark_config": pyspark.session_config(),
     "session": type(pyspark.spark_session).__module__,
     "rows": rows,
 }))

@@ -11,7 +11,6 @@ leaves the text where it was, with the reason. Every text shown is escaped.
 from __future__ import annotations
 
 import html
-import os
 
 import pandas as pd
 import panel as pn
@@ -27,7 +26,7 @@ from scpro_assets.actions import (
     publish_action,
 )
 from scpro_assets.contracts.events import MAX_NOTE_CHARS
-from scpro_assets.settings import KafkaSettings
+from scpro_assets.settings import DashboardSettings, KafkaSettings
 
 #: Who acts when login is off (``SCPRO_PANEL_ACTOR``); with login on, the logged-in user does.
 DEFAULT_ACTOR = "dashboard user"
@@ -52,7 +51,7 @@ def current_actor() -> str:
     user = pn.state.user
     if user:
         return str(user)
-    return os.environ.get("SCPRO_PANEL_ACTOR", "").strip() or DEFAULT_ACTOR
+    return DashboardSettings().actor.strip() or DEFAULT_ACTOR
 
 
 def _cell(value: object) -> str:
@@ -125,7 +124,7 @@ class ExceptionQueue(pn.viewable.Viewer):
                 ("acknowledge", "Acknowledge", "primary"),
                 ("assign", "Assign", "primary"),
                 ("note", "Add note", "default"),
-                ("resolve", "Resolve", "success"),
+                ("resolve", "Resolve", "primary"),
             )
         ]
         for button, action in zip(self.buttons, ACTION_LABELS, strict=True):

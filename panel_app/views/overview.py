@@ -43,10 +43,12 @@ def action_line(store: DataStore, state: FilterState) -> pn.viewable.Viewable:
     summary = store.at_risk_summary(state)
     if summary["open_scored"] == 0:
         return ui.notice("No scored open orders: the late-risk model has not scored any yet.")
+    high = summary["high"]
+    orders = "open order is" if high == 1 else "open orders are"
     return ui.notice(
-        f"**{ui.count(summary['high'])} open orders are at high risk of being late** "
+        f"**{ui.count(high)} {orders} at high risk of being late** "
         f"({ui.money(summary['high_value'])} of revenue). See *At-risk orders* to act on them.",
-        "warning" if summary["high"] else "success",
+        "warning" if high else "success",
     )
 
 

@@ -9,12 +9,11 @@ from scpro_assets.clean.pipeline import (
     build_features,
     update_event_stores,
 )
+from scpro_assets.clean.spark_resource import SparkSessionResource
 from scpro_assets.column_schema import parquet_column_schema_metadata
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import BUSINESS_TOPICS, Settings
-from scpro_assets.spark_server import session_remote
 from scpro_assets.warehouse.completeness import partitions_in_flight
-from spark.session import SPARK_CONF, connect_conf
 
 OWNER = "team:data-engineering"
 
@@ -34,23 +33,15 @@ ENTITY_DESCRIPTIONS = {
 
 
 def spark_resource(settings: Settings) -> LazyPySparkResource:
-    """Spark configured from the environment: where :func:`session_remote` says.
+    """Spark configured from ``settings``: where :func:`session_remote` says, when first used.
 
     A Spark Connect server (``SCPRO_SPARK_REMOTE``, or the embedded one while it runs) saves
-    each run its own JVM start: dagster-pyspark's builder passes ``spark.remote`` on to pyspark,
-    which then makes a Connect session. Otherwise Spark runs in the run's process on
-    ``SCPRO_SPARK_MASTER`` (``local[*]`` by default, or any cluster master).
+    each run its own JVM start: the builder passes ``spark.remote`` on to pyspark, which then
+    makes a Connect session. Otherwise Spark runs in the run's process on
+    ``SCPRO_SPARK_MASTER`` (``local[*]`` by default, or any cluster master). Nothing is probed
+    at import (:class:`SparkSessionResource`).
     """
-    remote = session_remote(settings)
-    if remote:
-        return LazyPySparkResource(spark_config={"spark.remote": remote, **connect_conf()})
-    return LazyPySparkResource(
-        spark_config={
-            "spark.master": settings.spark_master,
-            "spark.app.name": "scpro",
-            **SPARK_CONF,
-        }
-    )
+    return SparkSessionResource.from_settings(settings)
 
 
 class CleanConfig(dg.Config):

@@ -336,7 +336,7 @@ class GapPolicy(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: GapSettings) -> GapPolicy:
         """Build from :class:`GapSettings` (itself read from the environment)."""
-        return cls(**asdict(settings))
+        return cls(**settings.model_dump())
 
     def settings(self) -> GapSettings:
         """As plain settings for the pure functions above."""

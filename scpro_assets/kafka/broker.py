@@ -131,7 +131,7 @@ class EmbeddedKafka:
         host, _, port = first.rpartition(":")
         self.host = host or "localhost"
         self.port = int(port)
-        self.controller_port = int(os.environ.get("SCPRO_KAFKA_CONTROLLER_PORT", self.port + 1))
+        self.controller_port = settings.broker.controller_port or self.port + 1
         self.dir = settings.kafka_dir
         self.data_dir = self.dir / "data"
         self.pid_file = self.dir / "broker.pid"
@@ -197,7 +197,7 @@ class EmbeddedKafka:
         )
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
-        heap = os.environ.get("SCPRO_KAFKA_HEAP", "512m")
+        heap = self.settings.broker.heap.lower()
         return [
             "java",
             f"-Xmx{heap}",

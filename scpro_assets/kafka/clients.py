@@ -13,13 +13,18 @@ together: same servers, client id, security protocol, SASL and TLS
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import confluent_kafka
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewPartitions, NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from scpro_assets.settings import TOPICS, KafkaSettings
+
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+# kafka-python is imported where a client is built, not here: landing runs read with librdkafka
+# only, and each one imports this module; kafka-python's import (about 0.35 s) is paid by the
+# processes that produce, administer or ask for offsets (the sensors' code server, replay, CLI).
 
 #: Our TLS file settings and librdkafka's names for them (kafka-python's are ours).
 _TLS_FILES: tuple[tuple[str, str], ...] = (
@@ -44,11 +49,16 @@ def kafka_python_config(settings: KafkaSettings) -> dict[str, object]:
     if settings.sasl_mechanism:
         config["sasl_mechanism"] = settings.sasl_mechanism
         config["sasl_plain_username"] = settings.sasl_username
-        config["sasl_plain_password"] = settings.sasl_password
+        config["sasl_plain_password"] = _password(settings)
     for ours, _theirs in _TLS_FILES:
         if getattr(settings, ours):
             config[ours] = getattr(settings, ours)
     return config
+
+
+def _password(settings: KafkaSettings) -> str:
+    """The SASL password, unwrapped only here, where a client library needs it."""
+    return settings.sasl_password.get_secret_value() if settings.sasl_password else ""
 
 
 def rdkafka_config(settings: KafkaSettings) -> dict[str, str]:
@@ -66,7 +76,7 @@ def rdkafka_config(settings: KafkaSettings) -> dict[str, str]:
     if settings.sasl_mechanism:
         config["sasl.mechanism"] = settings.sasl_mechanism
         config["sasl.username"] = settings.sasl_username or ""
-        config["sasl.password"] = settings.sasl_password or ""
+        config["sasl.password"] = _password(settings)
     for ours, theirs in _TLS_FILES:
         if getattr(settings, ours):
             config[theirs] = getattr(settings, ours)
@@ -89,6 +99,8 @@ def producer(settings: KafkaSettings, **overrides: object) -> KafkaProducer:
         "max_request_size": 2 * 1024 * 1024,
     }
     options.update(overrides)
+    from kafka import KafkaProducer
+
     return KafkaProducer(**options)
 
 
@@ -105,6 +117,8 @@ def consumer(settings: KafkaSettings, **overrides: object) -> KafkaConsumer:
         "request_timeout_ms": 15000,
     }
     options.update(overrides)
+    from kafka import KafkaConsumer
+
     return KafkaConsumer(**options)
 
 
@@ -144,6 +158,8 @@ def admin(settings: KafkaSettings, **overrides: object) -> KafkaAdminClient:
         "request_timeout_ms": 15000,
     }
     options.update(overrides)
+    from kafka import KafkaAdminClient
+
     return KafkaAdminClient(**options)
 
 
@@ -153,6 +169,9 @@ def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> dic
     New topics get ``partitions`` (default ``settings.partitions``). Existing topics are grown only
     when ``partitions`` is given explicitly and exceeds theirs (never shrunk).
     """
+    from kafka.admin import NewPartitions, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
     wanted = partitions or settings.partitions
     retention_ms = str(settings.retention_hours * 3600 * 1000)
     client = admin(settings)
@@ -212,6 +231,8 @@ def partition_counts(settings: KafkaSettings, client: KafkaAdminClient) -> dict[
 
 def end_offsets(settings: KafkaSettings, topic: str) -> dict[int, tuple[int, int]]:
     """``{partition: (beginning, end)}`` offsets of a logical topic, fresh from the broker."""
+    from kafka import TopicPartition
+
     client = consumer(settings)
     try:
         name = settings.topic_name(topic)

@@ -7,10 +7,10 @@ nothing is silently dropped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scpro_assets.contracts.events import SCHEMA_VERSION, topic_for_event_type
+from scpro_assets.settings import PrivacySettings
 
 
 def stable_event_id(source: str, *parts: object) -> str:
@@ -29,6 +30,17 @@ def stable_event_id(source: str, *parts: object) -> str:
     return f"{source}-{digest[:24]}"
 
 
+@functools.cache
+def _pii_key() -> bytes:
+    """``SCPRO_PII_KEY`` (:class:`PrivacySettings`), read once per process.
+
+    Sources call :func:`pseudonymise` for every row; reading the settings each time would cost
+    more than the hash.
+    """
+    key = PrivacySettings().pii_key
+    return key.get_secret_value().encode() if key else b""
+
+
 def pseudonymise(value: object) -> str:
     """Hash a personal identifier (customer id, client IP) before it leaves the source.
 
@@ -36,10 +48,10 @@ def pseudonymise(value: object) -> str:
     hashes cannot be reversed by hashing guesses; without it, a plain namespaced SHA-256 that keeps
     joins working for local demos.
     """
-    key = os.environ.get("SCPRO_PII_KEY")
+    key = _pii_key()
     data = str(value).encode()
     if key:
-        return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()[:32]
+        return hmac.new(key, data, hashlib.sha256).hexdigest()[:32]
     return hashlib.sha256(b"scpro-pii\x1f" + data).hexdigest()[:32]
 
 

@@ -107,8 +107,8 @@ def warehouse_dbt(
     inputs = prepare_inputs(settings)
     context.log.info(
         f"pinned {len(inputs.versions)} clean datasets; empty placeholders for "
-        f"{inputs.placeholders or 'none'}; ML outputs created empty: "
-        f"{inputs.ml_placeholders_written or 'none'}"
+        f"{inputs.placeholders or 'none'}; ML outputs not published yet: "
+        f"{inputs.ml_placeholders or 'none'}"
     )
     dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
     invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)

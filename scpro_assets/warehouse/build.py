@@ -88,7 +88,9 @@ def dbt_invocation(
     """
     env = dict(os.environ if environ is None else environ)
     args = list(args) or ["build"]
-    if args[0] in LAKE_COMMANDS:
+    # dbt's global flags come before its command (`dbt --quiet build`): the first word is it.
+    command = next((arg for arg in args if not arg.startswith("-")), "build")
+    if command in LAKE_COMMANDS:
         from scpro_assets.warehouse.inputs import prepare_inputs
 
         args = _with_vars(args, prepare_inputs(settings).dbt_vars(settings.warehouse_path))

@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml_assets.outputs import ML_OUTPUTS, ensure_outputs, output_path
+from ml_assets.outputs import ML_OUTPUTS, SCHEMAS, output_path
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES, QUARANTINE
 from scpro_assets.ingest.landing import RAW_SCHEMA
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
@@ -60,7 +60,7 @@ class WarehouseInputs:
     versions: dict[str, int] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
     raw_placeholders: list[str] = field(default_factory=list)
-    ml_placeholders_written: list[str] = field(default_factory=list)
+    ml_placeholders: list[str] = field(default_factory=list)
 
     def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
         """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
@@ -116,6 +116,23 @@ def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: Warehou
     pq.write_table(RAW_SCHEMA.empty_table(), placeholder)
     inputs.paths[name] = str(placeholder)
     inputs.raw_placeholders.append(name)
+
+
+def _pin_ml(settings: Settings, name: str, placeholders: Path, inputs: WarehouseInputs) -> None:
+    """Point ``name`` at the ML layer's published file, or at a typed empty placeholder here.
+
+    Each layer writes only its own outputs: the ML assets publish theirs (empty ones too, while no
+    model serves), and until they first have, the warehouse reads a placeholder from its own
+    folder instead of writing into the ML layer.
+    """
+    path = output_path(settings.ml_dir, name)
+    if path.exists():
+        inputs.paths[name] = str(path)
+        return
+    placeholder = placeholders / f"{name}.parquet"
+    pq.write_table(SCHEMAS[name].empty_table(), placeholder)
+    inputs.paths[name] = str(placeholder)
+    inputs.ml_placeholders.append(name)
 
 
 def _clean_quarantine_counts(con: duckdb.DuckDBPyConnection, rules: Path) -> dict[str, int]:
@@ -205,13 +222,12 @@ def prepare_inputs(settings: Settings) -> WarehouseInputs:
     # Parquet copies of clean versions, pinned so by SCPro before dbt read the tables itself.
     shutil.rmtree(work / "clean", ignore_errors=True)
     inputs = WarehouseInputs()
-    inputs.ml_placeholders_written = ensure_outputs(settings.ml_dir)
     for name in CLEAN_DATASETS:
         _pin_clean(settings, name, inputs)
     for topic in DBT_RAW_TOPICS:
         _pin_raw(settings, topic, placeholders, inputs)
     for name in ML_OUTPUTS:
-        inputs.paths[name] = str(output_path(settings.ml_dir, name))
+        _pin_ml(settings, name, placeholders, inputs)
     inventory_path = work / "lake_inventory.parquet"
     if not inventory_path.exists():  # a build without the lake_inventory asset upstream
         write_lake_inventory(settings)

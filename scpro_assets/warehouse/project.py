@@ -70,11 +70,12 @@ def manifest_path() -> Path:
     return path
 
 
-def dbt_resource() -> DbtCliResource:
-    """The ``dbt`` resource: the project folder, its profiles, and the target from the env."""
+def dbt_resource(settings: Settings | None = None) -> DbtCliResource:
+    """The ``dbt`` resource: the project folder, its profiles, and the target of ``settings``."""
+    settings = settings or Settings.from_env()
     return DbtCliResource(
         project_dir=os.fspath(DBT_PROJECT_DIR),
         profiles_dir=os.fspath(DBT_PROJECT_DIR),
         dbt_executable=dbt_executable(),
-        target=os.environ.get("SCPRO_DBT_TARGET") or None,
+        target=settings.dbt_target,
     )

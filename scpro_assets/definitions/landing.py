@@ -6,8 +6,8 @@ whole platform's location imports dbt, Spark, TensorFlow's helpers and the dbt m
 of imports on an idle core, and 30-40 s on two cores busy with a stream's Spark and model runs,
 where a stream asks for a dozen landing runs per round. This module imports only Dagster, the
 Kafka clients, pyarrow and the event contracts (about 2 s). The platform location
-(:mod:`scpro_assets.definitions`) depends on the raw assets by key, and its automation follows
-them across locations.
+(:mod:`scpro_assets.definitions.platform`) depends on the raw assets by key, and its automation
+follows them across locations.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import dagster as dg
 from scpro_assets.ingest.assets import kafka_topic_specs, land_jobs, raw_assets
 from scpro_assets.ingest.gaps import GapPolicy
 from scpro_assets.resources import KafkaResource, LakeResource
-from scpro_assets.settings import GapSettings, Settings
+from scpro_assets.settings import Settings
 from sensors.alert_sensors import run_failure_alerts
 from sensors.kafka_sensors import gap_checks, kafka_sensors
 
@@ -25,9 +25,9 @@ from sensors.kafka_sensors import gap_checks, kafka_sensors
 def ingest_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources landing, the Kafka sensors and the gap checks use."""
     return {
-        "kafka": KafkaResource.from_settings(settings.kafka),
+        "kafka": KafkaResource.from_settings(settings.kafka, settings.backpressure),
         "lake": LakeResource.from_settings(settings),
-        "gaps": GapPolicy.from_settings(GapSettings.from_env()),
+        "gaps": GapPolicy.from_settings(settings.gaps),
     }
 
 

@@ -1,8 +1,8 @@
-"""SCPro's Dagster definitions, as two code locations and as one whole.
+"""The ``scpro`` code location (``platform_defs``), and both locations as one whole (``defs``).
 
-``workspace.yaml`` loads two code locations:
+``workspace.yaml`` loads two code locations, whose roots sit side by side in this package:
 
-- ``scpro_ingest`` (:mod:`scpro_assets.ingest.definitions`): the Kafka topics, the raw event
+- ``scpro_ingest`` (:mod:`scpro_assets.definitions.landing`): the Kafka topics, the raw event
   assets, their landing jobs and the Kafka sensors. It is kept light because a stream asks for
   many short landing runs and each run imports its location first (see that module).
 - ``scpro`` (``platform_defs`` here): everything that follows the raw data: the Spark clean
@@ -25,8 +25,8 @@ from ml_assets.assets import ml_assets
 from ml_assets.automation import ml_jobs, ml_schedules, ml_sensors
 from scpro_assets.automation import apply_automation, automation_sensor
 from scpro_assets.clean.assets import clean_assets, spark_resource
-from scpro_assets.ingest.definitions import build_ingest_definitions, ingest_resources
-from scpro_assets.ingest.definitions import defs as ingest_defs
+from scpro_assets.definitions.landing import build_ingest_definitions, ingest_resources
+from scpro_assets.definitions.landing import defs as ingest_defs
 from scpro_assets.settings import Settings
 from scpro_assets.warehouse.assets import warehouse_assets
 from scpro_assets.warehouse.project import dbt_resource
@@ -59,7 +59,7 @@ def build_platform_definitions(
             automation_sensor(),
             *PLATFORM_ALERT_SENSORS,
         ],
-        resources={**resources, "pyspark": spark_resource(settings), "dbt": dbt_resource()},
+        resources={**resources, "pyspark": spark_resource(settings), "dbt": dbt_resource(settings)},
     )
 
 

@@ -1,5 +1,9 @@
 """``scpro ingest --once``: evaluate the Kafka sensors and run what they ask for, in-process.
 
+A top-level tool beside the CLI (:mod:`scpro_assets.cli`), not part of a stage: it drives the
+landing location's sensors and jobs (:mod:`scpro_assets.definitions.landing`), and its worker
+processes build both locations (:func:`scpro_assets.definitions.platform.build_definitions`).
+
 This is the daemon's code path without the daemon, for scripts, benchmarks and tests: the same
 sensor function plans the same runs from the same cursor, and the same job lands them. Run keys
 are honoured exactly as the daemon does (ranges that already have a run are never started again),
@@ -24,6 +28,7 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -148,7 +153,7 @@ def _worker_init(settings: Settings, instance_ref: str) -> None:
     The instance is always reopened from its ref (its own storage connections), never inherited;
     the ref travels as Dagster's serialized JSON (``dg.serialize_value``).
     """
-    from scpro_assets.definitions import build_definitions
+    from scpro_assets.definitions.platform import build_definitions
 
     _WORKER["defs"] = build_definitions(settings)
     _WORKER["instance"] = dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref))
@@ -163,7 +168,7 @@ def _worker_ready() -> bool:
     return "defs" in _WORKER
 
 
-def _start_method() -> str:
+def _start_method(settings: Settings) -> str:
     """``fork`` where the platform has it, else ``spawn``.
 
     A spawned worker re-imports Dagster and every asset module before its first range: measured
@@ -173,9 +178,8 @@ def _start_method() -> str:
     storage connection handed down: each worker opens its own instance from the ref.
     ``SCPRO_INGEST_START_METHOD`` overrides the choice (e.g. ``spawn`` on macOS-like setups).
     """
-    wanted = os.environ.get("SCPRO_INGEST_START_METHOD")
-    if wanted:
-        return wanted
+    if settings.ingest_start_method:
+        return settings.ingest_start_method
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
@@ -192,7 +196,7 @@ def range_executor(
         return None
     executor = ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context(_start_method()),
+        mp_context=multiprocessing.get_context(_start_method(settings)),
         initializer=_worker_init,
         initargs=(settings, dg.serialize_value(instance.get_ref())),
     )
@@ -263,6 +267,28 @@ def tick_lock(instance: dg.DagsterInstance) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def evaluate_sensor(
+    defs: dg.Definitions, instance: dg.DagsterInstance, name: str, store: CursorStore
+) -> Any:
+    """Evaluate sensor ``name`` once from its stored cursor, recording its asset events.
+
+    As the daemon does; the caller runs what it asks for and stores the new cursor. Returns
+    Dagster's tick data (``run_requests``, ``asset_events``, ``cursor``, ``skip_message``), whose
+    class is not in Dagster's public API.
+    """
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=store.get(),
+        definitions=defs,
+        sensor_name=name,
+        resources=defs.resources,
+    ) as context:
+        data = defs.resolve_sensor_def(name).evaluate_tick(context)
+    for event in data.asset_events or []:
+        instance.report_runless_asset_event(event)
+    return data
+
+
 def _ingest_once(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -277,17 +303,7 @@ def _ingest_once(
         tick.retried, retry_failures = retry_failed_ranges(defs, instance, topic)
         tick.failed += retry_failures
         store = CursorStore(instance, name)
-        sensor_def = defs.resolve_sensor_def(name)
-        with dg.build_sensor_context(
-            instance=instance,
-            cursor=store.get(),
-            definitions=defs,
-            sensor_name=name,
-            resources=defs.resources,
-        ) as context:
-            data = sensor_def.evaluate_tick(context)
-        for event in data.asset_events or []:
-            instance.report_runless_asset_event(event)
+        data = evaluate_sensor(defs, instance, name, store)
         tick.skip_reason = data.skip_message
         for request in data.run_requests or []:
             tick.requested.append(request.run_key)
