@@ -424,8 +424,8 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     from panel_app.store import DataStore
     from panel_app.views.health import alert_html
     from scpro_assets.runner import ingest_until_caught_up
+    from scpro_assets.testing.warehouse import warehouse_resources
     from scpro_assets.warehouse.assets import serving_snapshot
-    from scpro_assets.warehouse.fixtures import warehouse_resources
 
     monkeypatch.setenv("SCPRO_ALERT_URLS", "")
     _publish(scpro_settings, [_payment(i) for i in range(6)] + [b"{not json", b"\xff"])

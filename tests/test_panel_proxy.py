@@ -21,8 +21,8 @@ import panel_warehouse
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from panel_app.bench import CHROMIUM_ARGS
 from panel_app.server import proxy_options
+from scpro_assets.bench.dashboard import CHROMIUM_ARGS
 from scpro_assets.settings import REPO_ROOT
 
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))

@@ -2,7 +2,8 @@
 
 Server-side figures time what a session does in Python (build the page objects, run the
 overview's queries, re-run them after a filter change) on a fresh cache, so they measure the
-queries and not Panel's memo. ``report.add(section, **figures)`` is ``scpro_assets.bench.Report``.
+queries and not Panel's memo. ``report.add(section, **figures)`` is
+``scpro_assets.bench.run.Report``.
 Without a real snapshot, :func:`synthetic_snapshot` publishes a big generated one.
 """
 
@@ -15,13 +16,13 @@ from typing import Any, Protocol
 
 import panel as pn
 
-from panel_app.sample_snapshot import SampleSpec, publish
 from panel_app.store import DataStore, FilterState
 from panel_app.views import overview
+from scpro_assets.testing.sample_snapshot import SampleSpec, publish
 
 
 class Report(Protocol):
-    """What the benchmark needs from ``scpro_assets.bench.Report``."""
+    """What the benchmark needs from ``scpro_assets.bench.run.Report``."""
 
     def add(self, section: str, **figures: Any) -> None:
         """Record figures under a section."""

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from scpro_assets.bench import Report, _bench_settings
+from scpro_assets.bench.run import Report, _bench_settings
 from scpro_assets.settings import REPO_ROOT, Settings
 from scpro_assets.spark_server import EmbeddedSparkConnect
 

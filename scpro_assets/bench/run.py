@@ -370,9 +370,9 @@ def bench_ingest(
 
 def bench_clean(settings: Settings, report: Report, sizes: tuple[int, ...]) -> None:
     """Issue 4: Spark cleaning and feature-table throughput, and how time grows with volume."""
-    from scpro_assets.clean.offline import synthetic_events, write_raw_lake
     from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
     from scpro_assets.spark_server import session_remote
+    from scpro_assets.testing.offline import synthetic_events, write_raw_lake
     from spark.session import build_spark_session
 
     remote = session_remote(settings)  # a Connect server when configured or running
@@ -433,22 +433,22 @@ def run_all(
     if "replay" in which:
         bench_replay(settings, report, replay_orders)
     if "ingest" in which:
-        from scpro_assets.bench_landing import bench_landing_runs
+        from scpro_assets.bench.landing import bench_landing_runs
 
         bench_ingest(settings, report, ingest_events, latency_samples)
         bench_landing_runs(settings, report)
     if "clean" in which:
         bench_clean(settings, report, clean_sizes)
     if "models" in which:
-        from ml_assets.evaluation import bench_models
+        from scpro_assets.bench.models import bench_models
 
         bench_models(settings, report)
     if "warehouse" in which or "dashboard" in which:
-        from scpro_assets.warehouse.bench import bench_warehouse
+        from scpro_assets.bench.warehouse import bench_warehouse
 
         def dashboard(run: Settings, label: str) -> None:
             if "dashboard" in which:
-                from panel_app.bench import bench_dashboard
+                from scpro_assets.bench.dashboard import bench_dashboard
 
                 bench_dashboard(run.home, report, label)
 
@@ -456,11 +456,11 @@ def run_all(
             settings, report, synthetic_events=warehouse_events, after_publish=dashboard
         )
     if "latency" in which:
-        from scpro_assets.bench_e2e import bench_event_to_dashboard
+        from scpro_assets.bench.latency import bench_event_to_dashboard
 
         bench_event_to_dashboard(settings, report, steady_seconds=latency_seconds)
     if "chaos" in which:
-        from scpro_assets.bench_chaos import bench_chaos
+        from scpro_assets.bench.chaos import bench_chaos
 
         bench_chaos(settings, report, repetitions=chaos_repetitions)
     (out_dir / "bench-report.md").write_text(report.markdown())

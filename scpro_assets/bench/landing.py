@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from scpro_assets.bench import Report, _bench_settings
+from scpro_assets.bench.run import Report, _bench_settings
 from scpro_assets.settings import REPO_ROOT, TOPICS, Settings
 
 SECTION = "landing runs under a stream: dagster-daemon, Kafka sensors every 5 s"
