@@ -631,7 +631,7 @@ def test_an_action_clicked_on_the_at_risk_page_comes_back_through_kafka_landing_
 
     from playwright.sync_api import Page, expect, sync_playwright
 
-    from scpro_assets.bench.dashboard import CHROMIUM_ARGS
+    from scpro_assets.testing.browser import CHROMIUM_ARGS
 
     def row_of(page: Page, order_id: str):
         """The list's row of one order (an id can be the prefix of another: match it whole)."""

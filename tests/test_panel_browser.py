@@ -27,8 +27,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from panel_app import ui
 from panel_app.views.at_risk import eta_text
-from scpro_assets.bench.dashboard import CHROMIUM_ARGS
 from scpro_assets.settings import REPO_ROOT
+from scpro_assets.testing.browser import CHROMIUM_ARGS
 
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
 WAIT_MS = 30_000

@@ -18,8 +18,9 @@ from pyspark.sql import functions as F
 from scpro_assets.sources import dataco
 from scpro_assets.sources.common import iso, make_event
 from scpro_assets.sources.synthetic import haversine_km
+from scpro_assets.testing.raw_rows import raw_dataframe, raw_rows_from_events
 from spark import cleaning, features
-from spark.raw import parse_raw, raw_dataframe, raw_rows_from_events
+from spark.raw import parse_raw
 from spark.session import SPARK_CONF, build_spark_session
 
 SOURCE = "test"

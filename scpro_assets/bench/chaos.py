@@ -753,11 +753,11 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
     ``SCPRO_HOME/bench``. The disk-full scenario needs root to mount its tmpfs; without it the
     report says so instead of counting it as survived.
     """
-    from scpro_assets.bench.run import _bench_settings
+    from scpro_assets.bench.common import bench_settings
     from scpro_assets.kafka.broker import EmbeddedKafka, free_port_pair
 
     print(f"\n{SECTION}", flush=True)
-    broker_home = _bench_settings(settings)
+    broker_home = bench_settings(settings)
     port = free_port_pair()
     broker_kafka = broker_home.kafka.model_copy(update={"bootstrap_servers": f"localhost:{port}"})
     broker = EmbeddedKafka(broker_home.model_copy(update={"kafka": broker_kafka}))
@@ -784,7 +784,7 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
             else:
                 report.add(SECTION, disk_full="not run: mounting a tmpfs needs root")
             for name, scenario in scenarios:
-                run = _bench_settings(settings)
+                run = bench_settings(settings)
                 kafka = run.kafka.model_copy(update={"bootstrap_servers": bootstrap})
                 run = run.model_copy(update={"kafka": kafka})
                 try:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from scpro_assets.bench.run import Report
+from scpro_assets.bench.report import Report
 from scpro_assets.settings import REPO_ROOT, Settings
 from scpro_assets.sources.common import SourceEvent
 from scpro_assets.testing.warehouse import settings_for
