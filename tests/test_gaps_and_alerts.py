@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scpro_assets.alerts import Alert, outbox_path, read_outbox, send_alert
+from scpro_assets.clean.watermark import save_watermark, watermark_path
 from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.ingest import landing as ingest_landing
 from scpro_assets.ingest import runs as landing_runs
@@ -32,7 +33,6 @@ from scpro_assets.runner import (
 )
 from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
-from scpro_assets.warehouse.completeness import save_watermark, watermark_path
 from sensors import kafka_sensors
 from sensors.alert_sensors import run_failure_alerts
 from sensors.kafka_sensors import sensor_name
