@@ -21,10 +21,10 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from scpro_assets.clean.offline import synthetic_events, write_raw_lake
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES
 from scpro_assets.settings import Settings
 from scpro_assets.spark_server import SERVER_CLASS, EmbeddedSparkConnect, session_remote
+from scpro_assets.testing.offline import synthetic_events, write_raw_lake
 
 TABLES = [*ENTITIES, FEATURES]
 

@@ -26,12 +26,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scpro_assets.clean.lake import RawManifest, parquet_rows, publish, published_rows, read
+from scpro_assets.clean.watermark import previous_watermark, save_watermark, watermark_path
 from scpro_assets.settings import BUSINESS_TOPICS
-from scpro_assets.warehouse.completeness import (
-    previous_watermark,
-    save_watermark,
-    watermark_path,
-)
 from spark.cleaning import (
     clean_incidents,
     clean_order_items,
