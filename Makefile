@@ -63,10 +63,13 @@ $(CHROMIUM):
 
 setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_SPARK_JARS) $(STAMP_NODE) $(CHROMIUM) $(STAMP_DBT)
 
-# SQL is linted by sqlfluff with dbt's templater (.sqlfluff): it compiles the project first.
+# Imports by import-linter's contracts ([tool.importlinter] in pyproject.toml: the product imports
+# no test fixture or benchmark, spark/ holds pure transforms, no import cycles). SQL is linted by
+# sqlfluff with dbt's templater (.sqlfluff): it compiles the project first.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/sqlfluff lint dbt_project
 
 format: setup

@@ -524,7 +524,7 @@ def conformal_interval(
     epoch on that very slice and they are too small: 0.766 coverage on the DataCo protocol,
     against 0.797 with this refit. Quantile gradient boosting and conformalised quantile
     regression covered 0.97 on DataCo and 0.66-0.70 on Olist and cost four more fits each
-    training: they live in the benchmark (:func:`ml_assets.evaluation.interval_comparison`).
+    training: they live in the benchmark (:func:`scpro_assets.bench.models.interval_comparison`).
     """
     tail = (1 - level) / 2
     y_train = split.train[target].astype(float).to_numpy()

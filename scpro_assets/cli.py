@@ -304,7 +304,7 @@ def bench(
     chaos_repetitions: int,
 ) -> None:
     """Run the benchmarks; write bench-report.md and bench-report.json."""
-    from scpro_assets.bench import run_all
+    from scpro_assets.bench.run import run_all
     from scpro_assets.kafka.broker import EmbeddedKafka
 
     settings = Settings.from_env()

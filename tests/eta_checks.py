@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ml_assets.evaluation import PROTOCOLS
 from ml_assets.training import INTERVAL_LEVEL, INTERVAL_TOLERANCE, train_task
+from scpro_assets.bench.models import PROTOCOLS
 
 
 def assert_eta_ranges_hold(features: pd.DataFrame, protocol: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from panel_app.sample_snapshot import SampleSpec, publish
+from scpro_assets.testing.sample_snapshot import SampleSpec, publish
 
 SPEC = SampleSpec(orders=400, days=120, seed=7, version="v1")
 #: The next publication after SPEC: more orders; of its high-risk orders, two were high in v1.

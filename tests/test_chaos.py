@@ -4,14 +4,14 @@ Each test injects one real fault at a moment it makes sure of (SIGKILL while a l
 temporary Parquet file exists, a broker restart half-way through a range, a full disk, two ticks
 at once, snapshots swapped under 20 reading sessions) and reads the lake back: each produced
 offset is landed or quarantined exactly once, no temporary file is visible as data, and no reader
-saw an error. Small versions of ``scpro bench --only chaos`` (``scpro_assets/bench_chaos.py``).
+saw an error. Small versions of ``scpro bench --only chaos`` (``scpro_assets/bench/chaos.py``).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from scpro_assets import bench_chaos as chaos
+from scpro_assets.bench import chaos
 from scpro_assets.ingest.landing import landed_ranges
 
 pytestmark = pytest.mark.kafka

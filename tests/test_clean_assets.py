@@ -68,7 +68,7 @@ def test_standalone_cluster_gives_the_same_output_as_local(dataco_dir, spark, tm
     from scpro_assets.clean.cluster import standalone_cluster
     from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
     from scpro_assets.ingest.landing import RAW_SCHEMA
-    from spark.raw import raw_rows_from_events
+    from scpro_assets.testing.raw_rows import raw_rows_from_events
 
     events, _ = dataco.load(dataco_dir)
     # 400 of the 5,743 orders (every event of each): the same code paths, and the cluster's

@@ -20,7 +20,7 @@ import pytest
 from ml_assets.outputs import ML_OUTPUTS
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql, naive_utc_select
 from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
-from scpro_assets.warehouse.fixtures import (
+from scpro_assets.testing.warehouse import (
     ensure_synthetic_lake,
     materialize_warehouse,
     write_example_ml_outputs,
@@ -403,7 +403,7 @@ def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp
     import subprocess
     import sys
 
-    from scpro_assets.warehouse.fixtures import copy_lake
+    from scpro_assets.testing.warehouse import copy_lake
     from scpro_assets.warehouse.project import DBT_PROJECT_DIR
 
     settings = copy_lake(built[0], tmp_path / "home")
@@ -697,7 +697,7 @@ def test_an_action_clicked_on_the_at_risk_page_comes_back_through_kafka_landing_
 
     from playwright.sync_api import Page, expect, sync_playwright
 
-    from panel_app.bench import CHROMIUM_ARGS
+    from scpro_assets.testing.browser import CHROMIUM_ARGS
 
     def row_of(page: Page, order_id: str):
         """The list's row of one order (an id can be the prefix of another: match it whole)."""

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scpro_assets.alerts import Alert, send_alert
+from scpro_assets.clean.watermark import save_watermark, watermark_path
 from scpro_assets.cli import _stop_process_groups
 from scpro_assets.demo_status import DemoStatus
 from scpro_assets.ingest.landing import RAW_SCHEMA
 from scpro_assets.settings import KafkaSettings, Settings
-from scpro_assets.warehouse.completeness import save_watermark, watermark_path
 from scpro_assets.warehouse.serving import publish_snapshot
 
 

@@ -99,7 +99,7 @@ def test_node_api_reads_the_published_serving_snapshot(tmp_path_factory):
     """Evidence's driver opens SCPro's published snapshot and answers a dashboard KPI query."""
     import dagster as dg
 
-    from scpro_assets.warehouse.fixtures import ensure_synthetic_lake, materialize_warehouse
+    from scpro_assets.testing.warehouse import ensure_synthetic_lake, materialize_warehouse
 
     settings = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
     if not settings.serving_current.exists():  # run alone: build and publish once

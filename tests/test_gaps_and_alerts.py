@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scpro_assets.alerts import Alert, outbox_path, read_outbox, send_alert
+from scpro_assets.clean.watermark import save_watermark, watermark_path
 from scpro_assets.definitions.platform import build_definitions
 from scpro_assets.ingest import landing as ingest_landing
 from scpro_assets.ingest import runs as landing_runs
@@ -32,7 +33,6 @@ from scpro_assets.runner import (
 )
 from scpro_assets.settings import TOPICS, GapSettings, Settings
 from scpro_assets.sources.common import make_event
-from scpro_assets.warehouse.completeness import save_watermark, watermark_path
 from sensors import kafka_sensors
 from sensors.alert_sensors import run_failure_alerts
 from sensors.kafka_sensors import sensor_name
@@ -424,8 +424,8 @@ def test_snapshot_records_its_completeness_and_the_health_page_shows_it(
     from panel_app.store import DataStore
     from panel_app.views.health import alert_html
     from scpro_assets.runner import ingest_until_caught_up
+    from scpro_assets.testing.warehouse import warehouse_resources
     from scpro_assets.warehouse.assets import serving_snapshot
-    from scpro_assets.warehouse.fixtures import warehouse_resources
 
     monkeypatch.setenv("SCPRO_ALERT_URLS", "")
     _publish(scpro_settings, [_payment(i) for i in range(6)] + [b"{not json", b"\xff"])

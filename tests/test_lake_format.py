@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from scpro_assets.clean.offline import synthetic_events, write_raw_lake
 from scpro_assets.clean.pipeline import (
     ENTITIES,
     FEATURES,
@@ -37,6 +36,7 @@ from scpro_assets.lake_duckdb import (
 )
 from scpro_assets.settings import BUSINESS_TOPICS, REPO_ROOT
 from scpro_assets.sources.common import SourceEvent, iso, stable_event_id
+from scpro_assets.testing.offline import synthetic_events, write_raw_lake
 from spark.session import SPARK_CONF
 from spark.tables import (
     commit_metrics,

@@ -281,7 +281,7 @@ def test_gradient_boosting_fits_and_predicts_on_one_openmp_thread(trained):
 
 def test_the_benchmark_compares_the_served_interval_with_quantile_ones(trained):
     """Quantile GB and CQR are measured beside split conformal in the benchmark, not trained."""
-    from ml_assets.evaluation import interval_comparison
+    from scpro_assets.bench.models import interval_comparison
 
     _, results = trained
     days = results["delivery_time"]

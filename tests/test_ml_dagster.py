@@ -17,8 +17,8 @@ from scpro_assets.settings import KafkaSettings, Settings
 
 
 def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
-    from scpro_assets.clean.offline import build_clean_lake
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
+    from scpro_assets.testing.offline import build_clean_lake
 
     settings = Settings(home=tmp_path / "scpro", kafka=KafkaSettings(), spark_master="local[2]")
     # 25 orders a day spreads 1,500 orders over two months: enough days for weekly lags.
@@ -118,10 +118,10 @@ def test_too_little_data_publishes_empty_outputs_instead_of_failing(
         late_risk_scores,
     )
     from ml_assets.outputs import SCHEMAS, read_output
-    from scpro_assets.clean.offline import build_clean_lake
     from scpro_assets.resources import LakeResource
     from scpro_assets.settings import KafkaSettings, Settings
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
+    from scpro_assets.testing.offline import build_clean_lake
 
     settings = Settings(home=tmp_path / "scpro", kafka=KafkaSettings())
     build_clean_lake(

@@ -26,9 +26,9 @@ from panel_warehouse import PanelWarehouse, in_range, window
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from panel_app import ui
-from panel_app.bench import CHROMIUM_ARGS
 from panel_app.views.at_risk import eta_text
 from scpro_assets.settings import REPO_ROOT
+from scpro_assets.testing.browser import CHROMIUM_ARGS
 
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
 WAIT_MS = 30_000

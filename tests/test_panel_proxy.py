@@ -21,9 +21,9 @@ import panel_warehouse
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from panel_app.bench import CHROMIUM_ARGS
 from panel_app.server import proxy_options
 from scpro_assets.settings import REPO_ROOT
+from scpro_assets.testing.browser import CHROMIUM_ARGS
 
 CHROMIUM = Path(os.environ.get("SCPRO_CHROMIUM", "/usr/bin/chromium"))
 PROXY_HOST = "dashboard.scpro.test"

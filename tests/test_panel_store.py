@@ -16,8 +16,8 @@ import panel_warehouse
 import pytest
 from panel_warehouse import PanelWarehouse, expected_kpis, in_range, window
 
-from panel_app.sample_snapshot import SampleSpec, publish
 from panel_app.store import ALL, DataStore, FilterState, NoSnapshotError
+from scpro_assets.testing.sample_snapshot import SampleSpec, publish
 
 
 @pytest.fixture(scope="module")

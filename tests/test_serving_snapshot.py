@@ -11,7 +11,7 @@ import textwrap
 import dagster as dg
 import pytest
 
-from scpro_assets.warehouse.fixtures import (
+from scpro_assets.testing.warehouse import (
     copy_lake,
     ensure_synthetic_lake,
     materialize_warehouse,

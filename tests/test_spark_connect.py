@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from scpro_assets.clean.offline import synthetic_events, write_raw_lake
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.settings import Settings
 from scpro_assets.spark_server import SERVER_CLASS, EmbeddedSparkConnect, session_remote
+from scpro_assets.testing.offline import synthetic_events, write_raw_lake
 
 TABLES = [*ENTITIES, FEATURES]
 

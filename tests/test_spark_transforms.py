@@ -18,8 +18,9 @@ from pyspark.sql import functions as F
 from scpro_assets.sources import dataco
 from scpro_assets.sources.common import iso, make_event
 from scpro_assets.sources.synthetic import haversine_km
+from scpro_assets.testing.raw_rows import raw_dataframe, raw_rows_from_events
 from spark import cleaning, features
-from spark.raw import parse_raw, raw_dataframe, raw_rows_from_events
+from spark.raw import parse_raw
 from spark.session import SPARK_CONF
 from spark.tables import read_table
 
@@ -832,8 +833,8 @@ def _payment(order_id: str, when: datetime):
 
 def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, tmp_path):
     from scpro_assets.clean.pipeline import build_entities, update_event_stores
+    from scpro_assets.clean.watermark import load_watermark, watermark_path
     from scpro_assets.settings import BUSINESS_TOPICS
-    from scpro_assets.warehouse.completeness import load_watermark, watermark_path
     from spark.watermark import before_watermark, event_watermark, with_waiting_counts
 
     in_flight = {("orders", 0), ("payments", 0), ("shipments", 0)}  # each has more in Kafka

@@ -11,9 +11,9 @@ from scpro_assets.clean.pipeline import (
 )
 from scpro_assets.clean.spark_resource import SparkSessionResource
 from scpro_assets.column_schema import parquet_column_schema_metadata
+from scpro_assets.ingest.in_flight import partitions_in_flight
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import BUSINESS_TOPICS, Settings
-from scpro_assets.warehouse.completeness import partitions_in_flight
 
 OWNER = "team:data-engineering"
 

@@ -37,13 +37,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from scpro_assets.clean.lake import RawManifest, parquet_rows
+from scpro_assets.clean.watermark import previous_watermark, save_watermark, watermark_path
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.settings import BUSINESS_TOPICS
-from scpro_assets.warehouse.completeness import (
-    previous_watermark,
-    save_watermark,
-    watermark_path,
-)
 from spark.cleaning import (
     clean_incidents,
     clean_order_items,

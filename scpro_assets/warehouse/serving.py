@@ -37,13 +37,12 @@ from pathlib import Path
 
 import duckdb
 
+from scpro_assets.clean.watermark import load_watermark, watermark_path
 from scpro_assets.settings import Settings
 from scpro_assets.warehouse.completeness import (
     COLUMNS,
     TopicCompleteness,
-    load_watermark,
     measure_completeness,
-    watermark_path,
     with_watermark,
 )
 

@@ -23,7 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-from scpro_assets.bench import Report, _bench_settings
+from scpro_assets.bench.common import bench_settings
+from scpro_assets.bench.report import Report
 from scpro_assets.settings import REPO_ROOT, TOPICS, Settings
 
 SECTION = "landing runs under a stream: dagster-daemon, Kafka sensors every 5 s"
@@ -124,7 +125,7 @@ def bench_landing_runs(
     from scpro_assets.instance import prepare_dagster_home
     from scpro_assets.kafka.clients import ensure_topics
 
-    run = _bench_settings(settings)
+    run = bench_settings(settings)
     run.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(run.kafka, partitions=partitions)
     prepare_dagster_home(run)

@@ -1,112 +1,23 @@
-"""``make bench``: every benchmark, with figures and side-by-side ratios, as markdown and JSON.
+"""Ingest benchmark: landing Kafka to Parquet next to bare consumers, and produce-to-file latency.
 
-Each benchmark measures our path next to the bare tool it is built on, in the same run on the same
-broker, so ratios stay meaningful on any machine. Benchmarks use their own SCPRO_HOME and topic
-prefix under ``.scpro/bench`` and never touch the demo's data.
+Landing's own runs under a stream are measured by :mod:`scpro_assets.bench.landing`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import resource
 import shutil
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from scpro_assets.settings import REPO_ROOT, TOPICS, KafkaSettings, Settings
-
-
-@dataclass
-class Report:
-    """Figures collected by the benchmarks."""
-
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def add(self, section: str, **figures: Any) -> None:
-        """Record figures under ``section`` and print them as they come."""
-        self.sections.setdefault(section, {}).update(figures)
-        for name, value in figures.items():
-            shown = f"{value:,.3f}" if isinstance(value, float) else value
-            print(f"  {section} | {name}: {shown}", flush=True)
-
-    def markdown(self) -> str:
-        """The report as markdown tables, one per section."""
-        lines = [
-            "# SCPro benchmark report",
-            "",
-            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
-            f"({platform.processor() or platform.machine()}, Python {platform.python_version()})",
-            "",
-        ]
-        for section, figures in self.sections.items():
-            lines += [f"## {section}", "", "| figure | value |", "|---|---|"]
-            for name, value in figures.items():
-                shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
-                lines.append(f"| {name} | {shown} |")
-            lines.append("")
-        return "\n".join(lines)
-
-
-def _bench_settings(base: Settings) -> Settings:
-    """A fresh home and topic prefix for one benchmark run, on the configured broker."""
-    run = uuid.uuid4().hex[:8]
-    home = base.home / "bench" / run
-    kafka = base.kafka.model_copy(update={"topic_prefix": f"{base.kafka.topic_prefix}bench-{run}."})
-    return base.model_copy(update={"home": home, "kafka": kafka})
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started
-
-
-def bench_replay(settings: Settings, report: Report, orders: int) -> None:
-    """Issue 2: synthetic replay throughput next to a bare kafka-python producer."""
-    from scpro_assets.kafka.clients import ensure_topics, producer
-    from scpro_assets.replay import replay
-    from scpro_assets.sources.synthetic import SyntheticConfig, generate
-
-    section = f"replay: synthetic source, {orders:,} orders"
-    print(f"\n{section}", flush=True)
-    run = _bench_settings(settings)
-    ensure_topics(run.kafka)
-    config = SyntheticConfig(orders=orders, seed=11)
-
-    # (a) bare producer: the same messages, generated and serialised beforehand.
-    messages = [
-        (run.kafka.topic_name("bare_" + e.topic), e.key.encode(), e.to_json())
-        for e in generate(config)
-    ]
-    bare_topics = run.kafka.model_copy(update={"topic_prefix": run.kafka.topic_prefix + "bare_"})
-    ensure_topics(bare_topics)
-    sender = producer(run.kafka)
-
-    def send_all() -> None:
-        for topic, key, value in messages:
-            sender.send(topic, key=key, value=value)
-        sender.flush()
-
-    _, bare_s = _timed(send_all)
-    sender.close()
-    # (b) our replay: generation, mapping to contracts, serialisation and publishing.
-    stats = replay(generate(config), run.kafka)
-    report.add(
-        section,
-        events=stats.total,
-        bare_producer_events_per_s=len(messages) / bare_s,
-        replay_events_per_s=stats.events_per_second,
-        ratio_replay_to_bare=stats.events_per_second / (len(messages) / bare_s),
-    )
+from scpro_assets.bench.common import bench_settings, timed
+from scpro_assets.bench.report import Report
+from scpro_assets.settings import TOPICS, KafkaSettings, Settings
 
 
 def _read_every_event(
@@ -225,7 +136,7 @@ def bench_ingest(
 
     section = f"ingest: {events:,} synthetic events, Kafka to Parquet"
     print(f"\n{section}", flush=True)
-    run = _bench_settings(settings)
+    run = bench_settings(settings)
     ensure_topics(run.kafka)
 
     def limited():
@@ -239,18 +150,18 @@ def bench_ingest(
 
     load_before = os.getloadavg()[0]
     (read, kafka_python_s), kafka_python_cpu = _with_cpu(
-        lambda: _timed(lambda: _bare_kafka_python_read(run.kafka))
+        lambda: timed(lambda: _bare_kafka_python_read(run.kafka))
     )
     assert read == total, f"bare kafka-python consumer read {read} of {total}"
     (read, confluent_s), confluent_cpu = _with_cpu(
-        lambda: _timed(lambda: _bare_confluent_read(run.kafka))
+        lambda: timed(lambda: _bare_confluent_read(run.kafka))
     )
     assert read == total, f"bare confluent-kafka consumer read {read} of {total}"
     defs = build_definitions(run)
     run.dagster_home.mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test(temp_dir=str(run.dagster_home)) as instance:
         (ticks, ingest_s), ingest_cpu = _with_cpu(
-            lambda: _timed(
+            lambda: timed(
                 lambda: ingest_until_caught_up(defs, instance, settings=run, workers=workers)
             )
         )
@@ -366,126 +277,3 @@ def bench_ingest(
         client.delete_topics([run.kafka.topic_name(t) for t in TOPICS])
     finally:
         client.close()
-
-
-def bench_clean(
-    settings: Settings, report: Report, sizes: tuple[int, ...], batch: int = 10_000
-) -> None:
-    """Issues 4 and 17: the clean layer's full build, and one micro-batch on top of it.
-
-    For each size: ``size`` synthetic events of history built from scratch (the full build),
-    then the next ``batch`` events of the same stream landed and cleaned incrementally (event
-    stores, entities and features merged by key): what a cycle costs on that much history.
-    """
-    import itertools
-
-    from scpro_assets.clean.offline import synthetic_events, write_raw_lake
-    from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
-    from scpro_assets.spark_server import session_remote
-    from spark.session import build_spark_session
-
-    remote = session_remote(settings)  # a Connect server when configured or running
-    section = f"spark: clean layer on synthetic events ({remote or settings.spark_master})"
-    print(f"\n{section}", flush=True)
-    spark = build_spark_session(settings.spark_master, remote=remote)
-    times, increments = {}, {}
-
-    def cycle(run: Settings) -> tuple[float, float, float, object, int]:
-        _update, clean_s = _timed(lambda: update_event_stores(spark, run.raw_dir, run.clean_dir))
-        build, entities_s = _timed(lambda: build_entities(spark, run.clean_dir, run.quarantine_dir))
-        (feature_rows, _path), features_s = _timed(lambda: build_features(spark, run.clean_dir))
-        return clean_s, entities_s, features_s, build, feature_rows
-
-    for size in sizes:
-        run = _bench_settings(settings)
-        stream = synthetic_events(size + batch, seed=3)
-        written, _ = write_raw_lake(itertools.islice(stream, size), run.raw_dir)
-        clean_s, entities_s, features_s, build, feature_rows = cycle(run)
-        times[size] = clean_s + entities_s + features_s
-        new, _ = write_raw_lake(stream, run.raw_dir, first_offset=written)
-        load = os.getloadavg()[0]
-        stores_s, merge_s, merged_features_s, merged, _rows = cycle(run)
-        increments[size] = stores_s + merge_s + merged_features_s
-        report.add(
-            section,
-            **{
-                f"{size:,} events: raw events read": written,
-                f"{size:,} events: cleaning events/s (parse, dedup, entities)": written
-                / (clean_s + entities_s),
-                f"{size:,} events: feature rows/s": feature_rows / features_s,
-                f"{size:,} events: orders": build.rows["cleaned_orders"],
-                f"{size:,} events: seconds in all": times[size],
-                f"{size:,} events + {new:,}: batch seconds (stores, entities, features)": (
-                    f"{increments[size]:.1f} ({stores_s:.1f}, {merge_s:.1f}, "
-                    f"{merged_features_s:.1f})"
-                ),
-                f"{size:,} events + {new:,}: batch merged incrementally": not merged.full_rebuild,
-                f"{size:,} events + {new:,}: keys recomputed": merged.touched,
-                f"{size:,} events + {new:,}: load average at the batch's start": round(load, 1),
-            },
-        )
-        shutil.rmtree(run.home, ignore_errors=True)
-    if len(sizes) >= 2:
-        small, large = sizes[0], sizes[-1]
-        report.add(
-            section,
-            **{
-                f"time ratio {large:,} / {small:,} events": times[large] / times[small],
-                "volume ratio": large / small,
-                f"batch time ratio on {large:,} / {small:,} events of history": (
-                    increments[large] / increments[small]
-                ),
-            },
-        )
-
-
-def run_all(
-    settings: Settings,
-    which: tuple[str, ...],
-    replay_orders: int,
-    ingest_events: int,
-    latency_samples: int,
-    clean_sizes: tuple[int, ...] = (100_000, 1_000_000),
-    out_dir: Path = REPO_ROOT,
-    warehouse_events: int = 1_000_000,
-    latency_seconds: float = 1200.0,
-    chaos_repetitions: int = 3,
-) -> Report:
-    """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
-    report = Report()
-    if "replay" in which:
-        bench_replay(settings, report, replay_orders)
-    if "ingest" in which:
-        from scpro_assets.bench_landing import bench_landing_runs
-
-        bench_ingest(settings, report, ingest_events, latency_samples)
-        bench_landing_runs(settings, report)
-    if "clean" in which:
-        bench_clean(settings, report, clean_sizes)
-    if "models" in which:
-        from ml_assets.evaluation import bench_models
-
-        bench_models(settings, report)
-    if "warehouse" in which or "dashboard" in which:
-        from scpro_assets.warehouse.bench import bench_warehouse
-
-        def dashboard(run: Settings, label: str) -> None:
-            if "dashboard" in which:
-                from panel_app.bench import bench_dashboard
-
-                bench_dashboard(run.home, report, label)
-
-        bench_warehouse(
-            settings, report, synthetic_events=warehouse_events, after_publish=dashboard
-        )
-    if "latency" in which:
-        from scpro_assets.bench_e2e import bench_event_to_dashboard
-
-        bench_event_to_dashboard(settings, report, steady_seconds=latency_seconds)
-    if "chaos" in which:
-        from scpro_assets.bench_chaos import bench_chaos
-
-        bench_chaos(settings, report, repetitions=chaos_repetitions)
-    (out_dir / "bench-report.md").write_text(report.markdown())
-    (out_dir / "bench-report.json").write_text(json.dumps(report.sections, indent=2, default=str))
-    return report

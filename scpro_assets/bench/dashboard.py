@@ -2,7 +2,7 @@
 
 Server-side figures time what a session does in Python (build the page objects, run the
 overview's queries, re-run them after a filter change) on a fresh cache, so they measure the
-queries and not Panel's memo. ``report.add(section, **figures)`` is ``scpro_assets.bench.Report``.
+queries and not Panel's memo.
 Without a real snapshot, :func:`synthetic_snapshot` publishes a big generated one.
 """
 
@@ -11,20 +11,15 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import panel as pn
 
-from panel_app.sample_snapshot import SampleSpec, publish
 from panel_app.store import DataStore, FilterState
 from panel_app.views import overview
-
-
-class Report(Protocol):
-    """What the benchmark needs from ``scpro_assets.bench.Report``."""
-
-    def add(self, section: str, **figures: Any) -> None:
-        """Record figures under a section."""
+from scpro_assets.bench.report import Report
+from scpro_assets.testing.browser import CHROMIUM_ARGS
+from scpro_assets.testing.sample_snapshot import SampleSpec, publish
 
 
 def synthetic_snapshot(home: Path, orders: int = 200_000, seed: int = 11) -> Path:
@@ -95,18 +90,6 @@ def bench_dashboard(snapshot_home: Path, report: Report, label: str, repeats: in
         goal_filter_change_under_300ms=statistics.median(filter_changes) < 0.3,
     )
     bench_dashboard_in_browser(current, report, label)
-
-
-#: Headless Chromium on a machine without outside network (shared with the browser tests).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 #: Bokeh charts on the overview (the trends), each drawn on a canvas.
@@ -202,14 +185,9 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
-    class _Print:
-        def add(self, section: str, **figures: Any) -> None:
-            for name, value in figures.items():
-                print(f"{section} | {name}: {value}")
-
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         synthetic_snapshot(Path(folder), orders=size)
         print(f"built {size:,} orders in {time.perf_counter() - started:.1f} s")
-        bench_dashboard(Path(folder), _Print(), f"synthetic, {size:,} orders")
+        bench_dashboard(Path(folder), Report(), f"synthetic, {size:,} orders")

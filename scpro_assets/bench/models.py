@@ -1,7 +1,7 @@
 """The EVALUATION.md protocols on the real data: our models beside the baselines, same run.
 
 :func:`bench_models` builds the clean lake of each real sample with the real Spark clean layer
-(:func:`scpro_assets.clean.offline.build_clean_lake`, no broker), cuts train/test at the
+(:func:`scpro_assets.testing.offline.build_clean_lake`, no broker), cuts train/test at the
 protocol's date exactly, trains the TensorFlow network, the gradient-boosting challenger and the
 baselines (:func:`ml_assets.training.train_task`), and reports the table of ``EVALUATION.md`` with
 training time and scoring throughput. ``make bench`` calls it.
@@ -40,8 +40,8 @@ def _shared_data() -> Path:
 
 def protocol_features(name: str, settings: Any, data_dir: Path | None = None) -> pd.DataFrame:
     """Order features of real sample ``name`` (dataco or olist), built under ``settings``."""
-    from scpro_assets.clean.offline import build_clean_lake
     from scpro_assets.sources import dataco, olist
+    from scpro_assets.testing.offline import build_clean_lake
 
     home = settings.home / "bench" / f"ml-{name}"
     run = settings.model_copy(update={"home": home})

@@ -25,7 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-from scpro_assets.bench import Report, _bench_settings
+from scpro_assets.bench.common import bench_settings
+from scpro_assets.bench.report import Report
 from scpro_assets.settings import REPO_ROOT, Settings
 from scpro_assets.spark_server import EmbeddedSparkConnect
 
@@ -103,7 +104,7 @@ def bench_event_to_dashboard(
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
 
     print(f"\n{SECTION}", flush=True)
-    run = _bench_settings(settings)
+    run = bench_settings(settings)
     connect = run.spark_connect.model_copy(update={"port": _free_port()})
     run = run.model_copy(update={"spark_connect": connect})
     ensure_topics(run.kafka)

@@ -256,7 +256,7 @@ def _catch_up(settings: Settings, instance: dg.DagsterInstance) -> list:
 #: ``scpro ingest --once`` with slowed writes: argv = chunk events, pause seconds.
 _INGEST_CHILD = (
     "import sys\n"
-    "from scpro_assets.bench_chaos import slow_landing_writes\n"
+    "from scpro_assets.bench.chaos import slow_landing_writes\n"
     "slow_landing_writes(int(sys.argv[1]), float(sys.argv[2]))\n"
     "from scpro_assets.cli import main\n"
     "main(['ingest', '--once', '--topic', 'payments'])\n"
@@ -318,7 +318,7 @@ def _runs_in_flight(instance: dg.DagsterInstance) -> int:
 
 #: The chaos code location: SCPro's landing location with slowed writes (argv-free: a file).
 _CHAOS_LOCATION = """\
-from scpro_assets.bench_chaos import slow_landing_writes
+from scpro_assets.bench.chaos import slow_landing_writes
 
 slow_landing_writes({chunk_events}, {pause_s})
 
@@ -593,7 +593,7 @@ def slow_run_key_lookup(pause_s: float) -> None:
 #: file; argv[3]: the run-key lookup pause).
 _TICK_CHILD = (
     "import sys, time, pathlib\n"
-    "from scpro_assets.bench_chaos import slow_run_key_lookup\n"
+    "from scpro_assets.bench.chaos import slow_run_key_lookup\n"
     "from scpro_assets.cli import main\n"
     "slow_run_key_lookup(float(sys.argv[3]))\n"
     "pathlib.Path(sys.argv[1]).touch()\n"
@@ -667,7 +667,7 @@ def concurrent_ticks(
 
 def _warehouses(folder: Path, sizes: tuple[int, ...]) -> list[tuple[Path, int]]:
     """Warehouse files that dbt could have built, one per size: ``(file, orders)``."""
-    from panel_app.sample_snapshot import SampleSpec, publish
+    from scpro_assets.testing.sample_snapshot import SampleSpec, publish
 
     built = []
     for i, orders in enumerate(sizes):
@@ -753,11 +753,11 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
     ``SCPRO_HOME/bench``. The disk-full scenario needs root to mount its tmpfs; without it the
     report says so instead of counting it as survived.
     """
-    from scpro_assets.bench import _bench_settings
+    from scpro_assets.bench.common import bench_settings
     from scpro_assets.kafka.broker import EmbeddedKafka, free_port_pair
 
     print(f"\n{SECTION}", flush=True)
-    broker_home = _bench_settings(settings)
+    broker_home = bench_settings(settings)
     port = free_port_pair()
     broker_kafka = broker_home.kafka.model_copy(update={"bootstrap_servers": f"localhost:{port}"})
     broker = EmbeddedKafka(broker_home.model_copy(update={"kafka": broker_kafka}))
@@ -784,7 +784,7 @@ def bench_chaos(settings: Settings, report: Any, repetitions: int = 3) -> list[F
             else:
                 report.add(SECTION, disk_full="not run: mounting a tmpfs needs root")
             for name, scenario in scenarios:
-                run = _bench_settings(settings)
+                run = bench_settings(settings)
                 kafka = run.kafka.model_copy(update={"bootstrap_servers": bootstrap})
                 run = run.model_copy(update={"kafka": kafka})
                 try:

@@ -1,7 +1,7 @@
 """Ready-made lakes and warehouse runs for tests and benchmarks (no Kafka, no trained model).
 
 :func:`ensure_synthetic_lake` builds a clean lake once per folder (Spark, via
-:func:`scpro_assets.clean.offline.build_clean_lake`); :func:`materialize_warehouse` runs the
+:func:`scpro_assets.testing.offline.build_clean_lake`); :func:`materialize_warehouse` runs the
 warehouse assets exactly as Dagster does; :func:`write_example_ml_outputs` writes small, known ML
 outputs (through the ML contract's own writer) so the prediction KPIs can be checked.
 """
@@ -47,8 +47,8 @@ def live_stream(events: Iterable[SourceEvent], orders_placed: int) -> Iterator[S
 
 def ensure_synthetic_lake(home: Path, orders: int = 1500, seed: int = 3) -> Settings:
     """Build a clean lake of ``orders`` synthetic orders, cut live (the last 10% still open)."""
-    from scpro_assets.clean.offline import build_clean_lake
     from scpro_assets.sources.synthetic import SyntheticConfig, generate
+    from scpro_assets.testing.offline import build_clean_lake
 
     settings = settings_for(home)
     marker = home / _BUILT_MARKER

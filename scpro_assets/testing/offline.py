@@ -1,10 +1,11 @@
 """Build the clean lake straight from source events, without a broker.
 
 The landed raw files are exactly what :mod:`scpro_assets.ingest` would have written for these
-events (:func:`spark.raw.raw_rows_from_events` validates each one against its contract), and the
-clean layer then runs the same :mod:`scpro_assets.clean.pipeline` functions as the Dagster assets.
-This is how benchmarks, ML evaluation on the real datasets and tests of the layers downstream of
-Spark get a realistic clean lake in seconds, while the tests of ingest itself go through Kafka.
+events (:func:`scpro_assets.testing.raw_rows.raw_rows_from_events` validates each one against its
+contract), and the clean layer then runs the same :mod:`scpro_assets.clean.pipeline` functions as
+the Dagster assets. This is how benchmarks, ML evaluation on the real datasets and tests of the
+layers downstream of Spark get a realistic clean lake in seconds, while the tests of ingest itself
+go through Kafka.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def write_raw_lake(
     import pyarrow.parquet as pq
 
     from scpro_assets.ingest.landing import RAW_SCHEMA
-    from spark.raw import raw_rows_from_events
+    from scpro_assets.testing.raw_rows import raw_rows_from_events
 
     stream = iter(events)
     next_offset: dict[tuple[str, int], int] = {}

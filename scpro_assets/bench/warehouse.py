@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from scpro_assets.bench import Report
+from scpro_assets.bench.report import Report
 from scpro_assets.settings import REPO_ROOT, Settings
 from scpro_assets.sources.common import SourceEvent
+from scpro_assets.testing.warehouse import settings_for
 from scpro_assets.warehouse.build import run_dbt
-from scpro_assets.warehouse.fixtures import settings_for
 from scpro_assets.warehouse.serving import open_snapshot, publish_snapshot
 
 SECTION = "warehouse: dbt build and snapshot queries"
@@ -71,7 +71,7 @@ def bench_dataset(
     ``after_publish`` gets the run's settings while its snapshot still exists (the dashboard
     benchmark measures itself on the same warehouse).
     """
-    from scpro_assets.clean.offline import build_clean_lake
+    from scpro_assets.testing.offline import build_clean_lake
 
     home = settings.home / "bench" / f"warehouse-{uuid.uuid4().hex[:8]}"
     run = settings_for(home)
@@ -112,8 +112,8 @@ def bench_warehouse(
     after_publish: Callable[[Settings, str], None] | None = None,
 ) -> None:
     """Run the benchmark on DataCo and Olist (when ../shared/data has them) and synthetic events."""
-    from scpro_assets.clean.offline import synthetic_events as offline_synthetic_events
     from scpro_assets.sources import dataco, olist
+    from scpro_assets.testing.offline import synthetic_events as offline_synthetic_events
 
     print(f"\n{SECTION}", flush=True)
     data_dir = data_dir or REPO_ROOT.parent / "shared" / "data"

@@ -1,0 +1,28 @@
+"""What every benchmark run shares: its own home and topic prefix, and a stopwatch."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from scpro_assets.settings import Settings
+
+
+def bench_settings(base: Settings) -> Settings:
+    """A fresh home and topic prefix for one benchmark run, on the configured broker.
+
+    Under ``.scpro/bench``, so a benchmark never touches the demo's data.
+    """
+    run = uuid.uuid4().hex[:8]
+    home = base.home / "bench" / run
+    kafka = base.kafka.model_copy(update={"topic_prefix": f"{base.kafka.topic_prefix}bench-{run}."})
+    return base.model_copy(update={"home": home, "kafka": kafka})
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and the wall-clock seconds it took."""
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
