@@ -424,8 +424,10 @@ def _merge_entities(
     def keys_of(df: DataFrame, entity: str, by: str) -> DataFrame:
         return df.select(F.lit(entity).alias("entity"), F.col(by).alias("value"))
 
-    # Independent commits side by side: orders then deliveries (a delivery state reads its
-    # order's merged row), order lines, the one-row-per-event entities, incidents.
+    # Independent commits side by side: orders, then deliveries (a delivery state reads its
+    # order's merged row), then the rule quarantine (which holds the deliveries' rows) in one
+    # chain, started first as the longest; order lines, the one-row-per-event entities and the
+    # incidents beside it.
     commits: dict[str, Callable[[], object]] = {}
     if touched["orders"]:  # orders and their lines: every event of a touched order id
         order_events = with_keys(events["orders"], order_keys, ["order_id"]).cache()
@@ -437,7 +439,7 @@ def _merge_entities(
         )
         quarantined.append((orders_q, keys_of(order_events, "orders", "event_id")))
 
-    def orders_then_deliveries() -> None:
+    def orders_deliveries_quarantine() -> None:
         if touched["orders"]:
             path = clean_dir / "cleaned_orders"
             replace_keys(orders.withColumn("order_month", month), order_keys, path, ["order_month"])
@@ -449,9 +451,19 @@ def _merge_entities(
             )
             replace_keys(deliveries, delivery_keys, clean_dir / "cleaned_deliveries")
             quarantined.append((deliveries_q, keys_of(delivery_keys, "deliveries", "order_id")))
-
-    if touched["orders"] or touched["deliveries"]:
-        commits["orders_deliveries"] = orders_then_deliveries
+        if quarantined:
+            rows, keys = quarantined[0]
+            for more_rows, more_keys in quarantined[1:]:
+                rows, keys = rows.unionByName(more_rows), keys.unionByName(more_keys)
+            replace_keys(
+                rows,
+                keys,
+                quarantine_dir / QUARANTINE,
+                # An equi-join on (entity, the entity's key): deliveries are keyed by order, the
+                # others by event.
+                match="t.entity = s._key_entity and (case when t.entity = 'deliveries' "
+                "then t.order_id else t.event_id end) <=> s._key_value",
+            )
 
     # One row per event: the new events' rows go in (only their months are searched).
     if sizes["payments"]:
@@ -481,21 +493,7 @@ def _merge_entities(
             incidents, incident_keys, clean_dir / "cleaned_incidents"
         )
         quarantined.append((incidents_q, keys_of(incident_events, "incidents", "event_id")))
-    side_by_side(commits)
-
-    if quarantined:
-        rows, keys = quarantined[0]
-        for more_rows, more_keys in quarantined[1:]:
-            rows, keys = rows.unionByName(more_rows), keys.unionByName(more_keys)
-        replace_keys(
-            rows,
-            keys,
-            quarantine_dir / QUARANTINE,
-            # An equi-join on (entity, the entity's key): deliveries are keyed by order, the
-            # others by event.
-            match="t.entity = s._key_entity and (case when t.entity = 'deliveries' "
-            "then t.order_id else t.event_id end) <=> s._key_value",
-        )
+    side_by_side({"orders_deliveries_quarantine": orders_deliveries_quarantine, **commits})
     for df in cached:
         df.unpersist()
     return touched
@@ -641,6 +639,10 @@ def build_features(
         write_table(features.withColumn("order_month", month), path, ["order_month"])
     elif versions != state["entities"]:  # else nothing changed since the last build
         before = state["entities"]
+        # Each input is read by several joins below (the changed orders' dependants, the
+        # context, the features): cached, each Delta table is scanned once, not once per join.
+        inputs = [df.cache() for df in (orders, items, deliveries, incidents)]
+        orders, items, deliveries, incidents = inputs
         dependency = list(ORDER_DEPENDENCY_COLUMNS)
         changed_orders = _changed_rows(
             spark,
@@ -694,8 +696,8 @@ def build_features(
             ["order_id"],
         )
         replace_keys(features.withColumn("order_month", month), targets, path, ["order_month"])
-        targets.unpersist()
-        changed.unpersist()
+        for df in (targets, changed, *inputs):
+            df.unpersist()
     _save_state(state_path, {"entities": versions})
     rows, _ = _counts({FEATURES: path})
     return rows[FEATURES], path
