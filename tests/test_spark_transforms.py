@@ -923,3 +923,17 @@ def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, t
     assert event_watermark(stores, in_flight=set()).time == at(9, 12)
     assert event_watermark(stores, {("orders", 0), ("payments", 0)}).time == at(9)
     assert event_watermark(stores, {("shipments", 0)}, not_before=at(9)).time == at(9)
+
+
+def test_progress_of_two_batches_adds_up_as_one_scan():
+    """Counts add, the latest event time is the later one, and a batch without event times
+    neither hides nor invents one (an incremental build's watermark inputs)."""
+    from spark.watermark import add_progress, watermark_of
+
+    before = [("orders", 0, 5, 100), ("orders", 1, 2, None), ("payments", 0, 3, 90)]
+    batch = [("orders", 0, 2, 80), ("orders", 1, 1, 120), ("payments", 0, 4, None)]
+    total = add_progress(before, batch)
+    assert total == [("orders", 0, 7, 100), ("orders", 1, 3, 120), ("payments", 0, 7, 90)]
+    assert add_progress(total, []) == total
+    assert watermark_of(total, {("payments", 0)}).micros == 90
+    assert watermark_of(before, set()).micros == 100  # orders/1 has no event time: left out

@@ -69,7 +69,14 @@ from spark.tables import (
     rewritten_since,
     write_table,
 )
-from spark.watermark import Watermark, before_watermark, event_watermark, with_waiting_counts
+from spark.watermark import (
+    Watermark,
+    add_progress,
+    before_watermark,
+    partition_progress,
+    watermark_of,
+    with_waiting_counts,
+)
 
 #: Cleaned entities published by :func:`build_entities`, with the column each is partitioned by.
 ENTITIES: dict[str, str | None] = {
@@ -376,6 +383,33 @@ def _new_events(
     return before_watermark(inserted, watermark).unionByName(waited).dropDuplicates(["event_id"])
 
 
+def _inserted_since(
+    spark: SparkSession,
+    base: Path,
+    before: dict[str, int | None],
+    versions: dict[str, int | None],
+    stores: dict[str, DataFrame],
+) -> dict[str, DataFrame]:
+    """Per topic, the events its store gained since version ``before`` (its change feed).
+
+    A store new since the last build is new as a whole; one without a new commit adds nothing.
+    """
+    gained = {}
+    for topic, version in versions.items():
+        last = before.get(topic)
+        if version is None or version == last:
+            continue
+        if last is None:
+            gained[topic] = stores[topic]
+            continue
+        gained[topic] = (
+            read_changes(spark, base / topic, last, version)
+            .where(F.col("_change_type") == "insert")
+            .select(*stores[topic].columns)
+        )
+    return gained
+
+
 def _row_counts(frames: dict[str, DataFrame]) -> dict[str, int]:
     """Rows of every frame, in one Spark job (a cached frame's cache is filled on the way)."""
     labelled = [df.select(F.lit(name).alias("_frame")) for name, df in frames.items()]
@@ -523,14 +557,23 @@ def build_entities(
         t: _empty_events(spark, t) if v is None else read_table(spark, base / t, v)
         for t, v in versions.items()
     }
-    previous = previous_watermark(watermark_path(clean_dir))
-    watermark = with_waiting_counts(stores, event_watermark(stores, in_flight, previous))
-    events = {topic: before_watermark(df, watermark) for topic, df in stores.items()}
     state_path = _state_path(clean_dir, "entities")
     state = None if full_refresh else _load_state(state_path)
     tables = [clean_dir / name for name in ENTITIES] + [quarantine_dir / QUARANTINE]
+    incremental = _incremental_possible(state, versions, base, tables)
+    if incremental and state is not None and "progress" in state:
+        # The stores only gained rows since the last build: its progress plus the new rows'.
+        progress = add_progress(
+            [tuple(p) for p in state["progress"]],
+            partition_progress(_inserted_since(spark, base, state["stores"], versions, stores)),
+        )
+    else:
+        progress = partition_progress(stores)
+    previous = previous_watermark(watermark_path(clean_dir))
+    watermark = with_waiting_counts(stores, watermark_of(progress, in_flight, previous))
+    events = {topic: before_watermark(df, watermark) for topic, df in stores.items()}
     build = EntityBuild()
-    if _incremental_possible(state, versions, base, tables):
+    if incremental:
         assert state is not None
         new = {
             t: _new_events(
@@ -550,7 +593,10 @@ def build_entities(
     else:
         build.full_rebuild = True
         _rebuild_entities(events, clean_dir, quarantine_dir)
-    _save_state(state_path, {"stores": versions, "watermark_micros": watermark.micros})
+    _save_state(
+        state_path,
+        {"stores": versions, "watermark_micros": watermark.micros, "progress": progress},
+    )
     rows, reasons = _counts(
         {name: clean_dir / name for name in ENTITIES}, quarantine_dir / QUARANTINE
     )
