@@ -21,8 +21,8 @@ from ml_assets.outputs import ML_OUTPUTS
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql, naive_utc_select
 from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
 from scpro_assets.testing.warehouse import (
-    ensure_synthetic_lake,
     materialize_warehouse,
+    shared_synthetic_lake,
     write_example_ml_outputs,
 )
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs
@@ -49,7 +49,7 @@ CONTRACT_TABLES = (
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory):
     """One synthetic clean lake (shared by the session) and one warehouse build over it."""
-    settings = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
+    settings = shared_synthetic_lake(tmp_path_factory.getbasetemp())
     with dg.instance_for_test() as instance:
         result = materialize_warehouse(settings, instance)
         yield settings, result

@@ -6,6 +6,7 @@ full refresh's."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+import spark.tables as spark_tables
 from scpro_assets.clean.pipeline import (
     ENTITIES,
     FEATURES,
@@ -166,8 +168,27 @@ def event_rows(spark: SparkSession, path: Path, version: int | None = None) -> l
 LINE_SCHEMA = "order_id string, item int, qty int"
 
 
+@pytest.fixture(params=["delta-rs", "Apache-Spark"])
+def merge_engine(request, monkeypatch) -> str:
+    """Who commits a merge: delta-rs from the driver (a micro-batch's few rows), or Spark's
+    ``MERGE`` (more rows than :data:`spark.tables.DRIVER_MERGE_ROWS`, here forced by a limit
+    of 0). Both must give the same table, versions and counts."""
+    if request.param == "Apache-Spark":
+        monkeypatch.setattr(spark_tables, "DRIVER_MERGE_ROWS", 0)
+    return request.param
+
+
+def committed_by(table: Path, version: int) -> str:
+    """The engine that wrote commit ``version`` (its commitInfo's ``engineInfo``)."""
+    entry = table / "_delta_log" / f"{version:020d}.json"
+    for line in entry.read_text().splitlines():
+        if '"commitInfo"' in line:
+            return json.loads(line)["commitInfo"]["engineInfo"]
+    raise AssertionError(f"{entry} has no commitInfo")
+
+
 def test_replace_keys_swaps_every_row_of_the_keys_in_one_commit_with_its_change_feed(
-    spark, tmp_path
+    spark, tmp_path, merge_engine
 ):
     """The clean layer's merge: a key's rows go out and its new rows in, null keys included."""
     table = tmp_path / "lines"
@@ -178,6 +199,7 @@ def test_replace_keys_swaps_every_row_of_the_keys_in_one_commit_with_its_change_
     rows = spark.createDataFrame([("a", 1, 2), (None, 1, 8), ("d", 1, 1)], LINE_SCHEMA)
     keys = spark.createDataFrame([("a",), ("b",), (None,), ("d",), ("a",)], "order_id string")
     assert replace_keys(rows, keys, table) == 1
+    assert committed_by(table, 1).startswith(merge_engine)
     got = read_table(spark, table).collect()
     assert sorted(map(tuple, got), key=str) == sorted(
         [("a", 1, 2), (None, 1, 8), ("d", 1, 1), ("c", 1, 9)], key=str
@@ -192,7 +214,7 @@ def test_replace_keys_swaps_every_row_of_the_keys_in_one_commit_with_its_change_
     assert rewritten_since(table, 1) and not rewritten_since(table, 2)
 
 
-def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_path):
+def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_path, merge_engine):
     table = tmp_path / "events"
     assert insert_new(events_df(spark, []), table, "event_id", "event_month") == (None, 0)
     assert insert_new(events_df(spark, [1, 2, 3]), table, "event_id", "event_month") == (0, 3)
@@ -203,6 +225,7 @@ def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_
         events_df(spark, [5], month="2024-04")
     )
     assert insert_new(replay, table, "event_id", "event_month") == (1, 2)
+    assert committed_by(table, 1).startswith(merge_engine)
     assert commit_metrics(table, 1)["numTargetRowsInserted"] == 2
     # The same batch again inserts nothing, and Delta commits no empty merge: not the previous
     # commit's count.
@@ -216,6 +239,11 @@ def test_insert_new_adds_only_unseen_keys_and_counts_from_the_commit(spark, tmp_
     ]
     with pytest.raises(ValueError, match=r"each key once.*2024-03"):
         insert_new(events_df(spark, [7, 7]), table, "event_id", "event_month")
+    null_key = events_df(spark, [8], month="2024-05").unionByName(
+        spark.createDataFrame([(None, "2024-06", "p")], EVENT_SCHEMA)
+    )
+    with pytest.raises(ValueError, match=r"each key once.*\['2024-06'\]"):
+        insert_new(null_key, table, "event_id", "event_month")
     assert current_version(table) == 1
 
 
@@ -244,14 +272,40 @@ spark.sql(f"merge into {table_identifier(sys.argv[1])} t using batch s "
 print("the merge finished before it was killed", flush=True)
 """
 
+KILLED_DRIVER_MERGE = """
+import sys
+import pyarrow as pa
+from deltalake import DeltaTable
+
+# The driver's path (delta-rs): an endless stream of new events, merged as it comes, so files
+# are written long before the merge could commit.
+schema = pa.schema([("event_id", pa.string()), ("event_month", pa.string()),
+                    ("payload", pa.string())])
+def batches():
+    for start in range(0, 2_000_000_000, 100_000):
+        ids = pa.array([f"new{n}" for n in range(start, start + 100_000)])
+        yield pa.record_batch([ids, pa.array(["2024-03"] * 100_000), pa.array(["k"] * 100_000)],
+                              schema=schema)
+(DeltaTable(sys.argv[1])
+    .merge(pa.RecordBatchReader.from_batches(schema, batches()), source_alias="s",
+           target_alias="t", streamed_exec=True,
+           predicate="t.event_id = s.event_id and t.event_month in ('2024-03')")
+    .when_not_matched_insert_all()
+    .execute())
+print("the merge finished before it was killed", flush=True)
+"""
+
 
 def _data_files(table: Path) -> set[str]:
     return {str(path.relative_to(table)) for path in table.rglob("*.parquet")}
 
 
-def test_a_merge_killed_in_the_middle_leaves_the_previous_version(spark, tmp_path):
-    """SIGKILL mid-MERGE: orphan files, no commit; both engines read the previous version, and
-    the next merge commits the next version with exactly the rows it should."""
+@pytest.mark.parametrize(
+    "merger_script", [KILLED_MERGE, KILLED_DRIVER_MERGE], ids=["spark", "driver"]
+)
+def test_a_merge_killed_in_the_middle_leaves_the_previous_version(spark, tmp_path, merger_script):
+    """SIGKILL mid-MERGE, by either engine: orphan files, no commit; Spark and DuckDB read the
+    previous version, and the next merge commits the next version with exactly its rows."""
     table = tmp_path / "events"
     assert insert_new(events_df(spark, [1, 2, 3]), table, "event_id", "event_month") == (0, 3)
     committed_rows, committed_files = event_rows(spark, table), _data_files(table)
@@ -259,7 +313,7 @@ def test_a_merge_killed_in_the_middle_leaves_the_previous_version(spark, tmp_pat
     log = tmp_path / "merger.log"  # its stderr, shown if it never gets to write
     with log.open("wb") as stderr:
         merger = subprocess.Popen(
-            [sys.executable, "-c", KILLED_MERGE, str(table)],
+            [sys.executable, "-c", merger_script, str(table)],
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
             stdout=subprocess.PIPE,

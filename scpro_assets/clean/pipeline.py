@@ -496,7 +496,7 @@ def _merge_entities(
                 # An equi-join on (entity, the entity's key): deliveries are keyed by order, the
                 # others by event.
                 match="t.entity = s._key_entity and (case when t.entity = 'deliveries' "
-                "then t.order_id else t.event_id end) <=> s._key_value",
+                "then t.order_id else t.event_id end) is not distinct from s._key_value",
             )
 
     # One row per event: the new events' rows go in (only their months are searched).
