@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from scpro_assets.settings import Settings
+from scpro_assets.settings import TOPICS, Settings
 
 
 def bench_settings(base: Settings) -> Settings:
@@ -26,3 +26,14 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - started
+
+
+def landing_metadata(instance: Any) -> list[dict]:
+    """The metadata of every raw landing materialization recorded in a Dagster ``instance``."""
+    import dagster as dg
+
+    return [
+        r.asset_materialization.metadata
+        for topic in TOPICS
+        for r in instance.fetch_materializations(dg.AssetKey(f"raw_{topic}"), limit=10_000).records
+    ]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from scpro_assets.bench.common import bench_settings, timed
+from scpro_assets.bench.common import bench_settings, landing_metadata, timed
 from scpro_assets.bench.report import Report
 from scpro_assets.settings import TOPICS, KafkaSettings, Settings
 
@@ -176,13 +176,7 @@ def bench_ingest(
         # Seconds the runs spent landing (reading, validating, writing), from each range's
         # materialization: the rest of the workers' time is Dagster's per-run cost (run record,
         # a new event-log shard, ~14 stored events), which only bigger ranges amortise.
-        materializations = [
-            r.asset_materialization.metadata
-            for topic in TOPICS
-            for r in instance.fetch_materializations(
-                dg.AssetKey(f"raw_{topic}"), limit=10_000
-            ).records
-        ]
+        materializations = landing_metadata(instance)
         landing_s = sum(float(m["seconds"].value) for m in materializations)
         stages: Counter[str] = Counter()
         for m in materializations:

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from scpro_assets.bench.common import bench_settings
+from scpro_assets.bench.common import bench_settings, landing_metadata
 from scpro_assets.bench.report import Report
 from scpro_assets.settings import REPO_ROOT, TOPICS, Settings
 
@@ -148,13 +148,7 @@ def bench_landing_runs(
         _stop(daemon)
     with dg.DagsterInstance.from_config(str(run.dagster_home)) as instance:
         records = instance.get_run_records(filters=dg.RunsFilter(tags={"scpro/kind": "landing"}))
-        materializations = [
-            r.asset_materialization.metadata
-            for topic in TOPICS
-            for r in instance.fetch_materializations(
-                dg.AssetKey(f"raw_{topic}"), limit=10_000
-            ).records
-        ]
+        materializations = landing_metadata(instance)
     in_stream = [r for r in records if started <= r.create_timestamp.timestamp() <= stream_end]
     run_seconds = sum(r.end_time - r.start_time for r in records if r.start_time and r.end_time)
     produced = sum(sum(p.values()) for p in ends.values())
