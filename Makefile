@@ -7,6 +7,8 @@ UV_VERSION := 0.13.9
 KAFKA_LIBS := infra/kafka/target/libs
 STAMP_PY := $(VENV)/.installed
 STAMP_KAFKA := $(KAFKA_LIBS)/.resolved
+SPARK_LIBS := infra/spark/target/libs
+STAMP_SPARK_JARS := $(SPARK_LIBS)/.resolved
 STAMP_NODE := tests/node/node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o \( -name '*.sql' -o -name '*.yml' \) -print)
@@ -21,7 +23,7 @@ prereqs:
 	@command -v java >/dev/null || { echo "SCPro needs Java 17+ for the embedded Kafka broker and Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); [ "$${v:-0}" -ge 17 ] \
 	  || { echo "SCPro needs Java 17+, found Java $$v"; exit 1; }
-	@command -v mvn >/dev/null || { echo "SCPro needs Maven to fetch Apache Kafka from Maven Central (apt-get install maven)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "SCPro needs Maven to fetch Apache Kafka and Delta Lake from Maven Central (apt-get install maven)"; exit 1; }
 	@command -v npm >/dev/null || { echo "SCPro needs Node.js and npm to prove Evidence can read its DuckDB files (apt-get install nodejs npm)"; exit 1; }
 
 $(STAMP_PY): pyproject.toml requirements.lock
@@ -36,6 +38,12 @@ $(STAMP_PY): pyproject.toml requirements.lock
 
 $(STAMP_KAFKA): infra/kafka/pom.xml
 	mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+# Delta Lake's jars for Spark (the lake's table format), from Maven Central like Kafka's.
+$(STAMP_SPARK_JARS): infra/spark/pom.xml
+	rm -rf $(SPARK_LIBS)
+	mvn -q -B -f infra/spark/pom.xml dependency:copy-dependencies
 	touch $@
 
 $(STAMP_NODE): tests/node/package.json tests/node/package-lock.json
@@ -53,7 +61,7 @@ $(CHROMIUM):
 	  || { echo "SCPro could not install Debian's chromium for the browser tests"; exit 1; }; \
 	else echo "SCPro's browser tests need Debian's chromium: sudo apt-get install chromium"; exit 1; fi
 
-setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_NODE) $(CHROMIUM) $(STAMP_DBT)
+setup: prereqs $(STAMP_PY) $(STAMP_KAFKA) $(STAMP_SPARK_JARS) $(STAMP_NODE) $(CHROMIUM) $(STAMP_DBT)
 
 # Imports by import-linter's contracts ([tool.importlinter] in pyproject.toml: the product imports
 # no test fixture or benchmark, spark/ holds pure transforms, no import cycles). SQL is linted by

@@ -543,7 +543,8 @@ def demo(
         events, report, _total = load_source(dataset, orders=10_000_000)
     except FileNotFoundError as error:
         raise click.ClickException(
-            f"{dataset} data not found ({error.filename}): it is read from ../shared/data; "
+            f"{dataset} data not found ({error.filename}): it is read from ../shared/data "
+            "(or SCPRO_SHARED_DATA); "
             "run `make demo DATASET=synthetic` to stream generated events instead"
         ) from error
     if report is not None:

@@ -29,14 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scpro_assets.settings import REPO_ROOT, KafkaSettings
+from scpro_assets.settings import KafkaSettings, Settings
 from scpro_assets.sources.common import MappingReport, SourceEvent
 
 if TYPE_CHECKING:
     from kafka.producer.future import FutureRecordMetadata
 
 SOURCES = ("dataco", "olist", "synthetic")
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 #: Longest wait for the last acknowledgements: past the producer's own delivery timeout (120 s),
 #: by which it has reported every send as acknowledged or failed.
 DELIVERY_WAIT_S = 130.0
@@ -131,16 +130,21 @@ def load_source(
     orders: int = 10_000,
     seed: int = 7,
 ) -> tuple[Iterable[SourceEvent], MappingReport | None, int | None]:
-    """Events of a named source, its mapping report (if loaded eagerly) and the event count."""
+    """Events of a named source, its mapping report (if loaded eagerly) and the event count.
+
+    The DataCo and Olist files are read from ``data_dir``, by default the folder of the
+    ``SCPRO_SHARED_DATA`` setting (``../shared/data``).
+    """
+    shared = Settings.from_env().shared_data
     if name == "dataco":
         from scpro_assets.sources import dataco
 
-        events, report = dataco.load(data_dir or DEFAULT_DATA_DIR / "dataco")
+        events, report = dataco.load(data_dir or shared / "dataco")
         return events, report, len(events)
     if name == "olist":
         from scpro_assets.sources import olist
 
-        events, report = olist.load(data_dir or DEFAULT_DATA_DIR / "olist")
+        events, report = olist.load(data_dir or shared / "olist")
         return events, report, len(events)
     if name == "synthetic":
         from scpro_assets.sources import synthetic

@@ -4,11 +4,13 @@ Without it, each Dagster run that touches Spark starts its own JVM (10-30 s on t
 before it does any work. ``scpro spark start`` starts Spark's own ``SparkConnectServer`` from the
 installed pyspark distribution (``bin/spark-submit``; its jars carry ``spark-connect_2.13``), with
 :data:`spark.session.SPARK_CONF` applied at server start (driver memory, time zone, shuffle
-partitions), listening on loopback only, port ``SCPRO_SPARK_CONNECT_PORT`` (default 15002), with
-its status file, log and scratch space under ``SCPRO_HOME/spark``. Runs then connect over
-``sc://`` (:func:`session_remote`) in about a second. ``stop`` asks the server to shut down
-(SIGTERM) and waits. A server that SCPro does not manage is named by ``SCPRO_SPARK_REMOTE``; with
-neither, sessions run in-process on ``SCPRO_SPARK_MASTER`` as before.
+partitions) and Delta Lake's jars (``--jars``) and SQL extension, since the lake's tables are
+Delta tables the server writes and merges for every run; listening on loopback only, port
+``SCPRO_SPARK_CONNECT_PORT`` (default 15002), with its status file, log and scratch space under
+``SCPRO_HOME/spark``. Runs then connect over ``sc://`` (:func:`session_remote`) in about a second.
+``stop`` asks the server to shut down (SIGTERM) and waits. A server that SCPro does not manage is
+named by ``SCPRO_SPARK_REMOTE``; with neither, sessions run in-process on ``SCPRO_SPARK_MASTER``
+as before.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pyspark
 
 from scpro_assets.kafka.broker import java_major_version, port_is_free
 from scpro_assets.settings import Settings
-from spark.session import SPARK_CONF
+from spark.session import SPARK_CONF, SPARK_JARS_DIR
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 HOST = "127.0.0.1"
@@ -129,8 +131,15 @@ class EmbeddedSparkConnect:
             "spark.log.level": "WARN",
             **extra_conf,
         }
+        jars = conf.pop("spark.jars")
+        if not jars:
+            raise SparkServerError(
+                f"Delta Lake's jars are missing from {SPARK_JARS_DIR}, and the lake's tables are "
+                "Delta tables: run `make setup` (mvn -f infra/spark/pom.xml "
+                "dependency:copy-dependencies) before `scpro spark start`"
+            )
         command = [str(spark_submit()), "--class", SERVER_CLASS, "--name", "SCPro Spark Connect"]
-        command += ["--master", self.settings.spark_master]
+        command += ["--master", self.settings.spark_master, "--jars", jars]
         for key, value in conf.items():
             command += ["--conf", f"{key}={value}"]
         return command

@@ -11,6 +11,14 @@ identical sessions:
   weekdays must not depend on the machine's zone.
 - ``spark.ui.enabled=false`` and WARN logs: the UI port clashes between parallel runs and tests,
   and INFO logs drown Dagster's own.
+- Delta Lake, the lake's open table format (``infra/spark/README.md``): its jars come from
+  ``infra/spark/target/libs`` (fetched from Maven Central by ``make setup``, never at run time),
+  its SQL extension gives ``MERGE INTO`` and time travel, and its catalog reads path tables
+  (``delta.`/lake/clean/orders```). ``spark.databricks.delta.snapshotPartitions=8`` for the same
+  reason as the shuffle partitions: the default 50 tasks to replay a table's log are 50 tiny
+  tasks on 2 cores. ``...properties.defaults.enableChangeDataFeed=true``: every table the lake
+  creates keeps its change data feed, which the incremental clean layer reads
+  (:func:`spark.tables.read_changes`).
 
 Pointing at a cluster is a different ``master`` (the memory setting is then the driver's only).
 Over Spark Connect (``remote``, ``sc://host:port``) the driver is the server: it got
@@ -20,7 +28,22 @@ the runtime SQL settings, :func:`connect_conf`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyspark.sql import SparkSession
+
+#: Where ``make setup`` copies Delta Lake's jars (``infra/spark/pom.xml``).
+SPARK_JARS_DIR = Path(__file__).resolve().parents[1] / "infra" / "spark" / "target" / "libs"
+
+
+def lake_format_jars(jars_dir: Path = SPARK_JARS_DIR) -> str:
+    """Return the table format's jars as ``spark.jars`` wants them (comma-separated paths).
+
+    Missing jars are reported at session start by :func:`build_spark_session`, not here: this runs
+    at import, and importing the code location must not depend on ``make setup``.
+    """
+    return ",".join(str(jar) for jar in sorted(jars_dir.glob("*.jar")))
+
 
 #: Spark settings shared by :func:`build_spark_session` and the Dagster PySpark resource.
 SPARK_CONF: dict[str, str] = {
@@ -35,6 +58,14 @@ SPARK_CONF: dict[str, str] = {
     # Keep the JVM's own clock in UTC too (Parquet writers and log lines use it).
     "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
     "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    # The lake's table format: Delta Lake (jars fetched by `make setup`).
+    "spark.jars": lake_format_jars(),
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.databricks.delta.snapshotPartitions": "8",
+    # Every new table records its row changes (the change data feed): the incremental clean layer
+    # reads what changed since the version it last built from, instead of the whole table.
+    "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "true",
 }
 
 
@@ -63,8 +94,13 @@ def build_spark_session(
         builder = SparkSession.builder.remote(remote)
         conf = {**connect_conf(), **(extra_conf or {})}
     else:
-        builder = SparkSession.builder.master(master).appName(app_name)
         conf = {**SPARK_CONF, **(extra_conf or {})}
+        if not conf["spark.jars"]:
+            raise FileNotFoundError(
+                f"Delta Lake's jars are missing from {SPARK_JARS_DIR}: run `make setup` "
+                "(mvn -f infra/spark/pom.xml dependency:copy-dependencies)"
+            )
+        builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -115,44 +115,70 @@ class Watermark:
         }
 
 
-def event_watermark(
-    stores: Mapping[str, DataFrame],
-    in_flight: Collection[tuple[str, int]] | None = None,
-    not_before: datetime | None = None,
-) -> Watermark:
-    """The watermark of the event stores ``{topic: events}`` (see the module docstring).
+#: Per (topic, partition): events stored and the latest event time (epoch micros; None when
+#: every event of the partition lacks one). Summable: two batches' progress adds up.
+Progress = list[tuple[str, int, int, int | None]]
 
-    ``in_flight`` names the (topic, partition) pairs with offsets in Kafka not landed yet; None
-    means none (everything is landed: a bulk load, the tests). ``not_before`` is the previous
-    build's watermark: it never goes back, so a snapshot never reopens an order an earlier one
-    showed delivered (after a quiet spell, new events may arrive on a partition that had landed
-    less far). One small Spark job.
-    """
+
+def partition_progress(stores: Mapping[str, DataFrame]) -> Progress:
+    """How far each partition of ``{topic: events}`` goes, in one small Spark job."""
     frames = [
         df.groupBy("partition")
         .agg(
             F.count(F.lit(1)).alias("events"),
             F.max(F.unix_micros("event_time")).alias("latest"),
         )
-        .where(F.col("latest").isNotNull())
         .select(F.lit(topic).alias("topic"), "partition", "events", "latest")
         for topic, df in stores.items()
     ]
     if not frames:
-        return Watermark(None)
+        return []
     union = frames[0]
     for frame in frames[1:]:
         union = union.unionByName(frame)
+    return sorted(
+        (
+            (row["topic"], int(row["partition"]), int(row["events"]), row["latest"])
+            for row in union.collect()
+        ),
+        key=lambda p: (p[0], p[1]),
+    )
+
+
+def add_progress(before: Progress, batch: Progress) -> Progress:
+    """The progress of ``before`` and a batch of new events together (counts add, latest max)."""
+    total: dict[tuple[str, int], tuple[int, int | None]] = {}
+    for topic, partition, events, latest in [*before, *batch]:
+        count, known = total.get((topic, partition), (0, None))
+        later = latest if known is None else (known if latest is None else max(known, latest))
+        total[(topic, partition)] = (count + events, later)
+    return [(t, p, events, latest) for (t, p), (events, latest) in sorted(total.items())]
+
+
+def watermark_of(
+    progress: Progress,
+    in_flight: Collection[tuple[str, int]] | None = None,
+    not_before: datetime | None = None,
+) -> Watermark:
+    """The watermark of partitions that went as far as ``progress`` says (module docstring).
+
+    ``in_flight`` names the (topic, partition) pairs with offsets in Kafka not landed yet; None
+    means none (everything is landed: a bulk load, the tests). ``not_before`` is the previous
+    build's watermark: it never goes back, so a snapshot never reopens an order an earlier one
+    showed delivered (after a quiet spell, new events may arrive on a partition that had landed
+    less far). A partition without any event time carries no business time and is left out.
+    """
     waiting = set(in_flight or ())
     partitions = tuple(
         PartitionProgress(
-            topic=row["topic"],
-            partition=int(row["partition"]),
-            events=int(row["events"]),
-            latest_event_micros=int(row["latest"]),
-            in_flight=(row["topic"], int(row["partition"])) in waiting,
+            topic=topic,
+            partition=partition,
+            events=events,
+            latest_event_micros=int(latest),
+            in_flight=(topic, partition) in waiting,
         )
-        for row in sorted(union.collect(), key=lambda r: (r["topic"], r["partition"]))
+        for topic, partition, events, latest in progress
+        if latest is not None
     )
     holding = [p.latest_event_micros for p in partitions if p.in_flight]
     everything = [p.latest_event_micros for p in partitions]
@@ -160,6 +186,19 @@ def event_watermark(
     if micros is not None and not_before is not None:
         micros = max(micros, (not_before - _EPOCH) // timedelta(microseconds=1))
     return Watermark(micros, partitions)
+
+
+def event_watermark(
+    stores: Mapping[str, DataFrame],
+    in_flight: Collection[tuple[str, int]] | None = None,
+    not_before: datetime | None = None,
+) -> Watermark:
+    """The watermark of the event stores ``{topic: events}``, read whole (:func:`watermark_of`).
+
+    An incremental build adds its new events' progress to the last build's instead
+    (:func:`add_progress`), so it does not scan the stores' history.
+    """
+    return watermark_of(partition_progress(stores), in_flight, not_before)
 
 
 def before_watermark(events: DataFrame, watermark: Watermark) -> DataFrame:
@@ -170,11 +209,20 @@ def before_watermark(events: DataFrame, watermark: Watermark) -> DataFrame:
 
 
 def with_waiting_counts(stores: Mapping[str, DataFrame], watermark: Watermark) -> Watermark:
-    """The watermark with, per topic, the events landed after it (they wait for the next cut)."""
+    """The watermark with, per topic, the events landed after it (they wait for the next cut).
+
+    No Spark job when no partition has landed beyond the watermark (nothing in flight: the cut
+    is the latest event of all); else one, reading only the months from the watermark's on when
+    the stores are partitioned by ``event_month`` (a later event cannot be in an earlier month).
+    """
     if watermark.micros is None or not stores:
         return watermark
+    if all(p.latest_event_micros <= watermark.micros for p in watermark.partitions):
+        waiting = {p.topic: 0 for p in watermark.partitions}
+        return Watermark(watermark.micros, watermark.partitions, waiting)
+    month = f"{_from_micros(watermark.micros):%Y-%m}"
     frames = [
-        df.select(
+        (df.where(F.col("event_month") >= month) if "event_month" in df.columns else df).select(
             F.lit(topic).alias("topic"),
             (F.unix_micros("event_time") > F.lit(watermark.micros)).cast("long").alias("late"),
         )

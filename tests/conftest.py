@@ -100,6 +100,42 @@ def dagster_instance(tmp_path: Path):
         yield instance
 
 
+#: Runtime settings of the tests' Spark session. Tiny inputs: two shuffle partitions, two tasks to
+#: replay a Delta table's log, and no adaptive re-planning between stages (it costs more than it
+#: saves here). Results do not depend on any of them.
+TEST_SPARK_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.databricks.delta.snapshotPartitions": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def _spark_session():
+    """One in-process Spark (``local[2]``, Delta Lake loaded) for every test module that needs it.
+
+    Starting the JVM and loading Delta's classes costs 20-30 s: paid once per pytest session,
+    not once per module. Stopped when the session ends.
+    """
+    from spark.session import build_spark_session
+
+    session = build_spark_session("local[2]", app_name="scpro-tests", extra_conf=TEST_SPARK_CONF)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def spark(_spark_session):
+    """The shared Spark session with the tests' runtime settings put back.
+
+    Code under test in the same process (a Dagster materialization, ``build_spark_session``)
+    reuses the running session and sets SCPro's own runtime settings on it.
+    """
+    for key, value in TEST_SPARK_CONF.items():
+        _spark_session.conf.set(key, value)
+    return _spark_session
+
+
 class _Webhook(BaseHTTPRequestHandler):
     received: list[dict]
 

@@ -18,14 +18,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml_assets.outputs import ML_OUTPUTS
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql, naive_utc_select
 from scpro_assets.settings import REPO_ROOT, KafkaSettings, Settings
 from scpro_assets.testing.warehouse import (
-    ensure_synthetic_lake,
     materialize_warehouse,
+    shared_synthetic_lake,
     write_example_ml_outputs,
 )
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs
 from scpro_assets.warehouse.serving import open_snapshot
+from spark.tables import current_version
 
 CONTRACT_TABLES = (
     "fct_deliveries",
@@ -47,16 +49,17 @@ CONTRACT_TABLES = (
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory):
     """One synthetic clean lake (shared by the session) and one warehouse build over it."""
-    settings = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
+    settings = shared_synthetic_lake(tmp_path_factory.getbasetemp())
     with dg.instance_for_test() as instance:
         result = materialize_warehouse(settings, instance)
         yield settings, result
 
 
 def _clean(settings: Settings, name: str) -> pa.Table:
-    version = (settings.clean_dir / name).resolve()
-    files = sorted(version.rglob("*.parquet"))
-    return pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    """The clean table ``name`` as Spark wrote it, timestamps naive UTC as the warehouse reads it."""
+    with connect_lake() as con:
+        select = naive_utc_select(con, delta_scan_sql(settings.clean_dir / name))
+        return con.execute(select).to_arrow_table()
 
 
 def _query(settings: Settings, sql: str) -> list[tuple]:
@@ -200,21 +203,24 @@ def test_snapshot_holds_every_contract_table_as_duckdb_and_parquet(built):
         con.execute("create table main.scribble (x int)")
 
 
-def test_an_empty_partitioned_dataset_gets_a_typed_placeholder(built, tmp_path):
-    """A published dataset without a Parquet file (only _schema.json) still builds, empty."""
+def _empty_table(source: Path, target: Path) -> None:
+    """A Delta table with ``source``'s schema and no row: its first commit without its files."""
+    first = source / "_delta_log" / f"{0:020d}.json"
+    actions = [line for line in first.read_text().splitlines() if '"add"' not in line[:8]]
+    (target / "_delta_log").mkdir(parents=True)
+    (target / "_delta_log" / first.name).write_text("\n".join(actions) + "\n")
+
+
+def test_an_empty_clean_table_gives_a_typed_empty_input(built, tmp_path):
+    """A clean table with no row yet is pinned at its version and read empty, with its types."""
     settings, _ = built
     home = tmp_path / "home"
-    clean = home / "lake" / "clean"
-    clean.mkdir(parents=True)
     for name in CLEAN_DATASETS:
-        source = (settings.clean_dir / name).resolve()
-        version = clean / ".versions" / name / "v1"
-        version.mkdir(parents=True)
-        (version / "_schema.json").write_text((source / "_schema.json").read_text())
-        (clean / name).symlink_to(Path(".versions") / name / "v1")
+        _empty_table(settings.clean_dir / name, home / "lake" / "clean" / name)
     empty = Settings(home=home, kafka=settings.kafka)
     inputs = prepare_inputs(empty)
-    assert sorted(inputs.placeholders) == sorted(CLEAN_DATASETS)
+    assert inputs.versions == dict.fromkeys(CLEAN_DATASETS, 0)
+    assert inputs.paths["cleaned_orders"] == str(empty.clean_dir / "cleaned_orders")
     # No ML asset has run: the warehouse reads typed placeholders of its own and writes nothing
     # into the ML layer (each layer writes only its own outputs).
     assert sorted(inputs.ml_placeholders) == sorted(ML_OUTPUTS)
@@ -223,19 +229,76 @@ def test_an_empty_partitioned_dataset_gets_a_typed_placeholder(built, tmp_path):
         Path(inputs.paths[name]).parent == home / "warehouse_inputs" / "empty"
         for name in ML_OUTPUTS
     )
-    con = duckdb.connect()
-    types = dict(
-        con.execute(
-            f"select column_name, column_type from (describe select * from "
-            f"read_parquet('{inputs.paths['cleaned_deliveries']}'))"
-        ).fetchall()
-    )
-    assert types["delivered_at"] == "TIMESTAMP"
+    with connect_lake() as con:
+        deliveries = delta_scan_sql(inputs.paths["cleaned_deliveries"], 0)
+        types = dict(
+            con.execute(
+                f"select column_name, column_type from (describe select * from {deliveries})"
+            ).fetchall()
+        )
+        orders = delta_scan_sql(inputs.paths["cleaned_orders"], 0)
+        assert con.execute(f"select count(*) from {orders}").fetchall() == [(0,)]
+    assert types["delivered_at"] == "TIMESTAMP WITH TIME ZONE"  # staging casts it to naive UTC
     assert types["is_late"] == "BOOLEAN"
     assert types["exception_count"] == "BIGINT"
-    assert con.execute(
-        f"select count(*) from read_parquet('{inputs.paths['cleaned_orders']}')"
-    ).fetchall() == [(0,)]
+
+
+PLAIN_READER = """
+import json, sys
+import duckdb
+
+# No extension loaded, none installed or loaded on demand: what Evidence's driver can do.
+config = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+with duckdb.connect(sys.argv[1], read_only=True, config=config) as con:
+    views = con.execute(
+        "select schema_name, view_name, sql from duckdb_views() where not internal"
+    ).fetchall()
+    for schema, name, _ in views:
+        con.execute(f'select count(*) from "{schema}"."{name}"').fetchall()
+    staging = con.execute(
+        "select table_type from information_schema.tables where table_name = 'stg_clean__orders'"
+    ).fetchall()
+    loaded = con.execute(
+        "select count(*) from duckdb_extensions() where extension_name = 'delta' and loaded"
+    ).fetchone()[0]
+print(json.dumps({
+    "views": len(views),
+    "over_delta": [name for _, name, sql in views if "delta_scan" in sql.lower()],
+    "staging": [row[0] for row in staging],
+    "delta_loaded": loaded,
+}))
+"""
+
+
+def test_the_warehouse_reads_the_lake_itself_and_is_readable_without_the_extension(built, tmp_path):
+    """dbt read the clean tables through delta_scan, at the versions pinned; no view over it is
+    left in the warehouse, so a fresh DuckDB without the extension reads every relation."""
+    import subprocess
+    import sys
+
+    settings, result = built
+    run_results = next(
+        (REPO_ROOT / "dbt_project" / "target").glob(f"warehouse_dbt-{result.run_id[:7]}-*")
+    )
+    compiled = (
+        run_results / "compiled/scpro/models/staging/clean/stg_clean__orders.sql"
+    ).read_text()
+    table = settings.clean_dir / "cleaned_orders"
+    assert f"delta_scan('{table}', version => " in compiled
+    # A process of its own (this one has DuckDB instances open with other settings), and a home
+    # of its own: no extension DuckDB may have installed elsewhere can be picked up.
+    done = subprocess.run(
+        [sys.executable, "-c", PLAIN_READER, str(settings.warehouse_path)],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout)
+    assert found["views"] > 0 and found["over_delta"] == []
+    assert found["staging"] == ["BASE TABLE"] and found["delta_loaded"] == 0
 
 
 def test_ml_outputs_fill_the_prediction_kpis(built, dagster_instance):
@@ -370,8 +433,9 @@ def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp
     if not scores.exists():
         scores = settings.home / "warehouse_inputs" / "empty" / "late_risk_scores.parquet"
     assert f"read_parquet('{scores}')" in _compiled(pinned_target, "stg_ml__late_risk_scores")
-    version = (settings.clean_dir / "cleaned_orders").resolve()
-    assert f"read_parquet('{version}/**/*.parquet'" in _compiled(pinned_target, "stg_clean__orders")
+    table = settings.clean_dir / "cleaned_orders"
+    pinned_orders = f"delta_scan('{table}', version => {current_version(table)})"
+    assert pinned_orders in _compiled(pinned_target, "stg_clean__orders")
 
     plain_target = tmp_path / "plain"
     done = subprocess.run(
@@ -387,6 +451,8 @@ def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp
     assert stable in _compiled(plain_target, "stg_raw__order_actions")
     ml = f"read_parquet('{settings.ml_dir}/late_risk_scores/data.parquet')"  # its stable path
     assert ml in _compiled(plain_target, "stg_ml__late_risk_scores")
+    latest = f"delta_scan('{settings.home}/lake/clean/cleaned_orders')"  # its latest version
+    assert latest in _compiled(plain_target, "stg_clean__orders")
 
 
 def test_docs_of_the_published_warehouse_list_the_marts(built, tmp_path):
@@ -768,8 +834,13 @@ def test_marts_and_spark_outputs_publish_their_columns_to_dagster_and_openlineag
     for name in CONTRACT_TABLES:
         assert "dagster/column_schema" in metadata[name], name
 
-    # A Spark output: the columns of the DataFrame that cleaned_orders was written from.
-    written = json.loads((settings.clean_dir / "cleaned_orders" / "_schema.json").read_text())
+    # A Spark output: the columns of the DataFrame that cleaned_orders was written from (the
+    # schema its Delta table's first commit records).
+    log = settings.clean_dir / "cleaned_orders" / "_delta_log" / f"{0:020d}.json"
+    [metadata_action] = [
+        json.loads(line) for line in log.read_text().splitlines() if '"metaData"' in line[:12]
+    ]
+    written = json.loads(metadata_action["metaData"]["schemaString"])
     spark_columns = [f["name"] for f in written["fields"]]
     schema = parquet_column_schema_metadata(settings.clean_dir / "cleaned_orders")
     assert [c.name for c in schema["dagster/column_schema"].columns] == spark_columns

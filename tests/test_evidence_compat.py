@@ -99,9 +99,9 @@ def test_node_api_reads_the_published_serving_snapshot(tmp_path_factory):
     """Evidence's driver opens SCPro's published snapshot and answers a dashboard KPI query."""
     import dagster as dg
 
-    from scpro_assets.testing.warehouse import ensure_synthetic_lake, materialize_warehouse
+    from scpro_assets.testing.warehouse import materialize_warehouse, shared_synthetic_lake
 
-    settings = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
+    settings = shared_synthetic_lake(tmp_path_factory.getbasetemp())
     if not settings.serving_current.exists():  # run alone: build and publish once
         with dg.instance_for_test() as instance:
             assert materialize_warehouse(settings, instance).success

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from ml_assets import registry
 from ml_assets.assets import ml_assets
+from ml_assets.data import read_clean
 from ml_assets.outputs import ML_OUTPUTS, read_output
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
@@ -44,7 +44,7 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
         assert [c.name for c in columns] == read_output(settings.ml_dir, name).schema.names
     late = read_output(settings.ml_dir, "late_risk_scores").to_pandas()
     days = read_output(settings.ml_dir, "delivery_time_predictions").to_pandas()
-    features = pd.read_parquet(settings.clean_dir / "order_features")
+    features = read_clean(settings.clean_dir, "order_features").frame
     assert len(late) == len(days) == len(features)
     # the generator runs every order to its end, so nothing is open; the flag follows the status
     delivered_or_canceled = len(features.loc[features["label_known_at"].notna()])

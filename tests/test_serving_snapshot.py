@@ -13,8 +13,8 @@ import pytest
 
 from scpro_assets.testing.warehouse import (
     copy_lake,
-    ensure_synthetic_lake,
     materialize_warehouse,
+    shared_synthetic_lake,
     write_example_ml_outputs,
 )
 from scpro_assets.warehouse.serving import KEEP_VERSIONS, publish_snapshot
@@ -58,7 +58,7 @@ READER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def serving_home(tmp_path_factory: pytest.TempPathFactory):
     """A private copy of the session's synthetic lake and warehouse, published once."""
-    shared = ensure_synthetic_lake(tmp_path_factory.getbasetemp() / "dbt-shared-lake")
+    shared = shared_synthetic_lake(tmp_path_factory.getbasetemp())
     home = tmp_path_factory.mktemp("serving") / "home"
     settings = copy_lake(shared, home, with_warehouse=True)
     with dg.instance_for_test() as instance:

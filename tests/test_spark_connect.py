@@ -3,9 +3,9 @@
 One real Spark Connect server (Spark's own ``SparkConnectServer`` from the pyspark distribution)
 is started for the module through ``scpro spark start`` on a free port under a temporary
 SCPRO_HOME. The clean layer materialized by Dagster through dagster-pyspark's resource over
-``sc://`` must give the same tables, row for row, as Spark in-process. Spark clients run in
-subprocesses, as Dagster runs do (a process holds either a classic or a Connect session), and side
-by side: the in-process run goes on while the server starts and the Dagster run works.
+``sc://`` must give the same tables, row for row, as the tests' in-process Spark. Connect clients
+run in subprocesses, as Dagster runs do (a process holds either a classic or a Connect session);
+the in-process build runs while the Dagster run works.
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 
-from scpro_assets.clean.pipeline import ENTITIES, FEATURES
+from scpro_assets.clean.pipeline import (
+    ENTITIES,
+    FEATURES,
+    build_entities,
+    build_features,
+    update_event_stores,
+)
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.settings import Settings
 from scpro_assets.spark_server import SERVER_CLASS, EmbeddedSparkConnect, session_remote
 from scpro_assets.testing.offline import synthetic_events, write_raw_lake
@@ -96,28 +102,15 @@ def _settings(env: dict[str, str]) -> Settings:
 
 
 def _rows(path: Path) -> list[str]:
-    """A published dataset's rows (partition column included), as sorted JSON lines."""
-    table = ds.dataset(str(path.resolve()), format="parquet", partitioning="hive").to_table()
+    """A lake table's rows (partition column included), as sorted JSON lines."""
+    with connect_lake() as con:
+        table = con.execute(f"select * from {delta_scan_sql(path)}").to_arrow_table()
     return sorted(json.dumps(r, default=str, sort_keys=True) for r in table.to_pylist())
 
 
 def _client_env(env: dict[str, str]) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_"))}
     return {**clean, **env}
-
-
-LOCAL_PIPELINE = """
-import sys
-from pathlib import Path
-from scpro_assets.clean.pipeline import build_entities, build_features, update_event_stores
-from spark.session import build_spark_session
-raw, out = Path(sys.argv[1]), Path(sys.argv[2])
-spark = build_spark_session("local[2]")
-assert type(spark).__module__ == "pyspark.sql.session", type(spark)
-update_event_stores(spark, raw, out / "clean")
-build_entities(spark, out / "clean", out / "quarantine")
-build_features(spark, out / "clean")
-"""
 
 
 class Client:
@@ -164,16 +157,7 @@ def raw_lake(home: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_run(raw_lake: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The clean layer with Spark in-process (``local[2]``), running while the server starts."""
-    out = tmp_path_factory.mktemp("local-clean")
-    client = Client(out / "client", LOCAL_PIPELINE, str(raw_lake), str(out), env={})
-    yield client, out
-    client.kill()
-
-
-@pytest.fixture(scope="module")
-def connect_env(home: Path, local_run):
+def connect_env(home: Path):
     """SCPRO_HOME and port of a Spark Connect server started with ``scpro spark start``.
 
     Fails, never skips, when it cannot start: Spark is a real part of SCPro.
@@ -197,10 +181,16 @@ def dagster_run(connect_env, raw_lake: Path, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="module")
-def local_tables(local_run) -> dict[str, list]:
-    """The clean layer's tables from Spark in-process."""
-    client, out = local_run
-    client.wait()
+def local_tables(raw_lake: Path, _spark_session, dagster_run, tmp_path_factory) -> dict[str, list]:
+    """The clean layer's tables from the tests' in-process Spark (``local[2]``).
+
+    Built while the Dagster run works over ``sc://`` (its fixture is asked for first).
+    """
+    assert type(_spark_session).__module__ == "pyspark.sql.session"
+    out = tmp_path_factory.mktemp("local-clean")
+    update_event_stores(_spark_session, raw_lake, out / "clean")
+    build_entities(_spark_session, out / "clean", out / "quarantine")
+    build_features(_spark_session, out / "clean")
     tables = {name: _rows(out / "clean" / name) for name in TABLES}
     tables["clean_rules"] = _rows(out / "quarantine" / "clean_rules")
     assert len(tables["cleaned_orders"]) > 100
@@ -326,3 +316,20 @@ def test_start_refuses_a_taken_port_and_a_stale_status_file_is_not_a_server(tmp_
     assert not server.status().running
     assert session_remote(_settings(env)) is None  # runs use in-process Spark
     assert server.stop() is False and not server.status_file.exists()
+
+
+def test_server_command_carries_delta_jars_and_refuses_to_start_without_them(tmp_path):
+    """The lake's tables are Delta tables: the server gets Delta's jars (``--jars``) and SQL
+    extension at start, and says what to run when the jars were never fetched."""
+    from scpro_assets.spark_server import SparkServerError
+
+    env = {"SCPRO_HOME": str(tmp_path), "SCPRO_SPARK_REMOTE": ""}
+    server = EmbeddedSparkConnect(_settings(env))
+    command = server._command({})
+    jars = command[command.index("--jars") + 1].split(",")
+    assert any(Path(jar).name.startswith("delta-spark_2.13-") for jar in jars)
+    assert all(Path(jar).is_file() for jar in jars)
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in command
+    assert not any(arg.startswith("spark.jars=") for arg in command)  # passed once, as --jars
+    with pytest.raises(SparkServerError, match=r"Delta Lake's jars are missing.*make setup"):
+        server._command({"spark.jars": ""})

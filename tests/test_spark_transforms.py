@@ -21,24 +21,12 @@ from scpro_assets.sources.synthetic import haversine_km
 from scpro_assets.testing.raw_rows import raw_dataframe, raw_rows_from_events
 from spark import cleaning, features
 from spark.raw import parse_raw
-from spark.session import SPARK_CONF, build_spark_session
+from spark.session import SPARK_CONF
+from spark.tables import read_table
 
 SOURCE = "test"
 WAREHOUSE = {"city": "Venlo", "country": "Netherlands", "lat": 51.3704, "lon": 6.1724}
 LANDED = datetime(2024, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def spark():
-    # Tiny inputs: two shuffle partitions, and no adaptive re-planning between stages (it costs
-    # more than it saves here). Results do not depend on either setting.
-    session = build_spark_session(
-        "local[2]",
-        app_name="scpro-tests",
-        extra_conf={"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"},
-    )
-    yield session
-    session.stop()
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -844,7 +832,6 @@ def _payment(order_id: str, when: datetime):
 
 
 def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, tmp_path):
-    from scpro_assets.clean.lake import read
     from scpro_assets.clean.pipeline import build_entities, update_event_stores
     from scpro_assets.clean.watermark import load_watermark, watermark_path
     from scpro_assets.settings import BUSINESS_TOPICS
@@ -915,7 +902,7 @@ def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, t
     build = build_entities(spark, clean_dir, tmp_path / "quarantine", in_flight)
     assert build.watermark.time == at(8)
     published = {
-        r.order_id: r.status for r in read(spark, clean_dir, "cleaned_deliveries").collect()
+        r.order_id: r.status for r in read_table(spark, clean_dir / "cleaned_deliveries").collect()
     }
     assert published == {k: v["status"] for k, v in deliveries.items()}
     record = load_watermark(watermark_path(clean_dir))
@@ -930,7 +917,23 @@ def test_a_snapshot_is_cut_at_the_watermark_and_the_next_one_catches_up(spark, t
     # The watermark itself, on the same event stores (orders to day 9.5, payments to 9, shipments
     # to 8): nothing in flight (every offset in Kafka landed, or the producers went quiet) cuts
     # nothing; a quiet partition does not hold the others back; and it never goes back.
-    stores = {t: read(spark, clean_dir / "events", t) for t in ("orders", "payments", "shipments")}
+    stores = {
+        t: read_table(spark, clean_dir / "events" / t) for t in ("orders", "payments", "shipments")
+    }
     assert event_watermark(stores, in_flight=set()).time == at(9, 12)
     assert event_watermark(stores, {("orders", 0), ("payments", 0)}).time == at(9)
     assert event_watermark(stores, {("shipments", 0)}, not_before=at(9)).time == at(9)
+
+
+def test_progress_of_two_batches_adds_up_as_one_scan():
+    """Counts add, the latest event time is the later one, and a batch without event times
+    neither hides nor invents one (an incremental build's watermark inputs)."""
+    from spark.watermark import add_progress, watermark_of
+
+    before = [("orders", 0, 5, 100), ("orders", 1, 2, None), ("payments", 0, 3, 90)]
+    batch = [("orders", 0, 2, 80), ("orders", 1, 1, 120), ("payments", 0, 4, None)]
+    total = add_progress(before, batch)
+    assert total == [("orders", 0, 7, 100), ("orders", 1, 3, 120), ("payments", 0, 7, 90)]
+    assert add_progress(total, []) == total
+    assert watermark_of(total, {("payments", 0)}).micros == 90
+    assert watermark_of(before, set()).micros == 100  # orders/1 has no event time: left out

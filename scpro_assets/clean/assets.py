@@ -48,7 +48,9 @@ class CleanConfig(dg.Config):
     """Run options for the clean layer."""
 
     full_refresh: bool = False
-    """Rebuild the event stores from every raw file instead of only the new ones."""
+    """Rebuild the event stores from every raw file, and every entity from every event, instead
+    of merging only what the new ones touch (the feature table follows: it rebuilds when its
+    entities were rewritten)."""
 
 
 @dg.multi_asset(
@@ -56,10 +58,10 @@ class CleanConfig(dg.Config):
         dg.AssetSpec(
             name,
             group_name="clean",
-            kinds={"spark", "parquet"},
+            kinds={"spark", "delta"},
             owners=[OWNER],
             description=ENTITY_DESCRIPTIONS[name]
-            + f" Parquet at lake/clean/{name} (atomically swapped versions).",
+            + f" Delta table at lake/clean/{name}, merged by key each cycle.",
             deps=[dg.AssetKey(f"raw_{t}") for t in BUSINESS_TOPICS],
         )
         for name in ENTITIES
@@ -74,7 +76,7 @@ def clean_entities(
     lake: LakeResource,
     kafka: KafkaResource,
 ):
-    """Read new raw ranges into the event stores, then rebuild and publish the cleaned entities.
+    """Read new raw ranges into the event stores, then merge the keys they touch into the entities.
 
     The entities are cut at the event-time watermark; which partitions still have events in
     flight is asked of Kafka before the raw files are read (see :func:`partitions_in_flight`).
@@ -87,7 +89,9 @@ def clean_entities(
         f"{sum(update.new_events.values())} new events, "
         f"{sum(update.duplicates_dropped.values())} duplicates dropped in {update.seconds:.1f}s"
     )
-    build = build_entities(spark, lake.clean_dir, lake.quarantine_dir, in_flight)
+    build = build_entities(
+        spark, lake.clean_dir, lake.quarantine_dir, in_flight, update.full_refresh
+    )
     watermark = build.watermark.time
     context.log.info(f"as of the watermark {watermark}: {build.watermark.after_watermark} wait")
     for name in ENTITIES:
@@ -100,7 +104,11 @@ def clean_entities(
                 "raw_files_read": dg.MetadataValue.json(update.raw_files_read),
                 "new_events": dg.MetadataValue.json(update.new_events),
                 "duplicates_dropped": dg.MetadataValue.json(update.duplicates_dropped),
+                "event_store_versions": dg.MetadataValue.json(update.versions),
                 "full_refresh": update.full_refresh,
+                "full_rebuild": build.full_rebuild,
+                "keys_recomputed": dg.MetadataValue.json(build.touched),
+                "delta_version": build.versions[name],
                 "quarantined_by_rules": dg.MetadataValue.json(build.quarantine_reasons),
                 "watermark": watermark.isoformat() if watermark else "none",
                 "events_after_watermark": dg.MetadataValue.json(build.watermark.after_watermark),
@@ -111,18 +119,19 @@ def clean_entities(
 
 @dg.asset(
     group_name="clean",
-    kinds={"spark", "parquet"},
+    kinds={"spark", "delta"},
     owners=[OWNER],
     deps=["cleaned_orders", "cleaned_order_items", "cleaned_deliveries", "cleaned_incidents"],
     description=(
         "One row per order with only what is known when it is placed (promise, mode/carrier, "
         "distance, basket, calendar, the customer's history and the origin's load up to that "
         "moment, open incidents) and the labels (delivery days, late) once known. "
-        "Point-in-time correct. Parquet at lake/clean/order_features."
+        "Point-in-time correct. Delta table at lake/clean/order_features, merged by order_id "
+        "for the orders whose features the entities' changes can alter."
     ),
 )
 def order_features(pyspark: LazyPySparkResource, lake: LakeResource) -> dg.MaterializeResult:
-    """Rebuild the order-time feature table from the cleaned entities."""
+    """Bring the order-time feature table up to the cleaned entities (merged by order_id)."""
     rows, path = build_features(pyspark.spark_session, lake.clean_dir)
     return dg.MaterializeResult(
         metadata={

@@ -1,84 +1,23 @@
-"""Publishing Spark outputs into the lake atomically, and remembering which raw files were read.
+"""Which raw range files the clean layer has already read, and their rows from Parquet footers.
 
-A dataset ``lake/clean/<name>`` is a symbolic link to an immutable version folder
-``lake/clean/.versions/<name>/<version>``. Publishing writes the new version completely, then swaps
-the link with one ``rename`` (atomic on POSIX), so a reader (dbt, DuckDB, a dashboard) sees the old
-version or the new one, never half of either. A few old versions are kept for readers that are
-still scanning them.
+The clean layer's own datasets are Delta tables (:mod:`spark.tables`): a commit is atomic, so
+readers see one version or the next, never half of either, and every version stays readable.
+What the raw layer holds is immutable range files, so remembering which were read (by name and
+size) is all an incremental read needs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
-
-KEEP_VERSIONS = 3
-
-
-def dataset_path(base: Path, name: str) -> Path:
-    """Stable path readers use for ``name``."""
-    return base / name
-
-
-def publish(df: DataFrame, base: Path, name: str, partition_by: str | None = None) -> Path:
-    """Write ``df`` as a new version of ``name`` and switch readers to it atomically."""
-    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
-    versions = base / ".versions" / name
-    target = versions / version
-    versions.mkdir(parents=True, exist_ok=True)
-    writer_df = df.repartition(partition_by) if partition_by else df.coalesce(4)
-    # "error" (a synonym of "errorifexists", the one Spark Connect's client accepts): a new
-    # version never overwrites anything.
-    writer = writer_df.write.mode("error")
-    if partition_by:
-        writer = writer.partitionBy(partition_by)
-    writer.parquet(str(target))
-    # An empty partitioned frame writes no Parquet file: keep the schema so readers still work.
-    (target / "_schema.json").write_text(df.schema.json())
-    link = dataset_path(base, name)
-    tmp_link = base / f".{name}.{uuid.uuid4().hex}.link"
-    os.symlink(os.path.relpath(target, base), tmp_link)
-    if link.exists() and not link.is_symlink():
-        shutil.rmtree(link)  # a plain folder from an older layout
-    os.replace(tmp_link, link)
-    for old in sorted(p for p in versions.iterdir() if p.is_dir())[:-KEEP_VERSIONS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def parquet_rows(files: list[Path]) -> int:
     """Rows in Parquet ``files``, from their footers (no Spark job, no data read)."""
     return sum(pq.read_metadata(f).num_rows for f in files)
-
-
-def published_rows(base: Path, name: str) -> int:
-    """Rows in the current version of ``name`` (0 if never published), from Parquet footers.
-
-    Counting a dataset just written with Spark is a job that reads it again; on a stream's small
-    increments each such job costs more than the data, and the footers hold the exact count.
-    """
-    path = dataset_path(base, name)
-    if not path.exists():
-        return 0
-    return parquet_rows(sorted(path.resolve().glob("**/part-*.parquet")))
-
-
-def read(spark: SparkSession, base: Path, name: str) -> DataFrame | None:
-    """The current version of ``name``, or None if it was never published."""
-    path = dataset_path(base, name)
-    if not path.exists():
-        return None
-    version = path.resolve()
-    schema = StructType.fromJson(json.loads((version / "_schema.json").read_text()))
-    return spark.read.schema(schema).parquet(str(version))
 
 
 class RawManifest:

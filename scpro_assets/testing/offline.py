@@ -37,12 +37,16 @@ def synthetic_events(count: int, seed: int) -> Iterator[SourceEvent]:
 
 
 def write_raw_lake(
-    events: Iterable[SourceEvent], raw_dir: Path, chunk: int = 50_000, partitions: int = 1
+    events: Iterable[SourceEvent],
+    raw_dir: Path,
+    chunk: int = 50_000,
+    partitions: int = 1,
+    first_offset: int = 0,
 ) -> tuple[int, int]:
     """Write ``events`` as landed raw range files; return (events, files) written.
 
     Offsets continue across chunks so file names and (partition, offset) pairs stay unique, as
-    they would on a real topic.
+    they would on a real topic; ``first_offset`` lands a later batch after earlier ones.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -60,7 +64,7 @@ def write_raw_lake(
                 mine = [r for r in rows if r["topic"] == topic and r["partition"] == partition]
                 if not mine:
                     continue
-                base = next_offset.get((topic, partition), 0)
+                base = next_offset.get((topic, partition), first_offset)
                 for row in mine:
                     row["offset"] += base
                 first, last = mine[0]["offset"], mine[-1]["offset"]

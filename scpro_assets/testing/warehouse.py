@@ -8,16 +8,18 @@ outputs (through the ML contract's own writer) so the prediction KPIs can be che
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pyarrow as pa
 
 from ml_assets.outputs import SCHEMAS, write_output
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
 from scpro_assets.sources.common import SourceEvent
@@ -58,6 +60,25 @@ def ensure_synthetic_lake(home: Path, orders: int = 1500, seed: int = 3) -> Sett
         build_clean_lake(live_stream(events, orders * 9 // 10), settings)
         marker.write_text(f"{orders} orders, seed {seed}\n")
     return settings
+
+
+def shared_synthetic_lake(basetemp: Path) -> Settings:
+    """:func:`ensure_synthetic_lake` under ``basetemp``, built once for all pytest-xdist workers.
+
+    The first worker to ask builds the lake in the run's root temporary folder, under a file lock
+    (the others wait for it); each worker then works on its own copy in its ``basetemp``
+    (``dbt-shared-lake``), which its tests may change (the warehouse, ML outputs). One Spark build
+    of the clean lake per test run, not one per worker.
+    """
+    home = basetemp / "dbt-shared-lake"
+    if not (home / _BUILT_MARKER).exists():
+        root = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+        with (root / "synthetic-lake.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            source = ensure_synthetic_lake(root / "synthetic-lake")
+        copy_lake(source, home)
+        shutil.copy2(source.home / _BUILT_MARKER, home / _BUILT_MARKER)
+    return settings_for(home)
 
 
 def copy_lake(source: Settings, home: Path, with_warehouse: bool = False) -> Settings:
@@ -107,15 +128,14 @@ def write_example_ml_outputs(settings: Settings, open_scored: int | None = None)
     are split into two segments; the registry holds one serving model; demand has one category.
     """
     clean = settings.clean_dir
-    con = duckdb.connect()
+    con = connect_lake()
     con.execute("set TimeZone = 'UTC'")
     deliveries = con.execute(
-        f"select order_id, delivery_days, status from read_parquet('{clean.resolve()}/"
-        "cleaned_deliveries/**/*.parquet') order by order_id"
+        "select order_id, delivery_days, status from "
+        f"{delta_scan_sql(clean / 'cleaned_deliveries')} order by order_id"
     ).fetchall()
     customers = con.execute(
-        f"select distinct customer_id from read_parquet('{clean.resolve()}/"
-        "cleaned_orders/**/*.parquet', hive_partitioning = true) order by 1"
+        f"select distinct customer_id from {delta_scan_sql(clean / 'cleaned_orders')} order by 1"
     ).fetchall()
     scored_at = datetime(2024, 6, 1, tzinfo=UTC)
     model = {"model_name": "example", "model_version": "v1", "scored_at": scored_at}

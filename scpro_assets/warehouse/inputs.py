@@ -1,38 +1,40 @@
 """What one warehouse build reads from the lake, pinned before dbt starts.
 
-dbt's sources read Parquet through DuckDB's ``read_parquet``. Two things make the lake's stable
-paths unsafe to hand to dbt as they are:
-
-- ``lake/clean/<name>`` is a link Spark swaps atomically. Staging views are read several times in
-  one build, so a swap mid-build could join one version of ``cleaned_orders`` with the next version
-  of ``cleaned_deliveries``. The pre-step resolves every link once, and the whole build reads those
-  immutable version folders.
-- A published dataset with no rows (an empty partitioned frame) holds no Parquet file at all, only
-  Spark's ``_schema.json``, and ``read_parquet`` on a glob that matches nothing fails. The pre-step
-  writes a typed, empty placeholder file from that schema, so the models build and are empty.
+The clean layer's datasets ``lake/clean/<name>`` are Delta tables that Spark merges into while dbt
+may be running, and a build reads them in several models, so a commit mid-build could join one
+version of ``cleaned_orders`` with the next version of ``cleaned_deliveries``. The pre-step pins
+each table's current version once; dbt reads exactly that version itself
+(``delta_scan('<table>', version => n)``, ``dbt_project/macros/source.sql``), DuckDB's ``delta``
+extension loaded from its wheel by the profile's plugin (:mod:`.delta_plugin`). Nothing is
+copied. The staging models over those tables are tables, never views: the warehouse and the
+serving snapshot must be readable without the extension (Evidence could not read them).
 
 The ``actions`` topic is read by dbt straight from its landed raw ranges (``raw`` source; see
-:data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them too.
+:data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them.
 
-The choices reach dbt as the ``scpro_inputs`` var (``{source table: read_parquet path}``). The
-``lake_inventory`` asset writes ``lake_inventory.parquet`` (rows, quarantined rows and last update
-of every raw, quarantine, clean and ML dataset, from Parquet footers) for ``data_health``.
+The choices reach dbt as the ``scpro_inputs`` var (``{source table: path}``) and the
+``scpro_versions`` var (``{clean table: Delta version}``). The ``lake_inventory`` asset writes
+``lake_inventory.parquet`` (rows, quarantined rows and last update of every raw, quarantine, clean
+and ML dataset) for ``data_health``.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml_assets.outputs import ML_OUTPUTS, SCHEMAS, output_path
-from scpro_assets.clean.pipeline import ENTITIES, FEATURES
+from scpro_assets.clean.pipeline import ENTITIES, FEATURES, QUARANTINE
 from scpro_assets.ingest.landing import RAW_SCHEMA
+from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.settings import ACTIONS_TOPIC, TOPICS, Settings
+from spark.tables import current_version
 
 #: The clean datasets dbt reads (the ``clean`` source), each a Dagster asset of the same name.
 CLEAN_DATASETS: tuple[str, ...] = (*ENTITIES, FEATURES)
@@ -49,61 +51,29 @@ _QUARANTINE_ENTITY = {
     "incidents": "cleaned_incidents",
 }
 
-_SPARK_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "long": pa.int64(),
-    "integer": pa.int32(),
-    "short": pa.int16(),
-    "byte": pa.int8(),
-    "double": pa.float64(),
-    "float": pa.float32(),
-    "boolean": pa.bool_(),
-    # Spark writes INT96 timestamps, which DuckDB reads as a naive (UTC) timestamp.
-    "timestamp": pa.timestamp("us"),
-    "timestamp_ntz": pa.timestamp("us"),
-    "date": pa.date32(),
-    "binary": pa.binary(),
-}
-
 
 @dataclass
 class WarehouseInputs:
-    """The ``read_parquet`` path of every source table, and what was found in the lake."""
+    """The path of every source table, the pinned version of each clean one, what was found."""
 
     paths: dict[str, str] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
     placeholders: list[str] = field(default_factory=list)
     raw_placeholders: list[str] = field(default_factory=list)
     ml_placeholders: list[str] = field(default_factory=list)
 
     def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
         """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
-        return {"scpro_inputs": self.paths, "warehouse_path": str(warehouse_path)}
+        return {
+            "scpro_inputs": self.paths,
+            "scpro_versions": self.versions,
+            "warehouse_path": str(warehouse_path),
+        }
 
 
 def inputs_dir(settings: Settings) -> Path:
     """Where the pre-step keeps its placeholders and the lake inventory."""
     return settings.home / "warehouse_inputs"
-
-
-def spark_type_to_arrow(spark_type: object) -> pa.DataType:
-    """The Arrow type of a Spark schema JSON type (complex types become JSON strings)."""
-    if isinstance(spark_type, str):
-        if spark_type.startswith("decimal("):
-            precision, scale = spark_type[len("decimal(") : -1].split(",")
-            return pa.decimal128(int(precision), int(scale))
-        return _SPARK_TYPES.get(spark_type, pa.string())
-    return pa.string()
-
-
-def spark_schema_to_arrow(schema_json: str) -> pa.Schema:
-    """The Arrow schema of a Spark ``StructType.json()`` document."""
-    fields = json.loads(schema_json)["fields"]
-    return pa.schema([pa.field(f["name"], spark_type_to_arrow(f["type"])) for f in fields])
-
-
-def _parquet_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith((".", "_")))
 
 
 def _rows(files: list[Path]) -> int:
@@ -114,25 +84,21 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
 
 
-def _pin_clean(settings: Settings, name: str, placeholders: Path, inputs: WarehouseInputs) -> Path:
-    """Resolve ``lake/clean/<name>`` to its version folder, or write an empty placeholder."""
-    link = settings.clean_dir / name
-    if not link.exists():
+def _pin_clean(settings: Settings, name: str, inputs: WarehouseInputs) -> None:
+    """Pin the Delta table ``lake/clean/<name>`` at its current version for this build.
+
+    Read from the table's log (no query): dbt then reads that version whatever Spark commits
+    meanwhile. A table never published is an error naming it (the clean group comes first).
+    """
+    table = settings.clean_dir / name
+    version = current_version(table)
+    if version is None:
         raise FileNotFoundError(
-            f"{link} has never been published: materialize the clean group "
+            f"{table} has never been published: materialize the clean group "
             "(clean_entities, order_features) before the warehouse"
         )
-    version = link.resolve()
-    inputs.versions[name] = str(version)
-    if _parquet_files(version):
-        inputs.paths[name] = f"{version}/**/*.parquet"
-    else:
-        schema = spark_schema_to_arrow((version / "_schema.json").read_text())
-        placeholder = placeholders / f"{name}.parquet"
-        pq.write_table(schema.empty_table(), placeholder)
-        inputs.paths[name] = str(placeholder)
-        inputs.placeholders.append(name)
-    return version
+    inputs.versions[name] = version
+    inputs.paths[name] = str(table)
 
 
 def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: WarehouseInputs) -> None:
@@ -169,27 +135,44 @@ def _pin_ml(settings: Settings, name: str, placeholders: Path, inputs: Warehouse
     inputs.ml_placeholders.append(name)
 
 
-def _clean_quarantine_counts(settings: Settings) -> dict[str, int]:
+def _clean_quarantine_counts(con: duckdb.DuckDBPyConnection, rules: Path) -> dict[str, int]:
     """Rows the clean layer quarantined by business rules, per clean dataset."""
-    files = _parquet_files((settings.quarantine_dir / "clean_rules").resolve())
-    counts: dict[str, int] = {}
-    for f in files:
-        for entity in pq.read_table(f, columns=["entity"]).column("entity").to_pylist():
-            dataset = _QUARANTINE_ENTITY.get(entity, entity)
-            counts[dataset] = counts.get(dataset, 0) + 1
-    return counts
+    rows = con.execute(f"select entity, count(*) from {delta_scan_sql(rules)} group by 1")
+    counts = dict(rows.fetchall())
+    return {_QUARANTINE_ENTITY.get(entity, entity): count for entity, count in counts.items()}
+
+
+def _table_facts(con: duckdb.DuckDBPyConnection, table: Path) -> tuple[datetime | None, int, str]:
+    """A lake table's last commit time, row count and Delta version, for the inventory."""
+    version = current_version(table)
+    if version is None:
+        return None, 0, "never published"
+    count = con.execute(f"select count(*) from {delta_scan_sql(table, version)}").fetchone()
+    committed = _mtime(table / "_delta_log" / f"{version:020d}.json")
+    return committed, int(count[0]) if count else 0, f"Delta version {version}"
 
 
 def _inventory(settings: Settings, now: datetime) -> pa.Table:
     rows: list[dict[str, object]] = []
 
     def add(layer: str, dataset: str, files: list[Path], quarantined: int, detail: str) -> None:
+        updated = max((_mtime(f) for f in files), default=None)
+        add_row(layer, dataset, updated, _rows(files), quarantined, detail)
+
+    def add_row(
+        layer: str,
+        dataset: str,
+        updated: datetime | None,
+        count: int,
+        quarantined: int,
+        detail: str,
+    ) -> None:
         rows.append(
             {
                 "layer": layer,
                 "dataset": dataset,
-                "last_updated_at": max((_mtime(f) for f in files), default=None),
-                "row_count": _rows(files),
+                "last_updated_at": updated,
+                "row_count": count,
                 "quarantined": quarantined,
                 "detail": detail,
                 "inventoried_at": now,
@@ -201,16 +184,14 @@ def _inventory(settings: Settings, now: datetime) -> pa.Table:
         bad = sorted((settings.quarantine_dir / topic).glob("partition-*/*.parquet"))
         add("ingest", f"raw_{topic}", raw, _rows(bad), f"{len(raw)} landed range files")
         add("quarantine", f"quarantine_{topic}", bad, 0, "events that failed their contract")
-    rules = settings.quarantine_dir / "clean_rules"
-    quarantined = _clean_quarantine_counts(settings) if rules.exists() else {}
-    rule_files = _parquet_files(rules.resolve()) if rules.exists() else []
-    add("quarantine", "clean_rules", rule_files, 0, "rows the clean layer's rules refused")
-    for name in CLEAN_DATASETS:
-        link = settings.clean_dir / name
-        version = link.resolve()
-        files = _parquet_files(version) if link.exists() else []
-        detail = version.name if link.exists() else "never published"
-        add("clean", name, files, quarantined.get(name, 0), detail)
+    rules = settings.quarantine_dir / QUARANTINE
+    with connect_lake() as con:
+        updated, count, _ = _table_facts(con, rules)
+        quarantined = _clean_quarantine_counts(con, rules) if count else {}
+        add_row("quarantine", QUARANTINE, updated, count, 0, "rows the clean layer's rules refused")
+        for name in CLEAN_DATASETS:
+            updated, count, detail = _table_facts(con, settings.clean_dir / name)
+            add_row("clean", name, updated, count, quarantined.get(name, 0), detail)
     for name in ML_OUTPUTS:
         path = output_path(settings.ml_dir, name)
         if not path.exists():
@@ -234,13 +215,15 @@ def _inventory(settings: Settings, now: datetime) -> pa.Table:
 
 
 def prepare_inputs(settings: Settings) -> WarehouseInputs:
-    """Pin the clean versions, fill the gaps with typed placeholders, inventory the lake."""
+    """Pin the clean tables' versions, fill raw gaps, inventory the lake."""
     work = inputs_dir(settings)
     placeholders = work / "empty"
     placeholders.mkdir(parents=True, exist_ok=True)
+    # Parquet copies of clean versions, pinned so by SCPro before dbt read the tables itself.
+    shutil.rmtree(work / "clean", ignore_errors=True)
     inputs = WarehouseInputs()
     for name in CLEAN_DATASETS:
-        _pin_clean(settings, name, placeholders, inputs)
+        _pin_clean(settings, name, inputs)
     for topic in DBT_RAW_TOPICS:
         _pin_raw(settings, topic, placeholders, inputs)
     for name in ML_OUTPUTS:
