@@ -278,14 +278,16 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 # The driver's path (delta-rs): an endless stream of new events, merged as it comes, so files
-# are written long before the merge could commit.
+# are written long before the merge could commit. Payloads are random (1.2 kB each, nothing to
+# compress), so a data file fills up to its target size within seconds.
+import os
 schema = pa.schema([("event_id", pa.string()), ("event_month", pa.string()),
                     ("payload", pa.string())])
 def batches():
-    for start in range(0, 2_000_000_000, 100_000):
-        ids = pa.array([f"new{n}" for n in range(start, start + 100_000)])
-        yield pa.record_batch([ids, pa.array(["2024-03"] * 100_000), pa.array(["k"] * 100_000)],
-                              schema=schema)
+    for start in range(0, 2_000_000_000, 20_000):
+        ids = pa.array([f"new{n}" for n in range(start, start + 20_000)])
+        payloads = pa.array([os.urandom(600).hex() for _ in range(20_000)])
+        yield pa.record_batch([ids, pa.array(["2024-03"] * 20_000), payloads], schema=schema)
 (DeltaTable(sys.argv[1])
     .merge(pa.RecordBatchReader.from_batches(schema, batches()), source_alias="s",
            target_alias="t", streamed_exec=True,
