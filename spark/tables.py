@@ -31,6 +31,7 @@ from uuid import uuid4
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
+from deltalake.table import TableMerger
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -262,19 +263,20 @@ def _insert_new_from_driver(
     months = pc.unique(keys.column(partition_by)).to_pylist()
     values = ", ".join(sorted(_sql_literal(value) for value in months))
     metrics = (
-        DeltaTable(str(path))
-        .merge(
-            rows,
-            predicate=f"t.{key} = s.{key} and t.{partition_by} in ({values})",
-            source_alias="s",
-            target_alias="t",
-        )
+        _driver_merge(rows, path, f"t.{key} = s.{key} and t.{partition_by} in ({values})")
         .when_not_matched_insert_all()
         .execute()
     )
     inserted = int(metrics.get("num_target_rows_inserted", 0))
     # delta-rs, like Spark, commits nothing when the merge changes nothing.
     return (current_version(path) or version) if inserted else version, inserted
+
+
+def _driver_merge(rows: pa.Table, path: Path | str, predicate: str) -> TableMerger:
+    """A delta-rs merge of ``rows`` (alias ``s``) into the table (alias ``t``) on ``predicate``."""
+    return DeltaTable(str(path)).merge(
+        rows, predicate=predicate, source_alias="s", target_alias="t"
+    )
 
 
 def _reject_bad_partitions(bad: set, key: str, partition_by: str) -> None:
@@ -441,13 +443,7 @@ def _replace_keys_from_driver(
     """:func:`replace_keys` for a source collected to the driver: one delta-rs merge commit."""
     if rows.num_rows:
         (
-            DeltaTable(str(path))
-            .merge(
-                rows,
-                predicate=f"s._scpro_op = 'delete' and ({match})",
-                source_alias="s",
-                target_alias="t",
-            )
+            _driver_merge(rows, path, f"s._scpro_op = 'delete' and ({match})")
             .when_matched_delete()
             .when_not_matched_insert(
                 updates={column: f"s.{column}" for column in columns},
