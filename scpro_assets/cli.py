@@ -19,6 +19,7 @@ BENCHMARKS = (
     "replay",
     "ingest",
     "clean",
+    "incremental",
     "models",
     "warehouse",
     "dashboard",
@@ -294,6 +295,12 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
     show_default=True,
     help="Rounds of the chaos benchmark (every fault once per round, on its own broker).",
 )
+@click.option(
+    "--incremental-sizes",
+    default="100000,1000000,5000000",
+    show_default=True,
+    help="History sizes (events, comma-separated) the incremental benchmark times a cycle on.",
+)
 def bench(
     only: tuple[str, ...],
     replay_orders: int,
@@ -302,6 +309,7 @@ def bench(
     warehouse_events: int,
     latency_seconds: float,
     chaos_repetitions: int,
+    incremental_sizes: str,
 ) -> None:
     """Run the benchmarks; write bench-report.md and bench-report.json."""
     from scpro_assets.bench.run import run_all
@@ -309,7 +317,7 @@ def bench(
 
     settings = Settings.from_env()
     broker = EmbeddedKafka(settings)
-    needs_kafka = not only or set(only) & {"replay", "ingest", "latency"}
+    needs_kafka = not only or set(only) & {"replay", "ingest", "incremental", "latency"}
     started_here = needs_kafka and not broker.status().running and _is_embedded(settings)
     if started_here:
         broker.start()
@@ -323,6 +331,7 @@ def bench(
             warehouse_events=warehouse_events,
             latency_seconds=latency_seconds,
             chaos_repetitions=chaos_repetitions,
+            incremental_sizes=tuple(int(n) for n in incremental_sizes.split(",") if n.strip()),
         )
     finally:
         if started_here:

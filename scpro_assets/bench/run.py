@@ -26,6 +26,7 @@ def run_all(
     warehouse_events: int = 1_000_000,
     latency_seconds: float = 1200.0,
     chaos_repetitions: int = 3,
+    incremental_sizes: tuple[int, ...] | None = None,
 ) -> Report:
     """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
     report = Report()
@@ -43,6 +44,10 @@ def run_all(
         from scpro_assets.bench.clean import bench_clean
 
         bench_clean(settings, report, clean_sizes)
+    if "incremental" in which:
+        from scpro_assets.bench.incremental import SIZES, bench_incremental
+
+        bench_incremental(settings, report, incremental_sizes or SIZES)
     if "models" in which:
         from scpro_assets.bench.models import bench_models
 
