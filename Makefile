@@ -78,7 +78,7 @@ format: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -ra -n 2 --dist loadfile --durations=25
+	$(BIN)/pytest -q -ra -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # dbt's docs site for the published warehouse, served at http://127.0.0.1:8080.
 docs: setup
