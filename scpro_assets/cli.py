@@ -301,6 +301,14 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
     show_default=True,
     help="History sizes (events, comma-separated) the incremental benchmark times a cycle on.",
 )
+@click.option(
+    "--latency-history",
+    type=int,
+    default=1_000_000,
+    show_default=True,
+    help="Events of history the event-to-dashboard benchmark streams on top of (0: an empty "
+    "platform, as before issue #17).",
+)
 def bench(
     only: tuple[str, ...],
     replay_orders: int,
@@ -310,6 +318,7 @@ def bench(
     latency_seconds: float,
     chaos_repetitions: int,
     incremental_sizes: str,
+    latency_history: int,
 ) -> None:
     """Run the benchmarks; write bench-report.md and bench-report.json."""
     from scpro_assets.bench.run import run_all
@@ -332,6 +341,7 @@ def bench(
             latency_seconds=latency_seconds,
             chaos_repetitions=chaos_repetitions,
             incremental_sizes=tuple(int(n) for n in incremental_sizes.split(",") if n.strip()),
+            latency_history=latency_history,
         )
     finally:
         if started_here:

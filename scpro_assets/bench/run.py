@@ -27,6 +27,7 @@ def run_all(
     latency_seconds: float = 1200.0,
     chaos_repetitions: int = 3,
     incremental_sizes: tuple[int, ...] | None = None,
+    latency_history: int = 1_000_000,
 ) -> Report:
     """Run the chosen benchmarks and write ``bench-report.md`` and ``bench-report.json``."""
     report = Report()
@@ -67,7 +68,9 @@ def run_all(
     if "latency" in which:
         from scpro_assets.bench.latency import bench_event_to_dashboard
 
-        bench_event_to_dashboard(settings, report, steady_seconds=latency_seconds)
+        bench_event_to_dashboard(
+            settings, report, steady_seconds=latency_seconds, history_events=latency_history
+        )
     if "chaos" in which:
         from scpro_assets.bench.chaos import bench_chaos
 
