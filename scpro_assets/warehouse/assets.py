@@ -25,10 +25,12 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from pydantic import Field
 
 from ml_assets.outputs import ML_OUTPUTS
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS, KafkaSettings, Settings
+from scpro_assets.warehouse.changes import commit_changes
 from scpro_assets.warehouse.completeness import measure_completeness
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs, write_lake_inventory
 from scpro_assets.warehouse.project import dbt_project, manifest_path
@@ -93,6 +95,19 @@ def lake_inventory(lake: LakeResource) -> dg.MaterializeResult:
     )
 
 
+class WarehouseBuildConfig(dg.Config):
+    """Run options of the warehouse build."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description=(
+            "Rebuild every model from all of the lake (`dbt build --full-refresh`) instead of "
+            "replacing only what changed since the last complete build. Gives the same tables; "
+            "fct_at_risk_entries (first listed at, on the wall clock) starts its history again."
+        ),
+    )
+
+
 @dbt_assets(
     manifest=manifest_path(),
     project=dbt_project(),
@@ -100,23 +115,37 @@ def lake_inventory(lake: LakeResource) -> dg.MaterializeResult:
     name="warehouse_dbt",
 )
 def warehouse_dbt(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    lake: LakeResource,
+    config: WarehouseBuildConfig,
 ) -> Iterator[Any]:
-    """``dbt build`` of the selected models (and their tests) over pinned lake inputs."""
+    """``dbt build`` of the selected models (and their tests) over pinned lake inputs.
+
+    The incremental models replace only what changed since the last complete build
+    (:mod:`scpro_assets.warehouse.changes`); once a build of the whole project succeeded, its
+    inputs become the state the next build's changes are measured from.
+    """
     settings = lake_settings(lake)
     inputs = prepare_inputs(settings)
+    plan = inputs.changes.summary() if inputs.changes and not config.full_refresh else "full"
     context.log.info(
         f"pinned {len(inputs.versions)} clean datasets; empty placeholders for "
         f"{inputs.placeholders or 'none'}; ML outputs not published yet: "
-        f"{inputs.ml_placeholders or 'none'}"
+        f"{inputs.ml_placeholders or 'none'}; {plan}"
     )
     dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
-    invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
+    args = ["build", "--vars", dbt_vars, *(["--full-refresh"] if config.full_refresh else [])]
+    invocation = dbt.cli(args, context=context)
     # Each table's row count and each model's column types, read back once the model is built:
     # Dagster's Columns tab and the OpenLineage schema/outputStatistics facets show them.
     yield from (
         invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
     )
+    # Reached only when dbt succeeded (a failure raises at the end of the stream); a subset left
+    # models behind, so the changes it read stay to apply.
+    if inputs.changes and not context.is_subset:
+        commit_changes(settings, inputs.changes)
 
 
 @dg.asset(
