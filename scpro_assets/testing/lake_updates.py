@@ -141,3 +141,30 @@ def apply_micro_batch(settings: Settings, batch: int) -> dict[str, list[str]]:
     _upsert(incidents, _shift(touched, "opened_at", -1), ["incident_id"])
     _delete(incidents, "incident_id", incident_ids[-batch:][:1])
     return {"new": new_ids, "changed": changed, "delivered": delivered, "refused": refused}
+
+
+def add_latest_orders(settings: Settings, count: int, tag: str) -> int:
+    """A benchmark's micro-batch: ``count`` new orders and a quarter as many deliveries done.
+
+    The new orders copy the latest ``count`` ones (lines and delivery state too) under new ids, a
+    day later, as a live stream's next batch would; the oldest open orders of the batch before
+    are delivered. Returns the orders added.
+    """
+    orders = _table(settings, "cleaned_orders")
+    latest = orders.to_pyarrow_table(columns=["order_id", "order_time"])
+    latest = latest.sort_by([("order_time", "descending")]).slice(0, count)
+    sources = latest.column("order_id").to_pylist()
+    suffix = f"-{tag}"
+    for name in ("cleaned_orders", "cleaned_order_items", "cleaned_deliveries"):
+        table = _table(settings, name)
+        rows = _with_new_ids(_rows_of(table, "order_id", sources), "order_id", suffix)
+        keys = ["order_id", "item_id"] if name == "cleaned_order_items" else ["order_id"]
+        _upsert(table, _shift(rows, "order_time", 1), keys)
+    deliveries = _table(settings, "cleaned_deliveries")
+    state = _rows_of(deliveries, "order_id", sources)
+    still_open = pc.invert(pc.is_in(state.column("status"), pa.array(["delivered", "canceled"])))
+    done = state.filter(still_open).slice(0, count // 4)
+    status = pa.array(["delivered"] * done.num_rows, done.schema.field("status").type)
+    done = done.set_column(done.schema.get_field_index("status"), "status", status)
+    _upsert(deliveries, done, ["order_id"])
+    return len(sources)

@@ -154,10 +154,12 @@ def warehouse_dbt(
     owners=[OWNER],
     deps=list(warehouse_dbt.keys),
     description=(
-        "Read-only copy of the warehouse for the dashboard and Evidence, published after a "
+        "Read-only snapshot of the warehouse for the dashboard and Evidence, published after a "
         "successful dbt build: SCPRO_HOME/serving/current -> versions/<version>/ with "
-        "warehouse.duckdb, parquet/<model>.parquet and published.json; the link is swapped "
-        "atomically so readers never see a half-built state."
+        "warehouse.duckdb (views over the Parquet files), parquet/<model>.parquet or "
+        "parquet/<model>/<month>.parquet (unchanged ones hard-linked from the version before) "
+        "and published.json; the link is swapped atomically so readers never see a half-built "
+        "state."
     ),
 )
 def serving_snapshot(
@@ -183,6 +185,8 @@ def serving_snapshot(
             "path": dg.MetadataValue.path(str(publication.path)),
             "tables": dg.MetadataValue.json(publication.tables),
             "seconds": round(publication.seconds, 2),
+            "parts_written": publication.parts_written,
+            "parts_linked": publication.parts_linked,
             "pruned_versions": len(publication.pruned),
             "completeness": dg.MetadataValue.json([asdict(c) for c in completeness]),
             "events_landed": sum(c.events_landed for c in completeness),
