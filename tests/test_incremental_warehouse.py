@@ -151,3 +151,18 @@ def test_a_warehouse_without_committed_state_is_rebuilt_whole_through_the_same_p
     plan = dbt_invocation(fresh, ["run"]).changes
     assert plan is not None and plan.changes == {}
     assert set(plan.unknown) >= {"cleaned_orders", "late_risk_scores"}
+
+
+def test_the_cycle_leaves_the_per_column_tests_to_their_schedule():
+    from scpro_assets.warehouse.assets import (
+        SCHEDULED_TESTS,
+        WarehouseBuildConfig,
+        build_args,
+        warehouse_all_tests,
+    )
+
+    cycle = build_args("{}", WarehouseBuildConfig())
+    assert cycle[-3:] == ["--exclude", *SCHEDULED_TESTS] and "--full-refresh" not in cycle
+    everything = build_args("{}", WarehouseBuildConfig(all_tests=True, full_refresh=True))
+    assert "--exclude" not in everything and "--full-refresh" in everything
+    assert warehouse_all_tests.cron_schedule == "0 * * * *"

@@ -28,6 +28,7 @@ from dagster_dbt import (
 from pydantic import Field
 
 from ml_assets.outputs import ML_OUTPUTS
+from scpro_assets.automation import AUTOMATION_TAG
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS, KafkaSettings, Settings
 from scpro_assets.warehouse.changes import commit_changes
@@ -95,9 +96,22 @@ def lake_inventory(lake: LakeResource) -> dg.MaterializeResult:
     )
 
 
+#: dbt's selection of the tests that run on their own schedule (:data:`warehouse_all_tests`)
+#: rather than in every cycle: the per-column data tests declared with the models and sources
+#: (tagged ``scheduled`` in ``dbt_project.yml``) and the unit tests (they test SQL, not data).
+SCHEDULED_TESTS = ("tag:scheduled", "test_type:unit")
+
+
 class WarehouseBuildConfig(dg.Config):
     """Run options of the warehouse build."""
 
+    all_tests: bool = Field(
+        default=False,
+        description=(
+            "Run every dbt test: the per-column data tests and unit tests too, not only the "
+            "singular tests that guard every snapshot (the warehouse_all_tests schedule does)."
+        ),
+    )
     full_refresh: bool = Field(
         default=False,
         description=(
@@ -106,6 +120,16 @@ class WarehouseBuildConfig(dg.Config):
             "fct_at_risk_entries (first listed at, on the wall clock) starts its history again."
         ),
     )
+
+
+def build_args(dbt_vars: str, config: WarehouseBuildConfig) -> list[str]:
+    """The ``dbt build`` arguments of a warehouse run (Dagster adds its selection)."""
+    args = ["build", "--vars", dbt_vars]
+    if config.full_refresh:
+        args.append("--full-refresh")
+    if not config.all_tests:
+        args += ["--exclude", *SCHEDULED_TESTS]
+    return args
 
 
 @dbt_assets(
@@ -135,8 +159,7 @@ def warehouse_dbt(
         f"{inputs.ml_placeholders or 'none'}; {plan}"
     )
     dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
-    args = ["build", "--vars", dbt_vars, *(["--full-refresh"] if config.full_refresh else [])]
-    invocation = dbt.cli(args, context=context)
+    invocation = dbt.cli(build_args(dbt_vars, config), context=context)
     # Each table's row count and each model's column types, read back once the model is built:
     # Dagster's Columns tab and the OpenLineage schema/outputStatistics facets show them.
     yield from (
@@ -201,3 +224,29 @@ def serving_snapshot(
 
 
 warehouse_assets = [lake_inventory, warehouse_dbt, serving_snapshot]
+
+#: The warehouse build with every dbt test. Its runs are tagged as the automation's, so the
+#: instance runs them one at a time with the cycles (one writer of the warehouse file).
+warehouse_all_tests_job = dg.define_asset_job(
+    "warehouse_all_tests",
+    selection=dg.AssetSelection.assets(warehouse_dbt),
+    config=dg.RunConfig(ops={"warehouse_dbt": WarehouseBuildConfig(all_tests=True)}),
+    tags={AUTOMATION_TAG: "all_tests"},
+    description=(
+        "dbt build of every model (incremental: little to do) with all its data and unit tests, "
+        "the ones the automation's cycles leave out."
+    ),
+)
+
+#: Hourly: a per-column problem is reported within the hour, and costs no cycle its latency.
+warehouse_all_tests = dg.ScheduleDefinition(
+    name="warehouse_all_tests",
+    job=warehouse_all_tests_job,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour: every dbt test of the warehouse (the cycles run only the guards).",
+)
+
+warehouse_jobs = [warehouse_all_tests_job]
+warehouse_schedules = [warehouse_all_tests]
