@@ -128,7 +128,8 @@ def build_args(dbt_vars: str, config: WarehouseBuildConfig) -> list[str]:
     if config.full_refresh:
         args.append("--full-refresh")
     if not config.all_tests:
-        args += ["--exclude", *SCHEDULED_TESTS]
+        # one value: dagster-dbt moves an --exclude it finds to the end, with its first value only
+        args += ["--exclude", " ".join(SCHEDULED_TESTS)]
     return args
 
 
