@@ -161,30 +161,42 @@ def _write_watermark(con: duckdb.DuckDBPyConnection, record: dict[str, object] |
         )
 
 
-def _part_files(name: str, parts: list[str]) -> dict[str, str]:
+def _partition_column(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The date column ``name`` is published by month on, if it is a large table that has it."""
+    column = PARTITIONS.get(name)
+    found = con.execute(
+        "select count(*) from duckdb_columns() where database_name = 'built' "
+        "and schema_name = 'main' and table_name = ? and column_name = ?",
+        [name, column],
+    ).fetchone()
+    return column if column and found and found[0] else None
+
+
+def _part_files(name: str, column: str | None, parts: list[str]) -> dict[str, str]:
     """Each part of table ``name`` and its file, relative to the version's folder."""
-    if name not in PARTITIONS:
+    if column is None:
         return {WHOLE: f"parquet/{name}.parquet"}
     return {part: f"parquet/{name}/{part}.parquet" for part in sorted(parts)}
 
 
-def _part_sql(name: str) -> str:
-    """The part a row of ``name`` belongs to: the month of its date column, or the whole table."""
-    column = PARTITIONS.get(name)
+def _part_sql(column: str | None) -> str:
+    """The part a row belongs to: the month of its date ``column``, or the whole table."""
     if column is None:
         return f"'{WHOLE}'"
     return f"coalesce(strftime({_quote(column)}, '%Y-%m'), '{NULL_PART}')"
 
 
-def _fingerprints(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, tuple[int, str]]:
+def _fingerprints(
+    con: duckdb.DuckDBPyConnection, name: str, column: str | None
+) -> dict[str, tuple[int, str]]:
     """Each part's row count and fingerprint (count and sum of the rows' hashes) in the build."""
-    part = _part_sql(name)
     rows = con.execute(
-        f"select {part} as part, count(*), cast(sum(cast(hash(*columns(*)) as hugeint)) as varchar)"
+        f"select {_part_sql(column)} as part, count(*), "
+        "cast(sum(cast(hash(*columns(*)) as hugeint)) as varchar)"
         f" from built.main.{_quote(name)} group by all"
     ).fetchall()
     if not rows:  # an empty table is one empty file (a view needs a file for its columns)
-        return {WHOLE if name not in PARTITIONS else EMPTY_PART: (0, "0:None")}
+        return {WHOLE if column is None else EMPTY_PART: (0, "0:None")}
     return {str(p): (int(n), f"{n}:{h}") for p, n, h in rows}
 
 
@@ -196,9 +208,10 @@ def _publish_table(
     previous_prints: dict[str, str],
 ) -> tuple[int, dict[str, str], int]:
     """Write or link the parts of ``name``; create its view. Return rows, prints, parts written."""
-    found = _fingerprints(con, name)
+    column = _partition_column(con, name)
+    found = _fingerprints(con, name, column)
     prints = {part: fingerprint for part, (_, fingerprint) in found.items()}
-    files = _part_files(name, list(prints))
+    files = _part_files(name, column, list(prints))
     written = 0
     for part, relative in files.items():
         path = target / relative
@@ -207,7 +220,7 @@ def _publish_table(
         if before is not None and prints[part] == previous_prints.get(part) and before.is_file():
             os.link(before, path)
             continue
-        where = "false" if part == EMPTY_PART else f"{_part_sql(name)} = {_sql_string(part)}"
+        where = "false" if part == EMPTY_PART else f"{_part_sql(column)} = {_sql_string(part)}"
         select = f"select * from built.main.{_quote(name)} where {where}"
         con.execute(f"copy ({select}) to {_sql_string(str(path))} (format parquet)")
         written += 1
