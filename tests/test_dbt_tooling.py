@@ -43,6 +43,8 @@ def test_the_users_vars_and_target_path_are_kept_over_the_pins(empty_home, monke
     from scpro_assets.warehouse import inputs
 
     class Pinned:
+        changes = None  # no change sets: nothing to commit after the run
+
         def dbt_vars(self, warehouse: Path) -> dict:
             return {
                 "scpro_inputs": {"a": "/pin/a", "b": "/pin/b"},

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import dagster as dg
+import duckdb
 import pytest
 
 from scpro_assets.testing.warehouse import (
@@ -17,7 +18,10 @@ from scpro_assets.testing.warehouse import (
     shared_synthetic_lake,
     write_example_ml_outputs,
 )
-from scpro_assets.warehouse.serving import KEEP_VERSIONS, publish_snapshot
+from scpro_assets.warehouse.serving import KEEP_VERSIONS, open_snapshot, publish_snapshot
+
+#: Tables a reader counts in the tests below.
+TABLES = ("fct_orders", "at_risk_orders", "kpi_delivery_daily")
 
 #: Runs in its own process: resolve `current` once per batch, open it read-only, count the rows of
 #: three tables and compare them with that version's published.json.
@@ -83,7 +87,12 @@ def test_reader_sees_only_complete_versions_while_the_pipeline_rebuilds(serving_
         # One cycle (new model outputs, dbt build, publish) swaps the version under the reader;
         # a second cycle cost 50 s of the suite and proved nothing more.
         write_example_ml_outputs(settings, open_scored=7)
-        assert materialize_warehouse(settings, instance).success
+        # the automation's cycle: an incremental build, guarded by the singular tests only
+        result = materialize_warehouse(settings, instance, all_tests=False)
+        assert result.success
+        checks = {e.check_name for e in result.get_asset_check_evaluations()}
+        assert "assert_incremental_facts_hold_each_key_once" in checks
+        assert not any(name.startswith(("unique_", "not_null_")) for name in checks)
         expected_at_risk[settings.serving_current.resolve().name] = 7
         last = settings.serving_current.resolve().name
         stop.write_text(last)
@@ -104,8 +113,29 @@ def test_reader_sees_only_complete_versions_while_the_pipeline_rebuilds(serving_
 
 def test_publishing_keeps_the_newest_versions_and_points_current_at_the_last(serving_home):
     settings, _ = serving_home
-    publications = [publish_snapshot(settings) for _ in range(KEEP_VERSIONS + 2)]
+    # versions replaced within the grace period stay: a reader may still be on them
+    kept = [publish_snapshot(settings) for _ in range(KEEP_VERSIONS + 2)]
+    assert all(p.pruned == [] for p in kept)
+    publications = [publish_snapshot(settings, grace_seconds=0) for _ in range(KEEP_VERSIONS + 2)]
     versions = sorted(p.name for p in (settings.serving_dir / "versions").iterdir())
     assert versions == [p.version for p in publications][-KEEP_VERSIONS:]
     assert settings.serving_current.resolve() == publications[-1].path
     assert not list((settings.serving_dir).glob(".current.*"))
+    # nothing changed in the warehouse: every part of every version is the first one's file
+    assert publications[-1].parts_written == 0 and publications[-1].parts_linked > 0
+    with duckdb.connect(str(publications[-1].path / "warehouse.duckdb"), read_only=True) as con:
+        counts = {t: con.execute(f"select count(*) from main.{t}").fetchone()[0] for t in TABLES}
+    assert counts == {t: publications[-1].tables[t] for t in TABLES}
+
+
+def test_a_reader_keeps_its_version_files_while_newer_ones_are_published(serving_home):
+    """A reader that resolved a version just before it was replaced still reads all of it."""
+    settings, _ = serving_home
+    version, con = open_snapshot(settings)
+    with con:
+        before = con.execute("select count(*), sum(net_value) from main.fct_orders").fetchone()
+        for _ in range(KEEP_VERSIONS + 1):
+            publish_snapshot(settings)  # default grace: nothing just replaced is pruned
+        assert version.exists()
+        after = con.execute("select count(*), sum(net_value) from main.fct_orders").fetchone()
+    assert after == before

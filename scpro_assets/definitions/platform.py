@@ -28,7 +28,7 @@ from scpro_assets.clean.assets import clean_assets, spark_resource
 from scpro_assets.definitions.landing import build_ingest_definitions, ingest_resources
 from scpro_assets.definitions.landing import defs as ingest_defs
 from scpro_assets.settings import Settings
-from scpro_assets.warehouse.assets import warehouse_assets
+from scpro_assets.warehouse.assets import warehouse_assets, warehouse_jobs, warehouse_schedules
 from scpro_assets.warehouse.project import dbt_resource
 from sensors.alert_sensors import PLATFORM_ALERT_SENSORS
 from sensors.lineage_sensor import build_openlineage_sensor
@@ -50,8 +50,8 @@ def build_platform_definitions(
         # and dbt, which gain little from running side by side and starved each other when
         # they did. Runs still run side by side (the instance's run queue).
         executor=dg.in_process_executor,
-        jobs=ml_jobs,
-        schedules=ml_schedules,
+        jobs=[*ml_jobs, *warehouse_jobs],
+        schedules=[*ml_schedules, *warehouse_schedules],
         # Lineage covers the runs of both locations, so it reads the whole asset graph.
         sensors=[
             build_openlineage_sensor(asset_graph=whole_asset_graph),

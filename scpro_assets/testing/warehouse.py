@@ -107,16 +107,24 @@ def warehouse_resources(settings: Settings) -> dict[str, object]:
 
 
 def materialize_warehouse(
-    settings: Settings, instance: dg.DagsterInstance, raise_on_error: bool = True
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    raise_on_error: bool = True,
+    all_tests: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize lake_inventory, every dbt model (with its tests) and the serving snapshot."""
-    from scpro_assets.warehouse.assets import warehouse_assets
+    """Materialize lake_inventory, every dbt model (with its tests) and the serving snapshot.
+
+    ``all_tests=False`` runs the cycle's build as the automation does: the tests that guard
+    every snapshot only (the others run on the ``warehouse_all_tests`` schedule).
+    """
+    from scpro_assets.warehouse.assets import WarehouseBuildConfig, warehouse_assets
 
     return dg.materialize(
         warehouse_assets,
         instance=instance,
         resources=warehouse_resources(settings),
         raise_on_error=raise_on_error,
+        run_config=dg.RunConfig(ops={"warehouse_dbt": WarehouseBuildConfig(all_tests=all_tests)}),
     )
 
 

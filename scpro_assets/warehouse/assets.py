@@ -25,10 +25,13 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from pydantic import Field
 
 from ml_assets.outputs import ML_OUTPUTS
+from scpro_assets.automation import AUTOMATION_TAG
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS, KafkaSettings, Settings
+from scpro_assets.warehouse.changes import commit_changes
 from scpro_assets.warehouse.completeness import measure_completeness
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs, write_lake_inventory
 from scpro_assets.warehouse.project import dbt_project, manifest_path
@@ -93,6 +96,43 @@ def lake_inventory(lake: LakeResource) -> dg.MaterializeResult:
     )
 
 
+#: dbt's selection of the tests that run on their own schedule (:data:`warehouse_all_tests`)
+#: rather than in every cycle: the per-column data tests declared with the models and sources
+#: (tagged ``scheduled`` in ``dbt_project.yml``) and the unit tests (they test SQL, not data).
+SCHEDULED_TESTS = ("tag:scheduled", "test_type:unit")
+
+
+class WarehouseBuildConfig(dg.Config):
+    """Run options of the warehouse build."""
+
+    all_tests: bool = Field(
+        default=False,
+        description=(
+            "Run every dbt test: the per-column data tests and unit tests too, not only the "
+            "singular tests that guard every snapshot (the warehouse_all_tests schedule does)."
+        ),
+    )
+    full_refresh: bool = Field(
+        default=False,
+        description=(
+            "Rebuild every model from all of the lake (`dbt build --full-refresh`) instead of "
+            "replacing only what changed since the last complete build. Gives the same tables; "
+            "fct_at_risk_entries (first listed at, on the wall clock) starts its history again."
+        ),
+    )
+
+
+def build_args(dbt_vars: str, config: WarehouseBuildConfig) -> list[str]:
+    """The ``dbt build`` arguments of a warehouse run (Dagster adds its selection)."""
+    args = ["build", "--vars", dbt_vars]
+    if config.full_refresh:
+        args.append("--full-refresh")
+    if not config.all_tests:
+        # one value: dagster-dbt moves an --exclude it finds to the end, with its first value only
+        args += ["--exclude", " ".join(SCHEDULED_TESTS)]
+    return args
+
+
 @dbt_assets(
     manifest=manifest_path(),
     project=dbt_project(),
@@ -100,23 +140,36 @@ def lake_inventory(lake: LakeResource) -> dg.MaterializeResult:
     name="warehouse_dbt",
 )
 def warehouse_dbt(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    lake: LakeResource,
+    config: WarehouseBuildConfig,
 ) -> Iterator[Any]:
-    """``dbt build`` of the selected models (and their tests) over pinned lake inputs."""
+    """``dbt build`` of the selected models (and their tests) over pinned lake inputs.
+
+    The incremental models replace only what changed since the last complete build
+    (:mod:`scpro_assets.warehouse.changes`); once a build of the whole project succeeded, its
+    inputs become the state the next build's changes are measured from.
+    """
     settings = lake_settings(lake)
     inputs = prepare_inputs(settings)
+    plan = inputs.changes.summary() if inputs.changes and not config.full_refresh else "full"
     context.log.info(
         f"pinned {len(inputs.versions)} clean datasets; empty placeholders for "
         f"{inputs.placeholders or 'none'}; ML outputs not published yet: "
-        f"{inputs.ml_placeholders or 'none'}"
+        f"{inputs.ml_placeholders or 'none'}; {plan}"
     )
     dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
-    invocation = dbt.cli(["build", "--vars", dbt_vars], context=context)
+    invocation = dbt.cli(build_args(dbt_vars, config), context=context)
     # Each table's row count and each model's column types, read back once the model is built:
     # Dagster's Columns tab and the OpenLineage schema/outputStatistics facets show them.
     yield from (
         invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=False)
     )
+    # Reached only when dbt succeeded (a failure raises at the end of the stream); a subset left
+    # models behind, so the changes it read stay to apply.
+    if inputs.changes and not context.is_subset:
+        commit_changes(settings, inputs.changes)
 
 
 @dg.asset(
@@ -125,10 +178,12 @@ def warehouse_dbt(
     owners=[OWNER],
     deps=list(warehouse_dbt.keys),
     description=(
-        "Read-only copy of the warehouse for the dashboard and Evidence, published after a "
+        "Read-only snapshot of the warehouse for the dashboard and Evidence, published after a "
         "successful dbt build: SCPRO_HOME/serving/current -> versions/<version>/ with "
-        "warehouse.duckdb, parquet/<model>.parquet and published.json; the link is swapped "
-        "atomically so readers never see a half-built state."
+        "warehouse.duckdb (views over the Parquet files), parquet/<model>.parquet or "
+        "parquet/<model>/<month>.parquet (unchanged ones hard-linked from the version before) "
+        "and published.json; the link is swapped atomically so readers never see a half-built "
+        "state."
     ),
 )
 def serving_snapshot(
@@ -154,6 +209,8 @@ def serving_snapshot(
             "path": dg.MetadataValue.path(str(publication.path)),
             "tables": dg.MetadataValue.json(publication.tables),
             "seconds": round(publication.seconds, 2),
+            "parts_written": publication.parts_written,
+            "parts_linked": publication.parts_linked,
             "pruned_versions": len(publication.pruned),
             "completeness": dg.MetadataValue.json([asdict(c) for c in completeness]),
             "events_landed": sum(c.events_landed for c in completeness),
@@ -168,3 +225,29 @@ def serving_snapshot(
 
 
 warehouse_assets = [lake_inventory, warehouse_dbt, serving_snapshot]
+
+#: The warehouse build with every dbt test. Its runs are tagged as the automation's, so the
+#: instance runs them one at a time with the cycles (one writer of the warehouse file).
+warehouse_all_tests_job = dg.define_asset_job(
+    "warehouse_all_tests",
+    selection=dg.AssetSelection.assets(warehouse_dbt),
+    config=dg.RunConfig(ops={"warehouse_dbt": WarehouseBuildConfig(all_tests=True)}),
+    tags={AUTOMATION_TAG: "all_tests"},
+    description=(
+        "dbt build of every model (incremental: little to do) with all its data and unit tests, "
+        "the ones the automation's cycles leave out."
+    ),
+)
+
+#: Hourly: a per-column problem is reported within the hour, and costs no cycle its latency.
+warehouse_all_tests = dg.ScheduleDefinition(
+    name="warehouse_all_tests",
+    job=warehouse_all_tests_job,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour: every dbt test of the warehouse (the cycles run only the guards).",
+)
+
+warehouse_jobs = [warehouse_all_tests_job]
+warehouse_schedules = [warehouse_all_tests]

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from scpro_assets.settings import Settings
+from scpro_assets.warehouse.changes import ChangeSet, commit_changes
 from scpro_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
 
 #: dbt commands that read lake files, so the lake is pinned before they start.
@@ -41,13 +42,28 @@ CLI_TARGET = DBT_PROJECT_DIR / "target" / "scpro-dbt"
 DOCS_TARGET = DBT_PROJECT_DIR / "target" / "docs"
 
 
+#: dbt flags that narrow a build to part of the project.
+SELECTION_FLAGS = frozenset({"-s", "--select", "--exclude", "--selector", "-m", "--models"})
+
+
 @dataclass(frozen=True)
 class DbtInvocation:
-    """One dbt command line and the environment it runs in (cwd: the project folder)."""
+    """One dbt command line and the environment it runs in (cwd: the project folder).
+
+    ``changes`` are the lake changes the command reads (commands that read the lake): a build
+    of the whole project that succeeds commits them (:func:`run_dbt`).
+    """
 
     command: list[str]
     env: dict[str, str]
     target_path: Path
+    changes: ChangeSet | None = None
+
+    def builds_whole_project(self) -> bool:
+        """Whether this is a ``build`` or ``run`` of every model (no selection)."""
+        words = [arg.split("=", 1)[0] for arg in self.command[1:]]
+        command = next((arg for arg in self.command[1:] if not arg.startswith("-")), "build")
+        return command in ("build", "run") and not SELECTION_FLAGS & set(words)
 
 
 def _with_vars(args: list[str], pins: dict[str, Any]) -> list[str]:
@@ -90,10 +106,13 @@ def dbt_invocation(
     args = list(args) or ["build"]
     # dbt's global flags come before its command (`dbt --quiet build`): the first word is it.
     command = next((arg for arg in args if not arg.startswith("-")), "build")
+    changes = None
     if command in LAKE_COMMANDS:
         from scpro_assets.warehouse.inputs import prepare_inputs
 
-        args = _with_vars(args, prepare_inputs(settings).dbt_vars(settings.warehouse_path))
+        inputs = prepare_inputs(settings)
+        changes = inputs.changes
+        args = _with_vars(args, inputs.dbt_vars(settings.warehouse_path))
     target = _target_path(args, env, target_path)
     env.update(
         {
@@ -105,15 +124,21 @@ def dbt_invocation(
             "DBT_LOG_PATH": str(target),
         }
     )
-    return DbtInvocation([dbt_executable(), *args], env, target)
+    return DbtInvocation([dbt_executable(), *args], env, target, changes)
 
 
 def run_dbt(settings: Settings, args: list[str] | None = None) -> int:
-    """Run ``dbt <args>`` (default ``build``) on SCPro's project; return dbt's exit code."""
+    """Run ``dbt <args>`` (default ``build``) on SCPro's project; return dbt's exit code.
+
+    A build of the whole project that succeeds records the lake state it read, which the next
+    build's incremental models start from (:mod:`scpro_assets.warehouse.changes`).
+    """
     invocation = dbt_invocation(settings, args or [])
     process = subprocess.run(
         invocation.command, cwd=DBT_PROJECT_DIR, env=invocation.env, check=False
     )
+    if process.returncode == 0 and invocation.changes and invocation.builds_whole_project():
+        commit_changes(settings, invocation.changes)
     return process.returncode
 
 

@@ -12,10 +12,11 @@ serving snapshot must be readable without the extension (Evidence could not read
 The ``actions`` topic is read by dbt straight from its landed raw ranges (``raw`` source; see
 :data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them.
 
-The choices reach dbt as the ``scpro_inputs`` var (``{source table: path}``) and the
-``scpro_versions`` var (``{clean table: Delta version}``). The ``lake_inventory`` asset writes
-``lake_inventory.parquet`` (rows, quarantined rows and last update of every raw, quarantine, clean
-and ML dataset) for ``data_health``.
+The choices reach dbt as the ``scpro_inputs`` var (``{source table: path}``), the
+``scpro_versions`` var (``{clean table: Delta version}``) and the ``scpro_changes`` var (what
+changed since the last complete build, :mod:`scpro_assets.warehouse.changes`). The
+``lake_inventory`` asset writes ``lake_inventory.parquet`` (rows, quarantined rows and last update
+of every raw, quarantine, clean and ML dataset) for ``data_health``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from scpro_assets.clean.pipeline import ENTITIES, FEATURES, QUARANTINE
 from scpro_assets.ingest.landing import RAW_SCHEMA
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.settings import ACTIONS_TOPIC, TOPICS, Settings
+from scpro_assets.warehouse.changes import ChangeSet, prepare_changes
 from spark.tables import current_version
 
 #: The clean datasets dbt reads (the ``clean`` source), each a Dagster asset of the same name.
@@ -61,12 +63,14 @@ class WarehouseInputs:
     placeholders: list[str] = field(default_factory=list)
     raw_placeholders: list[str] = field(default_factory=list)
     ml_placeholders: list[str] = field(default_factory=list)
+    changes: ChangeSet | None = None
 
     def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
         """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
         return {
             "scpro_inputs": self.paths,
             "scpro_versions": self.versions,
+            "scpro_changes": self.changes.changes if self.changes else {},
             "warehouse_path": str(warehouse_path),
         }
 
@@ -232,6 +236,8 @@ def prepare_inputs(settings: Settings) -> WarehouseInputs:
     if not inventory_path.exists():  # a build without the lake_inventory asset upstream
         write_lake_inventory(settings)
     inputs.paths["lake_inventory"] = str(inventory_path)
+    ml_paths = {name: inputs.paths[name] for name in ML_OUTPUTS}
+    inputs.changes = prepare_changes(settings, inputs.versions, ml_paths)
     return inputs
 
 

@@ -1,24 +1,35 @@
-"""The serving snapshot: a read-only copy of the warehouse, published atomically.
+"""The serving snapshot: a read-only view of the warehouse, published atomically, flat in cost.
 
 DuckDB allows one writer per file, and dbt holds the warehouse's write lock for a whole build, so
 readers (the Panel app, Evidence, analysts) never open ``warehouse.duckdb``. After a successful
-build, :func:`publish_snapshot`:
+build, :func:`publish_snapshot` writes a new version without copying the warehouse:
 
-1. copies every table of schema ``main`` (the marts and ``kpi_*``) into a new file
-   ``serving/versions/.<version>.tmp/warehouse.duckdb`` (ATTACH the warehouse read-only, CREATE
-   TABLE AS per table: staging and intermediate views, which read lake paths, are not served),
-2. exports each of them as ``parquet/<model>.parquet`` (so a bigger engine can take the marts),
-   and adds ``snapshot_completeness``: per topic, the events landed against the offsets Kafka
-   held at the cut (:mod:`scpro_assets.warehouse.completeness`), so a snapshot says when it
-   is missing data,
-   With them ``snapshot_watermark``: the business time the clean layer cut the data at (issue
-   #15, :mod:`spark.watermark`), the dashboard's "Data as of",
-3. writes ``published.json`` ``{version, published_at, watermark, tables: {name: rows}}``,
-4. renames the folder to ``versions/<version>`` (complete before anyone can see it), then swaps
-   ``serving/current`` to it with ``os.replace`` of a fresh link: atomic on POSIX, so a reader
-   resolves either the old version or the new one, never a half-written one,
-5. prunes versions beyond the newest ``keep`` (a reader mid-query on an old version keeps its
-   open file: unlinking does not cut it off).
+1. every table of schema ``main`` (the marts and ``kpi_*``; staging and intermediate models are
+   not served) is published as Parquet: the large ones (:data:`PARTITIONS`: the facts and the
+   KPI marts, growing with history) one file per month of their date column,
+   ``parquet/<model>/<yyyy-mm>.parquet``, the others one file, ``parquet/<model>.parquet``. Each
+   part's fingerprint (row count and the sum of its rows' hashes, computed in the warehouse) is
+   compared with the previous version's (``fingerprints.json``): an unchanged part is a hard link
+   to the previous version's file (no byte written), a changed one is written from the warehouse.
+   A micro-batch touches the latest months and the small marts, so a publication writes what
+   changed, whatever the history's size. Plain Parquet, DuckDB views: no table format of our own;
+2. ``warehouse.duckdb`` is a small file of views, ``main.<model>`` over that version's own
+   files (absolute paths), which any DuckDB (Evidence's Node driver included) reads with no
+   extension. ``snapshot_completeness``: per topic, the events landed against the offsets Kafka
+   held at the cut (:mod:`scpro_assets.warehouse.completeness`), so a snapshot says when it is
+   missing data, and ``snapshot_watermark``: the business time the clean layer cut the data at
+   (issue #15, :mod:`spark.watermark`), the dashboard's "Data as of", are small tables in it
+   (and Parquet files beside the others),
+3. writes ``published.json`` ``{version, published_at, watermark, tables: {name: rows}}`` last
+   (atomically): the folder ``versions/<version>`` is written in place (the views name their
+   files' final paths) and is a version only once that file is there,
+4. swaps ``serving/current`` to it with ``os.replace`` of a fresh link: atomic on POSIX, so a
+   reader resolves either the old version or the new one, never a half-written one,
+5. prunes versions beyond the newest ``keep``, but never one that stopped being current less
+   than :data:`PRUNE_GRACE_SECONDS` ago: a view opens its Parquet files when queried, so a reader
+   that resolved a version just before it was replaced must still find its files for the rest of
+   its query batch (a file already open survives its unlinking; the hard links of later versions
+   keep shared data on disk).
 
 Readers resolve ``current`` once per query batch and open the file ``read_only``
 (:func:`open_snapshot`).
@@ -55,6 +66,38 @@ WATERMARK_TABLE = "snapshot_watermark"
 #: Published versions kept, the current one included.
 KEEP_VERSIONS = 5
 
+#: A version replaced less than this long ago is kept whatever ``keep`` says: readers that
+#: resolved it just before may still be running their query batch on it.
+PRUNE_GRACE_SECONDS = 600.0
+
+#: The served tables published one Parquet file per month of this date column (the ones that
+#: grow with history); the others are one file each.
+PARTITIONS: dict[str, str] = {
+    "fct_orders": "order_date",
+    "fct_deliveries": "order_date",
+    "fct_order_items": "order_date",
+    "fct_payments": "paid_date",
+    "fct_incidents": "opened_date",
+    "kpi_basket_daily": "period_start",
+    "kpi_delivery_daily": "period_start",
+    "kpi_predictions_daily": "period_start",
+    "kpi_incidents_daily": "period_start",
+    "kpi_delivery_weekly": "period_start",
+    "kpi_delay_weekly": "period_start",
+    "kpi_segments_weekly": "period_start",
+    "kpi_categories_weekly": "period_start",
+    "kpi_products_weekly": "period_start",
+}
+
+#: The file that makes a version complete (written last) and tells readers what it holds.
+PUBLISHED = "published.json"
+
+#: Each version's part fingerprints, which the next publication compares with.
+FINGERPRINTS = "fingerprints.json"
+
+#: Part names: a table published whole, rows without a date, an empty partitioned table.
+WHOLE, NULL_PART, EMPTY_PART = "whole", "no-date", "empty"
+
 
 @dataclass
 class Publication:
@@ -66,6 +109,8 @@ class Publication:
     completeness: list[TopicCompleteness] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    parts_written: int = 0
+    parts_linked: int = 0
 
 
 def _quote(identifier: str) -> str:
@@ -116,33 +161,112 @@ def _write_watermark(con: duckdb.DuckDBPyConnection, record: dict[str, object] |
         )
 
 
-def _copy_warehouse(
+def _partition_column(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The date column ``name`` is published by month on, if it is a large table that has it."""
+    column = PARTITIONS.get(name)
+    found = con.execute(
+        "select count(*) from duckdb_columns() where database_name = 'built' "
+        "and schema_name = 'main' and table_name = ? and column_name = ?",
+        [name, column],
+    ).fetchone()
+    return column if column and found and found[0] else None
+
+
+def _part_files(name: str, column: str | None, parts: list[str]) -> dict[str, str]:
+    """Each part of table ``name`` and its file, relative to the version's folder."""
+    if column is None:
+        return {WHOLE: f"parquet/{name}.parquet"}
+    return {part: f"parquet/{name}/{part}.parquet" for part in sorted(parts)}
+
+
+def _part_sql(column: str | None) -> str:
+    """The part a row belongs to: the month of its date ``column``, or the whole table."""
+    if column is None:
+        return f"'{WHOLE}'"
+    return f"coalesce(strftime({_quote(column)}, '%Y-%m'), '{NULL_PART}')"
+
+
+def _fingerprints(
+    con: duckdb.DuckDBPyConnection, name: str, column: str | None
+) -> dict[str, tuple[int, str]]:
+    """Each part's row count and fingerprint (count and sum of the rows' hashes) in the build."""
+    rows = con.execute(
+        f"select {_part_sql(column)} as part, count(*), "
+        "cast(sum(cast(hash(*columns(*)) as hugeint)) as varchar)"
+        f" from built.main.{_quote(name)} group by all"
+    ).fetchall()
+    if not rows:  # an empty table is one empty file (a view needs a file for its columns)
+        return {WHOLE if column is None else EMPTY_PART: (0, "0:None")}
+    return {str(p): (int(n), f"{n}:{h}") for p, n, h in rows}
+
+
+def _publish_table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    target: Path,
+    previous: Path | None,
+    previous_prints: dict[str, str],
+) -> tuple[int, dict[str, str], int]:
+    """Write or link the parts of ``name``; create its view. Return rows, prints, parts written."""
+    column = _partition_column(con, name)
+    found = _fingerprints(con, name, column)
+    prints = {part: fingerprint for part, (_, fingerprint) in found.items()}
+    files = _part_files(name, column, list(prints))
+    written = 0
+    for part, relative in files.items():
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        before = previous / relative if previous else None
+        if before is not None and prints[part] == previous_prints.get(part) and before.is_file():
+            os.link(before, path)
+            continue
+        where = "false" if part == EMPTY_PART else f"{_part_sql(column)} = {_sql_string(part)}"
+        select = f"select * from built.main.{_quote(name)} where {where}"
+        con.execute(f"copy ({select}) to {_sql_string(str(path))} (format parquet)")
+        written += 1
+    paths = ", ".join(_sql_string(str(target / relative)) for relative in files.values())
+    con.execute(f"create view main.{_quote(name)} as select * from read_parquet([{paths}])")
+    return sum(n for n, _ in found.values()), prints, written
+
+
+def _publish_tables(
     warehouse: Path,
     target: Path,
+    previous: Path | None,
     completeness: list[TopicCompleteness],
     watermark: dict[str, object] | None = None,
-) -> dict[str, int]:
-    """Copy the served tables into ``target/warehouse.duckdb`` and export them as Parquet."""
-    parquet_dir = target / "parquet"
-    parquet_dir.mkdir(parents=True)
+) -> tuple[dict[str, int], dict[str, dict[str, str]], int]:
+    """Publish the served tables into the version folder ``target``: Parquet files and views.
+
+    Returns each table's rows, each table's part fingerprints, and how many parts were written
+    (the others were linked from ``previous``).
+    """
+    (target / "parquet").mkdir(parents=True)
+    previous_prints: dict[str, dict[str, str]] = {}
+    if previous is not None and (previous / FINGERPRINTS).is_file():
+        previous_prints = json.loads((previous / FINGERPRINTS).read_text())
     tables: dict[str, int] = {}
+    prints: dict[str, dict[str, str]] = {}
+    written = 0
     with duckdb.connect(str(target / "warehouse.duckdb")) as con:
         con.execute(f"attach {_sql_string(str(warehouse))} as built (read_only)")
         written_here = (COMPLETENESS_TABLE, WATERMARK_TABLE)
         names = [n for n in served_tables(con, "built") if n not in written_here]
         for name in names:
-            table = _quote(name)
-            con.execute(f"create table main.{table} as select * from built.main.{table}")
+            tables[name], prints[name], parts = _publish_table(
+                con, name, target, previous, previous_prints.get(name, {})
+            )
+            written += parts
         con.execute("detach built")
         _write_completeness(con, completeness)
         _write_watermark(con, watermark)
-        for name in sorted([*names, *written_here]):
+        for name in written_here:
             (rows,) = con.execute(f"select count(*) from main.{_quote(name)}").fetchone()
             tables[name] = int(rows)
-            out = _sql_string(str(parquet_dir / f"{name}.parquet"))
+            out = _sql_string(str(target / "parquet" / f"{name}.parquet"))
             con.execute(f"copy main.{_quote(name)} to {out} (format parquet)")
         con.execute("checkpoint")
-    return tables
+    return dict(sorted(tables.items())), prints, written
 
 
 def _swap_current(serving_dir: Path, target: Path) -> None:
@@ -152,17 +276,26 @@ def _swap_current(serving_dir: Path, target: Path) -> None:
     os.replace(tmp_link, link)
 
 
-def _prune(versions_dir: Path, current: Path, keep: int) -> list[str]:
+def _published_at(version: str) -> float:
+    """When version ``version`` was published (its name starts with the UTC time)."""
+    stamp = version.split("-", 1)[0]
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC).timestamp()
+
+
+def _prune(versions_dir: Path, current: Path, keep: int, grace: float) -> list[str]:
     published = sorted(
-        p for p in versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        p for p in versions_dir.iterdir() if p.is_dir() and (p / PUBLISHED).is_file()
     )
     pruned = []
-    for old in published[:-keep]:
-        if old.resolve() != current:
+    now = time.time()
+    for index, old in enumerate(published[:-keep]):
+        # current until its successor was published: readers may still be on it for `grace`
+        replaced_at = _published_at(published[index + 1].name)
+        if old.resolve() != current and now - replaced_at >= grace:
             shutil.rmtree(old, ignore_errors=True)
             pruned.append(old.name)
-    for stale in versions_dir.glob(".*.tmp"):  # a publication that died half-way
-        if time.time() - stale.stat().st_mtime > 3600:
+    for stale in versions_dir.iterdir():  # a publication that died half-way (no published.json)
+        if not (stale / PUBLISHED).is_file() and now - stale.stat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
     return pruned
 
@@ -171,6 +304,7 @@ def publish_snapshot(
     settings: Settings,
     keep: int = KEEP_VERSIONS,
     completeness: list[TopicCompleteness] | None = None,
+    grace_seconds: float = PRUNE_GRACE_SECONDS,
 ) -> Publication:
     """Publish the warehouse's marts as a new read-only version (see the module docstring).
 
@@ -188,24 +322,30 @@ def publish_snapshot(
     version = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
     versions_dir = settings.serving_dir / "versions"
     versions_dir.mkdir(parents=True, exist_ok=True)
-    staging = versions_dir / f".{version}.tmp"
-    staging.mkdir()
+    # Written in place (the views name their files' final paths), invisible until `current`
+    # points at it, and complete once published.json is there (written last, atomically).
+    target = versions_dir / version
+    target.mkdir()
+    previous = settings.serving_current.resolve() if settings.serving_current.exists() else None
     try:
-        tables = _copy_warehouse(settings.warehouse_path, staging, completeness, watermark)
+        tables, prints, written = _publish_tables(
+            settings.warehouse_path, target, previous, completeness, watermark
+        )
+        (target / FINGERPRINTS).write_text(json.dumps(prints, indent=1, sort_keys=True))
         manifest = {
             "version": version,
             "published_at": now.replace(tzinfo=None).isoformat(),
             "watermark": (watermark or {}).get("watermark"),
             "tables": tables,
         }
-        (staging / "published.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        target = versions_dir / version
-        os.rename(staging, target)
+        pending = target / f".{PUBLISHED}.tmp"
+        pending.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(pending, target / PUBLISHED)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
         raise
     _swap_current(settings.serving_dir, target)
-    pruned = _prune(versions_dir, target.resolve(), keep)
+    pruned = _prune(versions_dir, target.resolve(), keep, grace_seconds)
     return Publication(
         version=version,
         path=target,
@@ -213,6 +353,8 @@ def publish_snapshot(
         completeness=completeness,
         pruned=pruned,
         seconds=time.perf_counter() - started,
+        parts_written=written,
+        parts_linked=sum(len(p) for p in prints.values()) - written,
     )
 
 

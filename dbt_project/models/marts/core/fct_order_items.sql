@@ -1,11 +1,25 @@
+-- Incremental: each build replaces the lines of the orders changed since the last complete build
+-- (int_order_changes; macros/incremental.sql), merging them on the line's key.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['order_id', 'item_id'],
+        incremental_strategy='merge',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_orders() }}",
+    )
+}}
+
 with
 
 items as (
     select * from {{ ref('stg_clean__order_items') }}
+    {{ changed_orders_filter() }}
 ),
 
 orders as (
     select * from {{ ref('int_orders_segmented') }}
+    {{ changed_orders_filter() }}
 ),
 
 final as (

@@ -1,11 +1,25 @@
+-- Incremental: each build replaces the rows of the orders changed since the last complete build
+-- (int_order_changes; macros/incremental.sql), merging them on the key.
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_id',
+        incremental_strategy='merge',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_orders() }}",
+    )
+}}
+
 with
 
 orders as (
     select * from {{ ref('int_orders_segmented') }}
+    {{ changed_orders_filter() }}
 ),
 
 deliveries as (
     select * from {{ ref('int_deliveries_scored') }}
+    {{ changed_orders_filter() }}
 ),
 
 final as (

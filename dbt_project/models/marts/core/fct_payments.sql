@@ -1,12 +1,13 @@
--- Payment events never change once landed, so new builds only append the event ids not seen yet
--- (the clean layer re-publishes the whole history each time; this keeps the warehouse's work
--- proportional to what is new). `dbt build --full-refresh` rebuilds it.
+-- Incremental: each build replaces the payment events the clean layer changed since the last
+-- complete build (it only ever adds them), merging them on the event id
+-- (macros/incremental.sql). `dbt build --full-refresh` rebuilds it.
 {{
     config(
         materialized='incremental',
         unique_key='event_id',
-        incremental_strategy='append',
+        incremental_strategy='merge',
         on_schema_change='fail',
+        pre_hook="{{ delete_changed('event_id', dataset_keys('cleaned_payments'), ['cleaned_payments']) }}",
     )
 }}
 
@@ -14,13 +15,8 @@ with
 
 payments as (
     select * from {{ ref('stg_clean__payments') }}
+    {{ changed_filter('event_id', dataset_keys('cleaned_payments'), ['cleaned_payments']) }}
 ),
-
-{% if is_incremental() %}
-already_loaded as (
-    select event_id from {{ this }}
-),
-{% endif %}
 
 final as (
     select
@@ -41,10 +37,6 @@ final as (
         cast(payments.paid_at as date) as paid_date,
 
     from payments
-    {% if is_incremental() %}
-    anti join already_loaded
-        on payments.event_id = already_loaded.event_id
-    {% endif %}
 )
 
 select * from final

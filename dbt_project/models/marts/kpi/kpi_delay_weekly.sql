@@ -1,9 +1,22 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='period_start',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_periods('week') }}",
+    )
+}}
+
 -- Late rate, mean and p90 delay per ISO week x region x carrier/mode, over delivered orders
 -- (p90 is not additive: it is computed here per cell; across cells read fct_deliveries).
+-- Incremental: a build recomputes only the weeks of the orders changed since the last complete
+-- build (macros/incremental.sql).
 with
 
 deliveries as (
     select * from {{ ref('fct_deliveries') }}
+    {{ changed_periods_filter('order_week', 'week') }}
 ),
 
 aggregated as (

@@ -1,8 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='period_start',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_periods('week') }}",
+    )
+}}
+
 -- Additive delivery measures per ISO week (Monday) x region x carrier/mode x category x segment.
+-- Incremental: a build recomputes only the weeks of the orders changed since the last complete
+-- build (macros/incremental.sql).
 with
 
 deliveries as (
     select * from {{ ref('fct_deliveries') }}
+    {{ changed_periods_filter('order_week', 'week') }}
 ),
 
 aggregated as (

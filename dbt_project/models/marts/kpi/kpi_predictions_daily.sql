@@ -1,10 +1,23 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='period_start',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_periods('day') }}",
+    )
+}}
+
 -- How the models do, per day x region x carrier/mode: mean gap between predicted and actual
 -- delivery days over delivered orders that were scored, and the share of high-risk open orders.
 -- Empty until a model has scored an order.
+-- Incremental: a build recomputes only the days of the orders changed since the last complete
+-- build (macros/incremental.sql).
 with
 
 deliveries as (
     select * from {{ ref('fct_deliveries') }}
+    {{ changed_periods_filter('order_date', 'day') }}
 ),
 
 scored as (

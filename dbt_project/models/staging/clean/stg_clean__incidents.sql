@@ -1,7 +1,19 @@
+-- Incremental: a build replaces the rows of the keys the clean layer changed since the last
+-- complete build (macros/incremental.sql).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_source_rows('cleaned_incidents', 'incident_id') }}",
+    )
+}}
+
 with
 
 source as (
     select * from {{ source('clean', 'cleaned_incidents') }}
+    {{ changed_source_rows('cleaned_incidents', 'incident_id') }}
 ),
 
 renamed as (

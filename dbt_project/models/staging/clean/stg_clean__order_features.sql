@@ -1,7 +1,19 @@
+-- Incremental: a build replaces the rows of the keys the clean layer changed since the last
+-- complete build (macros/incremental.sql).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_source_rows('order_features', 'order_id') }}",
+    )
+}}
+
 with
 
 source as (
     select * from {{ source('clean', 'order_features') }}
+    {{ changed_source_rows('order_features', 'order_id') }}
 ),
 
 renamed as (
