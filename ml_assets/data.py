@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 
@@ -44,14 +45,17 @@ def read_clean(
     columns: list[str] | None = None,
     version: int | None = None,
     order_ids: Sequence[str] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> LakeTable:
     """Read the Delta table ``lake/clean/<name>`` into pandas, as of ``version`` or the latest.
 
     Read through DuckDB's ``delta`` extension (from its wheel: :mod:`scpro_assets.lake_duckdb`),
     pinned to the version found first, so the frame is exactly that version even while Spark
     commits the next one. ``order_ids`` keeps only those orders' rows (what an incremental
-    scoring cycle looks up). Raises ``FileNotFoundError`` with the asset to materialize when the
-    table is missing, since an empty model would be worse than a clear failure.
+    scoring cycle looks up). ``con``, a connection of :func:`connect_lake`, saves loading the
+    extension again for each table read together (left open). Raises ``FileNotFoundError`` with
+    the asset to materialize when the table is missing, since an empty model would be worse than
+    a clear failure.
     """
     table = clean_dir / name
     if version is None:
@@ -60,7 +64,8 @@ def read_clean(
         raise FileNotFoundError(
             f"{table} does not exist: materialize the Spark asset {name!r} first"
         )
-    con = connect_lake()
+    own = con is None
+    con = connect_lake() if con is None else con
     try:
         con.execute("set TimeZone = 'UTC'")
         selected = "*" if not columns else ", ".join(f'"{c}"' for c in columns)
@@ -71,7 +76,8 @@ def read_clean(
             query += " where order_id in (select order_id from scpro_wanted_orders)"
         frame = con.execute(query).df()
     finally:
-        con.close()
+        if own:
+            con.close()
     for column in frame.columns:
         # Zoned timestamps come back in the session's zone (UTC); naive ones are UTC instants.
         if pd.api.types.is_datetime64_dtype(frame[column]):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from ml_assets.incremental import (
     CLOSED_STATUSES,
@@ -321,18 +322,21 @@ def orders_to_score(
     plan pinned), else their latest versions.
     """
     from ml_assets.data import read_clean
+    from scpro_assets.lake_duckdb import connect_lake
 
     versions = versions or pin_inputs(clean_dir)
-    features = read_clean(
-        clean_dir, FEATURES, version=versions[FEATURES].version, order_ids=order_ids
-    )
-    deliveries = read_clean(
-        clean_dir,
-        DELIVERIES,
-        ["order_id", "status"],
-        version=versions[DELIVERIES].version,
-        order_ids=order_ids,
-    )
+    with connect_lake() as con:
+        features = read_clean(
+            clean_dir, FEATURES, version=versions[FEATURES].version, order_ids=order_ids, con=con
+        )
+        deliveries = read_clean(
+            clean_dir,
+            DELIVERIES,
+            ["order_id", "status"],
+            version=versions[DELIVERIES].version,
+            order_ids=order_ids,
+            con=con,
+        )
     frame = features.frame.merge(deliveries.frame, on="order_id", how="left")
     is_open = ~frame["status"].isin(CLOSED_STATUSES).to_numpy()
     return frame, is_open
@@ -368,15 +372,11 @@ class ScoringRun:
         The population is the served rows' current scores, as when every cycle scored every
         order: open orders, else the last 30 days' (:func:`drift_population`).
         """
-        from ml_assets.data import read_clean
-
         served = self.served(["order_id", column, "is_open"]).to_pandas()
-        times = read_clean(
-            self.clean_dir,
-            FEATURES,
-            ["order_id", "order_time"],
-            version=self.plan.inputs[FEATURES].version,
-        ).frame
+        features = DeltaTable(
+            str(self.clean_dir / FEATURES), version=self.plan.inputs[FEATURES].version
+        )
+        times = features.to_pyarrow_table(columns=["order_id", "order_time"]).to_pandas()
         frame = served.merge(times, on="order_id", how="left")
         return frame[column].to_numpy(), frame, frame["is_open"].to_numpy(dtype=bool)
 

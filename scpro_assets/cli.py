@@ -20,6 +20,7 @@ BENCHMARKS = (
     "ingest",
     "clean",
     "models",
+    "scoring",
     "warehouse",
     "dashboard",
     "latency",
@@ -280,6 +281,13 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
 @click.option("--latency-samples", type=int, default=8, show_default=True)
 @click.option("--warehouse-events", type=int, default=1_000_000, show_default=True)
 @click.option(
+    "--scoring-orders",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Orders already scored when the scoring benchmark times a cycle of 1,000 changed ones.",
+)
+@click.option(
     "--latency-seconds",
     type=float,
     default=1200.0,
@@ -300,6 +308,7 @@ def bench(
     ingest_events: int,
     latency_samples: int,
     warehouse_events: int,
+    scoring_orders: int,
     latency_seconds: float,
     chaos_repetitions: int,
 ) -> None:
@@ -321,6 +330,7 @@ def bench(
             ingest_events,
             latency_samples,
             warehouse_events=warehouse_events,
+            scoring_orders=scoring_orders,
             latency_seconds=latency_seconds,
             chaos_repetitions=chaos_repetitions,
         )
