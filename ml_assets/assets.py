@@ -237,6 +237,7 @@ def _scores_metadata(run: ScoringRun, output: str, served: pa.Table) -> dict[str
         "model_name": run.entry["model_name"],
         "input_versions": dg.MetadataValue.json(inputs),
         "delta_version": -1 if run.version is None else run.version,
+        "committed": not run.plan.changes_nothing,
         "path": dg.MetadataValue.path(str(run.path)),
         **column_schema_metadata(SCHEMAS[output]),
     }

@@ -352,7 +352,7 @@ class ScoringRun:
     table: pa.Table
     seconds: float
     path: Path
-    #: The table's Delta version after the cycle (None when it committed nothing).
+    #: The served table's Delta version after the cycle (the same when it committed nothing).
     version: int | None
     output: str
     clean_dir: Path
@@ -397,8 +397,9 @@ def score_and_publish(
     path = output_path(settings.ml_dir, output)
     plan = plan_scoring(settings.clean_dir, path, entry)
     if plan.changes_nothing:
+        empty = SCHEMAS[output].empty_table()
         return ScoringRun(
-            entry, plan, SCHEMAS[output].empty_table(), 0.0, path, None, output, settings.clean_dir
+            entry, plan, empty, 0.0, path, current_version(path), output, settings.clean_dir
         )
     frame, is_open = orders_to_score(
         settings.clean_dir, plan.inputs, None if plan.full else plan.order_ids

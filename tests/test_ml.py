@@ -531,8 +531,8 @@ def test_a_cycle_scores_only_new_and_changed_orders(scoring_lake, output: str):
     _assert_same_as_full_scoring(settings, output)
 
     again = score_and_publish(settings, task, output, scorer)
-    assert not again.plan.full and again.table.num_rows == 0 and again.version is None
-    assert current_version(first.path) == first.version  # no commit at all
+    assert not again.plan.full and again.table.num_rows == 0 and again.plan.changes_nothing
+    assert current_version(first.path) == again.version == first.version  # no commit at all
 
     before = _scores(settings, output)
     open_ids = frame.loc[frame["order_time"] > frame["order_time"].quantile(0.9), "order_id"]
