@@ -9,7 +9,8 @@ The cycle that follows is timed two ways, on the same lake and models:
 - *every order* (the scoring before issue #17): read every order, score every order (late risk
   with its occlusion reasons), rewrite each output whole as one Parquet file;
 - *incremental* (:func:`ml_assets.scoring.score_and_publish`): score the changed orders only and
-  merge them into the served Delta tables.
+  merge them into the served Delta tables, then read back what the assets report (the served
+  open orders, the drift check's population).
 
 A cycle with nothing changed, and the first (full) scoring into Delta, are reported too.
 """
@@ -132,14 +133,22 @@ def _every_order_cycle(run: Settings) -> float:
 
 
 def _incremental_cycle(run: Settings) -> tuple[float, dict[str, int]]:
-    """One cycle of :func:`ml_assets.scoring.score_and_publish`; its seconds and orders scored."""
+    """One cycle of the score assets; its seconds and the orders each scored.
+
+    What each asset does: :func:`ml_assets.scoring.score_and_publish`, then the served table's
+    figures and the drift check's population read back.
+    """
     from ml_assets.scoring import score_and_publish, score_delivery_time, score_late_risk
 
     scorers = {"delivery_time": score_delivery_time, "late_risk": score_late_risk}
+    columns = {"delivery_time": "predicted_delivery_days", "late_risk": "late_risk"}
     scored = {}
     started = time.perf_counter()
     for task, output in _SCORES:
-        scored[output] = score_and_publish(run, task, output, scorers[task]).table.num_rows
+        cycle = score_and_publish(run, task, output, scorers[task])
+        cycle.served(["is_open"])
+        cycle.drift_inputs(columns[task])
+        scored[output] = cycle.table.num_rows
     return time.perf_counter() - started, scored
 
 
