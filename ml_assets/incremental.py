@@ -39,7 +39,7 @@ from spark.tables import current_version, rewritten_since
 
 #: The commit metadata key holding a score table's :class:`ScoringState` (JSON).
 STATE_KEY = "scpro.scoring"
-#: Raised when the scoring code changes what a row holds (a reason's wording, a column): a table
+#: Bumped when the scoring code changes what a row holds (a reason's wording, a column): a table
 #: scored by another code version is scored again in full.
 SCORING_CODE_VERSION = 1
 #: The clean tables a score is computed from.

@@ -370,14 +370,23 @@ class ScoringRun:
         """The served ``column``, each order's time and open flag: what the drift check compares.
 
         The population is the served rows' current scores, as when every cycle scored every
-        order: open orders, else the last 30 days' (:func:`drift_population`).
+        order: open orders, else the last 30 days' (:func:`drift_population`). With enough open
+        orders only theirs are returned, and no order time is read (the population does not
+        need it, so ``order_time`` is null): reading and joining every order's time would make
+        each cycle's cost grow with the history.
         """
-        served = self.served(["order_id", column, "is_open"]).to_pandas()
+        served = self.served([column, "is_open"])
+        is_open = served.column("is_open").to_numpy(zero_copy_only=False).astype(bool)
+        if is_open.sum() >= MIN_ROWS_TO_JUDGE:
+            scores = served.column(column).to_numpy(zero_copy_only=False)[is_open]
+            frame = pd.DataFrame({"order_time": pd.Series(pd.NaT, index=range(len(scores)))})
+            return scores, frame, np.ones(len(scores), dtype=bool)
+        rows = self.served(["order_id", column, "is_open"]).to_pandas()
         features = DeltaTable(
             str(self.clean_dir / FEATURES), version=self.plan.inputs[FEATURES].version
         )
         times = features.to_pyarrow_table(columns=["order_id", "order_time"]).to_pandas()
-        frame = served.merge(times, on="order_id", how="left")
+        frame = rows.merge(times, on="order_id", how="left")
         return frame[column].to_numpy(), frame, frame["is_open"].to_numpy(dtype=bool)
 
 

@@ -565,7 +565,9 @@ def test_a_cycle_scores_only_new_and_changed_orders(scoring_lake, output: str):
     _assert_same_as_full_scoring(settings, output)
 
 
-def test_a_new_model_version_scores_every_order_again(scoring_lake):
+def test_a_new_model_version_scores_every_order_again(scoring_lake, monkeypatch):
+    import ml_assets.scoring as scoring
+
     settings, frame, results = scoring_lake
     first = score_and_publish(settings, "late_risk", "late_risk_scores", score_late_risk)
     save_task(results["late_risk"], settings.models_dir, {"order_features": {"rows": len(frame)}})
@@ -578,6 +580,16 @@ def test_a_new_model_version_scores_every_order_again(scoring_lake):
     assert set(served["model_version"]) == {entry["model_version"]}
     assert set(served["model_name"]) == {entry["model_name"]}
     _assert_same_as_full_scoring(settings, "late_risk_scores")
+
+    # The drift check compares the served scores: with fewer open orders than it judges on,
+    # every served order with its time (the last 30 days are chosen); with enough, the open ones.
+    scores, times, is_open = second.drift_inputs("late_risk")
+    assert len(scores) == len(served) and times["order_time"].notna().all()
+    assert is_open.sum() == served["is_open"].sum() < scoring.MIN_ROWS_TO_JUDGE
+    monkeypatch.setattr(scoring, "MIN_ROWS_TO_JUDGE", 50)
+    scores, _, is_open = second.drift_inputs("late_risk")
+    assert is_open.all()
+    assert sorted(scores) == sorted(served.loc[served["is_open"], "late_risk"])
 
 
 def test_a_cycle_killed_before_its_commit_scores_the_same_orders_next_time(
