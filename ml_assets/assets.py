@@ -14,6 +14,8 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from ml_assets import registry
@@ -217,13 +219,25 @@ def _no_model_in_service(settings: Settings, output: str, task: str) -> dg.Mater
     )
 
 
-def _scores_metadata(run: ScoringRun, output: str) -> dict[str, Any]:
-    """What every score asset reports: rows, open orders, the model, the file and its columns."""
+def _scores_metadata(run: ScoringRun, output: str, served: pa.Table) -> dict[str, Any]:
+    """What every score asset reports: the orders scored this cycle and why, the served table.
+
+    ``dagster/row_count`` and ``open_orders`` are of the served table (every order's current
+    score, as when each cycle scored every order); ``orders_scored`` is this cycle's work.
+    """
+    inputs = {name: pinned.version for name, pinned in run.plan.inputs.items()}
     return {
-        "dagster/row_count": run.table.num_rows,
-        "open_orders": int(run.is_open.sum()),
+        "dagster/row_count": served.num_rows,
+        "orders_served": served.num_rows,
+        "orders_scored": run.table.num_rows,
+        "scoring": "full" if run.plan.full else "incremental",
+        "scoring_reason": run.plan.reason,
+        "open_orders": int(pc.sum(served.column("is_open")).as_py() or 0),
         "model_version": run.entry["model_version"],
         "model_name": run.entry["model_name"],
+        "input_versions": dg.MetadataValue.json(inputs),
+        "delta_version": -1 if run.version is None else run.version,
+        "committed": not run.plan.changes_nothing,
         "path": dg.MetadataValue.path(str(run.path)),
         **column_schema_metadata(SCHEMAS[output]),
     }
@@ -231,61 +245,65 @@ def _scores_metadata(run: ScoringRun, output: str) -> dict[str, Any]:
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"tensorflow", "parquet"},
+    kinds={"tensorflow", "delta"},
     owners=[OWNER],
     deps=[delivery_time_model, dg.AssetKey("order_features"), dg.AssetKey("cleaned_deliveries")],
     check_specs=[drift_check_spec("delivery_time_predictions", "predicted days")],
     description="Predicted delivery days and time for every open order, and back-scores of "
     "delivered ones for predicted-vs-actual KPIs, by the serving delivery-time model (its version "
-    "on every row). Parquet at lake/ml/delivery_time_predictions (a dbt source).",
+    "on every row). Each run scores only new and changed orders (every order for a new model). "
+    "Delta table at lake/ml/delivery_time_predictions (a dbt source).",
 )
 def delivery_time_predictions(lake: LakeResource) -> dg.MaterializeResult:
-    """Score every order with the serving delivery-time model."""
+    """Score the new and changed orders with the serving delivery-time model."""
     settings = _settings(lake)
     if not registry.has_serving_model(settings.models_dir, "delivery_time"):
         return _no_model_in_service(settings, "delivery_time_predictions", "delivery_time")
     run = score_and_publish(
         settings, "delivery_time", "delivery_time_predictions", score_delivery_time
     )
-    days = run.table.column("predicted_delivery_days").to_numpy()
+    served = run.served(["is_open"])
+    days, frame, is_open = run.drift_inputs("predicted_delivery_days")
     return dg.MaterializeResult(
         metadata={
-            **_scores_metadata(run, "delivery_time_predictions"),
+            **_scores_metadata(run, "delivery_time_predictions", served),
             "orders_per_second": run.orders_per_second,
         },
         check_results=[
-            drift_check_result(run.entry, days, run.frame, run.is_open, "predicted_delivery_days")
+            drift_check_result(run.entry, days, frame, is_open, "predicted_delivery_days")
         ],
     )
 
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"tensorflow", "parquet"},
+    kinds={"tensorflow", "delta"},
     owners=[OWNER],
     deps=[late_risk_model, dg.AssetKey("order_features"), dg.AssetKey("cleaned_deliveries")],
     check_specs=[drift_check_spec("late_risk_scores", "late risk")],
     description="Late-risk probability, band (high = riskiest 20 % of training orders, medium = "
     "next 30 %) and the top reasons in an agent's words for every open order, plus back-scores of "
-    "delivered ones, by the serving late-risk model. Parquet at lake/ml/late_risk_scores.",
+    "delivered ones, by the serving late-risk model. Each run scores only new and changed orders "
+    "(every order for a new model). Delta table at lake/ml/late_risk_scores.",
 )
 def late_risk_scores(lake: LakeResource) -> dg.MaterializeResult:
-    """Score every order with the serving late-risk model and explain each score."""
+    """Score the new and changed orders with the serving late-risk model and explain each."""
     settings = _settings(lake)
     if not registry.has_serving_model(settings.models_dir, "late_risk"):
         return _no_model_in_service(settings, "late_risk_scores", "late_risk")
     run = score_and_publish(settings, "late_risk", "late_risk_scores", score_late_risk)
-    risk = run.table.column("late_risk").to_numpy()
-    bands = pd.Series(run.table.column("risk_band").to_pylist()).value_counts().to_dict()
+    served = run.served(["is_open", "risk_band"])
+    bands = pd.Series(served.column("risk_band").to_pylist()).value_counts().to_dict()
     thresholds = run.entry["hyperparameters"]["risk_band_thresholds"]
+    risk, frame, is_open = run.drift_inputs("late_risk")
     return dg.MaterializeResult(
         metadata={
-            **_scores_metadata(run, "late_risk_scores"),
+            **_scores_metadata(run, "late_risk_scores", served),
             "risk_bands": dg.MetadataValue.json(bands),
             "thresholds": dg.MetadataValue.json(thresholds),
             "orders_per_second_with_reasons": run.orders_per_second,
         },
-        check_results=[drift_check_result(run.entry, risk, run.frame, run.is_open, "late_risk")],
+        check_results=[drift_check_result(run.entry, risk, frame, is_open, "late_risk")],
     )
 
 

@@ -10,10 +10,13 @@ them directly; Spark is only needed to build them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from spark.tables import current_version
@@ -36,27 +39,45 @@ class LakeTable:
         return {"table": self.path, "version": self.version, "rows": self.rows}
 
 
-def read_clean(clean_dir: Path, name: str, columns: list[str] | None = None) -> LakeTable:
-    """Read the current version of the Delta table ``lake/clean/<name>`` into pandas.
+def read_clean(
+    clean_dir: Path,
+    name: str,
+    columns: list[str] | None = None,
+    version: int | None = None,
+    order_ids: Sequence[str] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> LakeTable:
+    """Read the Delta table ``lake/clean/<name>`` into pandas, as of ``version`` or the latest.
 
     Read through DuckDB's ``delta`` extension (from its wheel: :mod:`scpro_assets.lake_duckdb`),
     pinned to the version found first, so the frame is exactly that version even while Spark
-    commits the next one. Raises ``FileNotFoundError`` with the asset to materialize when the
-    table is missing, since an empty model would be worse than a clear failure.
+    commits the next one. ``order_ids`` keeps only those orders' rows (what an incremental
+    scoring cycle looks up). ``con``, a connection of :func:`connect_lake`, saves loading the
+    extension again for each table read together (left open). Raises ``FileNotFoundError`` with
+    the asset to materialize when the table is missing, since an empty model would be worse than
+    a clear failure.
     """
     table = clean_dir / name
-    version = current_version(table)
+    if version is None:
+        version = current_version(table)
     if version is None:
         raise FileNotFoundError(
             f"{table} does not exist: materialize the Spark asset {name!r} first"
         )
-    con = connect_lake()
+    own = con is None
+    con = connect_lake() if con is None else con
     try:
         con.execute("set TimeZone = 'UTC'")
         selected = "*" if not columns else ", ".join(f'"{c}"' for c in columns)
-        frame = con.execute(f"select {selected} from {delta_scan_sql(table, version)}").df()
+        query = f"select {selected} from {delta_scan_sql(table, version)}"
+        if order_ids is not None:
+            wanted = pa.table({"order_id": pa.array(list(order_ids), pa.string())})
+            con.register("scpro_wanted_orders", wanted)
+            query += " where order_id in (select order_id from scpro_wanted_orders)"
+        frame = con.execute(query).df()
     finally:
-        con.close()
+        if own:
+            con.close()
     for column in frame.columns:
         # Zoned timestamps come back in the session's zone (UTC); naive ones are UTC instants.
         if pd.api.types.is_datetime64_dtype(frame[column]):

@@ -1,8 +1,12 @@
 """The datasets the ML assets write and dbt reads as sources: names, schemas, atomic writes.
 
 This module is the contract between ``ml_assets`` (writers) and ``dbt_project`` (reader, through
-the ``ml`` source). Each dataset is one Parquet file, ``SCPRO_HOME/lake/ml/<name>/data.parquet``,
-replaced with a temporary file and an atomic rename, so dbt never reads half a file.
+the ``ml`` source). The per-order scores (:data:`SCORE_OUTPUTS`) are Delta tables,
+``SCPRO_HOME/lake/ml/<name>``: a scoring cycle merges the orders it scored by ``order_id`` in one
+commit and leaves every other row as served, so a cycle's cost follows its batch, not the history
+(:mod:`ml_assets.incremental`). Every other dataset is one Parquet file,
+``SCPRO_HOME/lake/ml/<name>/data.parquet``, replaced with a temporary file and an atomic rename.
+Either way dbt never reads half a write: a Delta reader sees only committed versions.
 
 Before any model has been trained the ML assets still publish their files, empty but with their
 schema (:func:`publish_empty`), so the KPI models that read predictions build and are
@@ -22,6 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+from spark.tables import current_version
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -124,17 +131,47 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 ML_OUTPUTS: tuple[str, ...] = tuple(SCHEMAS)
 
+#: The per-order scores: Delta tables merged by ``order_id`` (the others are Parquet files).
+SCORE_OUTPUTS: tuple[str, ...] = ("delivery_time_predictions", "late_risk_scores")
+
+#: The file a score table was before it became a Delta table (removed when the table is created).
+_LEGACY_FILE = "data.parquet"
+
 
 def output_path(ml_dir: Path, name: str) -> Path:
-    """Where dataset ``name`` lives (the file dbt's ``ml`` source reads)."""
+    """Where dataset ``name`` lives (what dbt's ``ml`` source reads): a Delta table or a file."""
+    if name in SCORE_OUTPUTS:
+        return ml_dir / name
     return ml_dir / name / "data.parquet"
 
 
-def write_output(ml_dir: Path, name: str, table: pa.Table) -> Path:
-    """Replace dataset ``name`` with ``table`` atomically (cast to the contract's schema)."""
-    schema = SCHEMAS[name]
-    table = table.select(schema.names).cast(schema)
+def is_published(ml_dir: Path, name: str) -> bool:
+    """Whether dataset ``name`` has been written (a committed Delta version, or its file)."""
     path = output_path(ml_dir, name)
+    if name in SCORE_OUTPUTS:
+        return current_version(path) is not None
+    return path.exists()
+
+
+def conform(name: str, table: pa.Table) -> pa.Table:
+    """``table`` with the contract's columns, in its order and types."""
+    schema = SCHEMAS[name]
+    return table.select(schema.names).cast(schema)
+
+
+def write_output(
+    ml_dir: Path, name: str, table: pa.Table, commit_metadata: dict[str, str] | None = None
+) -> Path:
+    """Replace dataset ``name`` with ``table`` atomically (cast to the contract's schema).
+
+    A score table is overwritten in one Delta commit carrying ``commit_metadata`` (the scoring
+    state, :mod:`ml_assets.incremental`; none means "no state": the next cycle scores in full).
+    """
+    table = conform(name, table)
+    path = output_path(ml_dir, name)
+    if name in SCORE_OUTPUTS:
+        write_score_table(path, table, commit_metadata)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp)
@@ -142,12 +179,43 @@ def write_output(ml_dir: Path, name: str, table: pa.Table) -> Path:
     return path
 
 
-def read_output(ml_dir: Path, name: str) -> pa.Table:
+def write_score_table(
+    path: Path, table: pa.Table, commit_metadata: dict[str, str] | None = None
+) -> int:
+    """Overwrite (or create) the score table at ``path`` in one commit; return its version.
+
+    The change data feed is on, as on the clean tables, so a reader (the warehouse) can follow
+    which orders a cycle re-scored. A Parquet file left by the layout before Delta is removed
+    once the table exists (no version references it; it would only mislead a reader of the
+    folder).
+    """
+    write_deltalake(
+        str(path),
+        table,
+        mode="overwrite",
+        schema_mode="overwrite",
+        configuration={"delta.enableChangeDataFeed": "true"},
+        commit_properties=CommitProperties(custom_metadata=commit_metadata or {}),
+    )
+    (path / _LEGACY_FILE).unlink(missing_ok=True)
+    version = current_version(path)
+    assert version is not None  # the write above committed
+    return version
+
+
+def read_output(ml_dir: Path, name: str, columns: list[str] | None = None) -> pa.Table:
     """Dataset ``name`` as written last (empty with its schema when never written)."""
+    schema = SCHEMAS[name]
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    if not is_published(ml_dir, name):
+        return schema.empty_table()
     path = output_path(ml_dir, name)
-    if not path.exists():
-        return SCHEMAS[name].empty_table()
-    return pq.read_table(path)
+    if name in SCORE_OUTPUTS:
+        table = DeltaTable(str(path)).to_pyarrow_table(columns=schema.names)
+    else:
+        table = pq.read_table(path, columns=schema.names)
+    return table.select(schema.names).cast(schema)
 
 
 def publish_empty(ml_dir: Path, name: str) -> Path:

@@ -6,12 +6,15 @@ customer-service agent by *occlusion*: each group of features is replaced by its
 value (:data:`REASON_GROUPS`), the order is re-scored, and the groups whose removal lowers the risk
 (in log-odds) most are its drivers, phrased with the order's own facts ("First Class: 95% late
 historically"). An order where no group stands out (every fact points the same way) gets none.
+
+A cycle scores only the orders that need it, new and changed ones, and keeps every other served
+row; a new serving model scores every order again (:mod:`ml_assets.incremental`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +23,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from deltalake import DeltaTable
 
+from ml_assets.incremental import (
+    CLOSED_STATUSES,
+    DELIVERIES,
+    FEATURES,
+    InputVersion,
+    ScoringPlan,
+    commit_scores,
+    pin_inputs,
+    plan_scoring,
+    removed_orders,
+)
 from ml_assets.models import IntervalModel, Servable, load_interval, load_model
-from ml_assets.outputs import SCHEMAS, write_output
+from ml_assets.outputs import SCHEMAS, conform, output_path, read_output, write_output
 from ml_assets.registry import file_sha256, serving_entry
 from ml_assets.training import population_stability
+from spark.tables import current_version
 
 if TYPE_CHECKING:
     from scpro_assets.settings import Settings
@@ -295,32 +311,83 @@ def score_drift(entry: dict[str, Any], scores: np.ndarray) -> float:
     return population_stability(entry["score_reference"], scores)
 
 
-def orders_to_score(clean_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """Every order with its features, and whether it is still open (not delivered or canceled)."""
-    from ml_assets.data import read_clean
+def orders_to_score(
+    clean_dir: Path,
+    versions: Mapping[str, InputVersion] | None = None,
+    order_ids: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Orders with their features, and whether each is still open (not delivered or canceled).
 
-    features = read_clean(clean_dir, "order_features")
-    deliveries = read_clean(clean_dir, "cleaned_deliveries", ["order_id", "status"])
+    Every order, or only ``order_ids``; the input tables as of ``versions`` (the ones a scoring
+    plan pinned), else their latest versions.
+    """
+    from ml_assets.data import read_clean
+    from scpro_assets.lake_duckdb import connect_lake
+
+    versions = versions or pin_inputs(clean_dir)
+    with connect_lake() as con:
+        features = read_clean(
+            clean_dir, FEATURES, version=versions[FEATURES].version, order_ids=order_ids, con=con
+        )
+        deliveries = read_clean(
+            clean_dir,
+            DELIVERIES,
+            ["order_id", "status"],
+            version=versions[DELIVERIES].version,
+            order_ids=order_ids,
+            con=con,
+        )
     frame = features.frame.merge(deliveries.frame, on="order_id", how="left")
-    is_open = ~frame["status"].isin(["delivered", "canceled"]).to_numpy()
+    is_open = ~frame["status"].isin(CLOSED_STATUSES).to_numpy()
     return frame, is_open
 
 
 @dataclass(frozen=True)
 class ScoringRun:
-    """One scoring pass of a serving model over every order, as published."""
+    """One scoring cycle of a serving model: the orders it scored, and the table it serves."""
 
     entry: dict[str, Any]
-    frame: pd.DataFrame
-    is_open: np.ndarray
+    plan: ScoringPlan
+    #: The rows scored this cycle (every order's in a full scoring).
     table: pa.Table
     seconds: float
     path: Path
+    #: The served table's Delta version after the cycle (the same when it committed nothing).
+    version: int | None
+    output: str
+    clean_dir: Path
 
     @property
     def orders_per_second(self) -> float:
-        """Scoring throughput of this pass."""
+        """Scoring throughput of this cycle (0 when it scored nothing)."""
         return round(self.table.num_rows / max(self.seconds, 1e-9), 1)
+
+    def served(self, columns: list[str]) -> pa.Table:
+        """``columns`` of every served row: this cycle's scores and those it kept."""
+        return read_output(self.path.parent, self.output, columns)
+
+    def drift_inputs(self, column: str) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+        """The served ``column``, each order's time and open flag: what the drift check compares.
+
+        The population is the served rows' current scores, as when every cycle scored every
+        order: open orders, else the last 30 days' (:func:`drift_population`). With enough open
+        orders only theirs are returned, and no order time is read (the population does not
+        need it, so ``order_time`` is null): reading and joining every order's time would make
+        each cycle's cost grow with the history.
+        """
+        served = self.served([column, "is_open"])
+        is_open = served.column("is_open").to_numpy(zero_copy_only=False).astype(bool)
+        if is_open.sum() >= MIN_ROWS_TO_JUDGE:
+            scores = served.column(column).to_numpy(zero_copy_only=False)[is_open]
+            frame = pd.DataFrame({"order_time": pd.Series(pd.NaT, index=range(len(scores)))})
+            return scores, frame, np.ones(len(scores), dtype=bool)
+        rows = self.served(["order_id", column, "is_open"]).to_pandas()
+        features = DeltaTable(
+            str(self.clean_dir / FEATURES), version=self.plan.inputs[FEATURES].version
+        )
+        times = features.to_pyarrow_table(columns=["order_id", "order_time"]).to_pandas()
+        frame = rows.merge(times, on="order_id", how="left")
+        return frame[column].to_numpy(), frame, frame["is_open"].to_numpy(dtype=bool)
 
 
 def score_and_publish(
@@ -329,11 +396,31 @@ def score_and_publish(
     output: str,
     scorer: Callable[[pd.DataFrame, np.ndarray, dict[str, Any]], pa.Table],
 ) -> ScoringRun:
-    """Score every order with the serving model of ``task`` and publish ``output``."""
+    """Score the orders that need it with the serving model of ``task``; publish ``output``.
+
+    Every order when the serving model or the scored table changed (:func:`plan_scoring`), else
+    only the new and changed orders, merged into the served table; either way in one commit
+    with the state that says what was scored (:mod:`ml_assets.incremental`).
+    """
     entry = serving_entry(settings.models_dir, task)
-    frame, is_open = orders_to_score(settings.clean_dir)
+    path = output_path(settings.ml_dir, output)
+    plan = plan_scoring(settings.clean_dir, path, entry)
+    if plan.changes_nothing:
+        empty = SCHEMAS[output].empty_table()
+        return ScoringRun(
+            entry, plan, empty, 0.0, path, current_version(path), output, settings.clean_dir
+        )
+    frame, is_open = orders_to_score(
+        settings.clean_dir, plan.inputs, None if plan.full else plan.order_ids
+    )
     started = time.perf_counter()
-    table = scorer(frame, is_open, entry)
+    table = scorer(frame, is_open, entry) if len(frame) else SCHEMAS[output].empty_table()
     seconds = time.perf_counter() - started
-    path = write_output(settings.ml_dir, output, table)
-    return ScoringRun(entry, frame, is_open, table, seconds, path)
+    table = conform(output, table)
+    if plan.full:
+        write_output(settings.ml_dir, output, table, plan.state.to_metadata())
+        version = current_version(path)
+    else:
+        removed = removed_orders(plan.order_ids, frame["order_id"].astype(str).tolist())
+        version = commit_scores(path, table, removed, plan.state)
+    return ScoringRun(entry, plan, table, seconds, path, version, output, settings.clean_dir)

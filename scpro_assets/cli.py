@@ -21,6 +21,7 @@ BENCHMARKS = (
     "clean",
     "incremental",
     "models",
+    "scoring",
     "warehouse",
     "dashboard",
     "latency",
@@ -281,6 +282,13 @@ def ingest(once: bool, topics: tuple[str, ...]) -> None:
 @click.option("--latency-samples", type=int, default=8, show_default=True)
 @click.option("--warehouse-events", type=int, default=1_000_000, show_default=True)
 @click.option(
+    "--scoring-orders",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Orders already scored when the scoring benchmark times a cycle of 1,000 changed ones.",
+)
+@click.option(
     "--latency-seconds",
     type=float,
     default=1200.0,
@@ -315,6 +323,7 @@ def bench(
     ingest_events: int,
     latency_samples: int,
     warehouse_events: int,
+    scoring_orders: int,
     latency_seconds: float,
     chaos_repetitions: int,
     incremental_sizes: str,
@@ -338,6 +347,7 @@ def bench(
             ingest_events,
             latency_samples,
             warehouse_events=warehouse_events,
+            scoring_orders=scoring_orders,
             latency_seconds=latency_seconds,
             chaos_repetitions=chaos_repetitions,
             incremental_sizes=tuple(int(n) for n in incremental_sizes.split(",") if n.strip()),

@@ -432,11 +432,15 @@ def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp
     )
     pinned = f"read_parquet('{actions}', union_by_name = true)"
     assert pinned in _compiled(pinned_target, "stg_raw__order_actions")
-    # the ML layer's published scores, or while none is published the warehouse's own placeholder
-    scores = settings.ml_dir / "late_risk_scores" / "data.parquet"
-    if not scores.exists():
-        scores = settings.home / "warehouse_inputs" / "empty" / "late_risk_scores.parquet"
-    assert f"read_parquet('{scores}')" in _compiled(pinned_target, "stg_ml__late_risk_scores")
+    # the ML layer's score table at its version, or while none is published the warehouse's own
+    # placeholder (an empty Delta table, read at its latest)
+    scores = settings.ml_dir / "late_risk_scores"
+    version = current_version(scores)
+    pinned_scores = f"delta_scan('{scores}', version => {version})"
+    if version is None:
+        empty = settings.home / "warehouse_inputs" / "empty" / "late_risk_scores"
+        pinned_scores = f"delta_scan('{empty}')"
+    assert pinned_scores in _compiled(pinned_target, "stg_ml__late_risk_scores")
     table = settings.clean_dir / "cleaned_orders"
     pinned_orders = f"delta_scan('{table}', version => {current_version(table)})"
     assert pinned_orders in _compiled(pinned_target, "stg_clean__orders")
@@ -453,7 +457,7 @@ def test_scpro_dbt_pins_the_lake_and_plain_dbt_reads_its_stable_paths(built, tmp
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     stable = f"read_parquet('{settings.home}/lake/raw/actions/partition-*/*.parquet', union_by"
     assert stable in _compiled(plain_target, "stg_raw__order_actions")
-    ml = f"read_parquet('{settings.ml_dir}/late_risk_scores/data.parquet')"  # its stable path
+    ml = f"delta_scan('{settings.ml_dir}/late_risk_scores')"  # its stable path, latest version
     assert ml in _compiled(plain_target, "stg_ml__late_risk_scores")
     latest = f"delta_scan('{settings.home}/lake/clean/cleaned_orders')"  # its latest version
     assert latest in _compiled(plain_target, "stg_clean__orders")

@@ -3,18 +3,29 @@ identically, score rows link to registry rows, segments and demand are judged as
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 from ml_assets import registry
 from ml_assets.demand import daily_category_orders, fit_demand, wape
 from ml_assets.features import LeakageError, leakage_violations, time_split
+from ml_assets.incremental import plan_scoring, served_state
 from ml_assets.models import SklearnModel, load_model
-from ml_assets.outputs import SCHEMAS
-from ml_assets.scoring import PSI_THRESHOLD, score_delivery_time, score_late_risk
+from ml_assets.outputs import SCHEMAS, read_output
+from ml_assets.scoring import (
+    PSI_THRESHOLD,
+    orders_to_score,
+    score_and_publish,
+    score_delivery_time,
+    score_late_risk,
+)
 from ml_assets.segments import K_RANGE, SEGMENT_FEATURES, fit_segments
 from ml_assets.training import (
     INTERVAL_LEVEL,
@@ -25,6 +36,8 @@ from ml_assets.training import (
     score_reference,
     train_task,
 )
+from scpro_assets.settings import KafkaSettings, Settings
+from spark.tables import current_version
 
 MODES = {"Same Day": 0.0, "First Class": 1.5, "Second Class": 3.0, "Standard Class": 4.5}
 
@@ -423,3 +436,210 @@ def test_sparse_demand_is_forecast_per_week_against_last_week():
         and (future["period_start"] == history["period_start"].max() + pd.Timedelta(days=7)).all()
     )
     assert future["forecast_orders"].notna().all()
+
+
+# ---- incremental scoring (issue #17 item 4): a cycle scores only new and changed orders ----
+
+
+def _as_delta_rows(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as Spark writes it: microsecond UTC timestamps."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    us = pa.timestamp("us", tz="UTC")
+    schema = pa.schema(
+        [f.with_type(us) if pa.types.is_timestamp(f.type) else f for f in table.schema]
+    )
+    return table.cast(schema, safe=False)  # nanoseconds dropped, as Spark drops them
+
+
+def _upsert(path: Path, frame: pd.DataFrame) -> None:
+    """Replace or insert ``frame``'s rows by ``order_id`` (one commit), as the clean layer does."""
+    rows = _as_delta_rows(frame)
+    if current_version(path) is None:
+        write_deltalake(
+            str(path), rows, mode="overwrite", configuration={"delta.enableChangeDataFeed": "true"}
+        )
+        return
+    (
+        DeltaTable(str(path))
+        .merge(rows, "t.order_id = s.order_id", source_alias="s", target_alias="t")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute()
+    )
+
+
+@pytest.fixture
+def scoring_lake(trained, tmp_path: Path):
+    """A clean lake of the learnable orders (the last tenth still open) with serving models."""
+    frame, results = trained
+    settings = Settings(home=tmp_path / "scpro", kafka=KafkaSettings())
+    for task in ("delivery_time", "late_risk"):
+        save_task(results[task], settings.models_dir, {"order_features": {"rows": len(frame)}})
+    open_ = frame["order_time"] > frame["order_time"].quantile(0.9)
+    deliveries = pd.DataFrame(
+        {"order_id": frame["order_id"], "status": np.where(open_, "in_transit", "delivered")}
+    )
+    _upsert(settings.clean_dir / "order_features", frame)
+    _upsert(settings.clean_dir / "cleaned_deliveries", deliveries)
+    return settings, frame, results
+
+
+def _scores(settings: Settings, output: str) -> pd.DataFrame:
+    return read_output(settings.ml_dir, output).to_pandas().set_index("order_id").sort_index()
+
+
+def _full_scoring(settings: Settings, output: str) -> pd.DataFrame:
+    """Every order of the lake as it is now, scored from scratch by the serving model."""
+    frame, is_open = orders_to_score(settings.clean_dir)
+    task, scorer = SCORERS[output]
+    table = scorer(frame, is_open, registry.serving_entry(settings.models_dir, task))
+    return table.to_pandas().set_index("order_id").sort_index()
+
+
+SCORERS = {
+    "late_risk_scores": ("late_risk", score_late_risk),
+    "delivery_time_predictions": ("delivery_time", score_delivery_time),
+}
+
+
+def _assert_same_as_full_scoring(settings: Settings, output: str) -> None:
+    """Incremental equals full: same orders, scores, model versions and is_open (not scored_at)."""
+    served, full = _scores(settings, output), _full_scoring(settings, output)
+    assert list(served.index) == list(full.index)
+    columns = [c for c in full.columns if c != "scored_at"]
+    # A network's float32 output moves in its last bits with the batch it is in: measures are
+    # compared to 1e-6 (relative), the ETA's instant to the second; everything else exactly.
+    numeric = [c for c in columns if pd.api.types.is_float_dtype(full[c])]
+    instants = [c for c in columns if pd.api.types.is_datetime64_any_dtype(full[c])]
+    exact = [c for c in columns if c not in numeric and c not in instants]
+    pd.testing.assert_frame_equal(served[exact], full[exact])
+    for column in numeric:
+        np.testing.assert_allclose(served[column], full[column], rtol=1e-6, atol=1e-9)
+    for column in instants:
+        off = (served[column] - full[column]).abs() > pd.Timedelta(seconds=1)
+        assert not off.any(), (served[column] - full[column]).loc[off].to_dict()
+
+
+@pytest.mark.parametrize("output", ["late_risk_scores", "delivery_time_predictions"])
+def test_a_cycle_scores_only_new_and_changed_orders(scoring_lake, output: str):
+    """Unchanged inputs score nothing; a changed features row, an order that closed and a new
+    order are scored, and only they; the served table equals a full scoring of the same lake."""
+    settings, frame, _ = scoring_lake
+    task, scorer = SCORERS[output]
+    first = score_and_publish(settings, task, output, scorer)
+    assert first.plan.full and first.table.num_rows == len(frame)
+    assert served_state(first.path) == first.plan.state
+
+    again = score_and_publish(settings, task, output, scorer)
+    assert not again.plan.full and again.table.num_rows == 0 and again.plan.changes_nothing
+    assert current_version(first.path) == again.version == first.version  # no commit at all
+
+    before = _scores(settings, output)
+    open_ids = frame.loc[frame["order_time"] > frame["order_time"].quantile(0.9), "order_id"]
+    changed, closed, moving = "o3", open_ids.iloc[0], open_ids.iloc[1]
+    features = frame.loc[frame["order_id"] == changed].assign(distance_km=2999.0)
+    new = frame.iloc[[-1]].assign(order_id="o900", distance_km=12.0)
+    _upsert(settings.clean_dir / "order_features", pd.concat([features, new]))
+    statuses = pd.DataFrame(
+        {
+            "order_id": [closed, moving, "o900"],
+            # closed: delivered; moving: still on its way (open either way); the new one: open
+            "status": ["delivered", "out_for_delivery", "in_transit"],
+        }
+    )
+    _upsert(settings.clean_dir / "cleaned_deliveries", statuses)
+
+    third = score_and_publish(settings, task, output, scorer)
+    assert not third.plan.full
+    assert sorted(third.table.column("order_id").to_pylist()) == sorted([changed, closed, "o900"])
+    after = _scores(settings, output)
+    assert not after.loc[closed, "is_open"] and after.loc["o900", "is_open"]
+    kept = before.index.difference([changed, closed])
+    pd.testing.assert_frame_equal(after.loc[kept], before.loc[kept])  # scored_at included
+    _assert_same_as_full_scoring(settings, output)
+
+    # an order whose features row is gone (quarantined) loses its score
+    DeltaTable(str(settings.clean_dir / "order_features")).delete("order_id = 'o5'")
+    gone = score_and_publish(settings, task, output, scorer)
+    assert gone.table.num_rows == 0 and "o5" not in _scores(settings, output).index
+    _assert_same_as_full_scoring(settings, output)
+
+
+def test_a_new_model_version_scores_every_order_again(scoring_lake, monkeypatch):
+    import ml_assets.scoring as scoring
+
+    settings, frame, results = scoring_lake
+    first = score_and_publish(settings, "late_risk", "late_risk_scores", score_late_risk)
+    save_task(results["late_risk"], settings.models_dir, {"order_features": {"rows": len(frame)}})
+    entry = registry.serving_entry(settings.models_dir, "late_risk")
+    assert entry["model_version"] != first.entry["model_version"]
+    second = score_and_publish(settings, "late_risk", "late_risk_scores", score_late_risk)
+    assert second.plan.full and "new serving model" in second.plan.reason
+    assert second.table.num_rows == len(frame)
+    served = _scores(settings, "late_risk_scores")
+    assert set(served["model_version"]) == {entry["model_version"]}
+    assert set(served["model_name"]) == {entry["model_name"]}
+    _assert_same_as_full_scoring(settings, "late_risk_scores")
+
+    # The drift check compares the served scores: with fewer open orders than it judges on,
+    # every served order with its time (the last 30 days are chosen); with enough, the open ones.
+    scores, times, is_open = second.drift_inputs("late_risk")
+    assert len(scores) == len(served) and times["order_time"].notna().all()
+    assert is_open.sum() == served["is_open"].sum() < scoring.MIN_ROWS_TO_JUDGE
+    monkeypatch.setattr(scoring, "MIN_ROWS_TO_JUDGE", 50)
+    scores, _, is_open = second.drift_inputs("late_risk")
+    assert is_open.all()
+    assert sorted(scores) == sorted(served.loc[served["is_open"], "late_risk"])
+
+
+def test_a_cycle_killed_before_its_commit_scores_the_same_orders_next_time(
+    scoring_lake, monkeypatch
+):
+    """The state is committed with the scores: a run that died after scoring, mid-merge (files
+    written, no log entry), changed nothing, and the next cycle scores the orders again."""
+    import ml_assets.scoring as scoring
+
+    settings, frame, _ = scoring_lake
+    output = "late_risk_scores"
+    first = score_and_publish(settings, "late_risk", output, score_late_risk)
+    _upsert(
+        settings.clean_dir / "order_features",
+        frame.loc[frame["order_id"].isin(["o1", "o2"])].assign(scheduled_days=1.0),
+    )
+
+    def killed(table: Path, scored, removed, state) -> None:
+        # what a writer killed mid-merge leaves: a data file no commit references
+        pq.write_table(scored, table / "part-killed-0000.snappy.parquet")
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(scoring, "commit_scores", killed)
+    with pytest.raises(KeyboardInterrupt):
+        score_and_publish(settings, "late_risk", output, score_late_risk)
+    assert current_version(first.path) == first.version
+    assert served_state(first.path) == first.plan.state
+    monkeypatch.undo()
+
+    resumed = score_and_publish(settings, "late_risk", output, score_late_risk)
+    assert sorted(resumed.table.column("order_id").to_pylist()) == ["o1", "o2"]
+    assert len(_scores(settings, output)) == len(frame)  # the orphan file is never read
+    _assert_same_as_full_scoring(settings, output)
+    assert score_and_publish(settings, "late_risk", output, score_late_risk).table.num_rows == 0
+
+
+def test_a_rewritten_or_rebuilt_input_is_scored_in_full(scoring_lake):
+    """A full refresh of the clean layer (an overwrite) or a table rebuilt from scratch has no
+    change feed that is a batch's changes: the next cycle scores every order."""
+    settings, frame, _ = scoring_lake
+    first = score_and_publish(settings, "late_risk", "late_risk_scores", score_late_risk)
+    entry = first.entry
+    deliveries = settings.clean_dir / "cleaned_deliveries"
+    shutil.rmtree(deliveries)  # deleted and built again: version 0 once more, another table
+    _upsert(deliveries, pd.DataFrame({"order_id": frame["order_id"], "status": "delivered"}))
+    assert first.plan.state.inputs["cleaned_deliveries"].version == current_version(deliveries)
+    rebuilt = plan_scoring(settings.clean_dir, first.path, entry)
+    assert rebuilt.full and "cleaned_deliveries" in rebuilt.reason
+
+    features = settings.clean_dir / "order_features"
+    write_deltalake(str(features), _as_delta_rows(frame), mode="overwrite")
+    plan = plan_scoring(settings.clean_dir, first.path, entry)
+    assert plan.full and "order_features was rewritten" in plan.reason

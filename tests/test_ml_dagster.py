@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from ml_assets import registry
 from ml_assets.assets import ml_assets
 from ml_assets.data import read_clean
 from ml_assets.outputs import ML_OUTPUTS, read_output
+from ml_assets.scoring import orders_to_score, score_delivery_time, score_late_risk
 from scpro_assets.resources import LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
 
@@ -25,7 +28,9 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     config = SyntheticConfig(
         orders=1500, seed=5, orders_per_day=25.0, start=datetime(2024, 1, 1, tzinfo=UTC)
     )
-    build_clean_lake(generate(config), settings)
+    # The last days' events are held back, so some orders are still on their way.
+    events = sorted(generate(config))
+    build_clean_lake(events[: int(len(events) * 0.95)], settings)
     small = {"hidden": [16], "max_epochs": 15, "patience": 4}
     result = dg.materialize(
         ml_assets,
@@ -46,7 +51,7 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
     days = read_output(settings.ml_dir, "delivery_time_predictions").to_pandas()
     features = read_clean(settings.clean_dir, "order_features").frame
     assert len(late) == len(days) == len(features)
-    # the generator runs every order to its end, so nothing is open; the flag follows the status
+    # the flag follows the status: every delivered or canceled order is closed
     delivered_or_canceled = len(features.loc[features["label_known_at"].notna()])
     assert (~late["is_open"]).sum() >= delivered_or_canceled
     assert (late.set_index("order_id")["is_open"] == days.set_index("order_id")["is_open"]).all()
@@ -92,6 +97,91 @@ def test_ml_assets_materialize_with_checks(tmp_path: Path, dagster_instance):
         dg.AssetKey("late_risk_model")
     ).asset_materialization
     assert "test_roc_auc" in materialized.metadata and "serving_reason" in materialized.metadata
+
+    # The first scoring scored every order; scoring again with nothing new scores none, serves
+    # the same rows, and judges drift on the same population (the served open orders' scores).
+    scores = ("late_risk_scores", "delivery_time_predictions")
+    for name in scores:
+        [first] = result.asset_materializations_for_node(name)
+        assert first.metadata["scoring"].value == "full"
+        assert first.metadata["orders_scored"].value == len(features)
+        assert first.metadata["orders_served"].value == len(features)
+    again = dg.materialize(
+        [a for a in ml_assets if a.key.path[-1] in scores],
+        instance=dagster_instance,
+        resources={"lake": LakeResource(home=str(settings.home))},
+    )
+    assert again.success
+    for name in scores:
+        [second] = again.asset_materializations_for_node(name)
+        assert second.metadata["scoring"].value == "incremental"
+        assert second.metadata["orders_scored"].value == 0
+        assert second.metadata["orders_served"].value == len(features)
+    assert read_output(settings.ml_dir, "late_risk_scores").to_pandas().equals(late)
+    redrift = {
+        e.asset_key.to_user_string(): e.metadata for e in again.get_asset_check_evaluations()
+    }["late_risk_scores"]
+    assert redrift["rows"].value == drift["rows"].value
+    assert redrift["psi"].value == pytest.approx(drift["psi"].value)
+
+    # A micro-batch as the clean layer commits a small one from the driver (delta-rs) into the
+    # tables Spark built: three orders' features recomputed, two orders delivered, one reopened.
+    # The next cycle scores those orders only, and serves what a full scoring would.
+    status = read_clean(settings.clean_dir, "cleaned_deliveries", ["order_id", "status"]).frame
+    on_the_way = status.loc[~status["status"].isin(["delivered", "canceled"]), "order_id"]
+    delivered = status.loc[status["status"] == "delivered", "order_id"]
+    assert len(on_the_way) >= 2 and len(delivered) >= 1
+    recomputed = features["order_id"].head(3).tolist()
+    _update(settings, "order_features", recomputed, {"scheduled_days": "t.scheduled_days + 1"})
+    _update(settings, "cleaned_deliveries", on_the_way.head(2).tolist(), {"status": "'delivered'"})
+    _update(settings, "cleaned_deliveries", delivered.tail(1).tolist(), {"status": "'in_transit'"})
+    changed = {*recomputed, *on_the_way.head(2), *delivered.tail(1)}
+    batch = dg.materialize(
+        [a for a in ml_assets if a.key.path[-1] in scores],
+        instance=dagster_instance,
+        resources={"lake": LakeResource(home=str(settings.home))},
+    )
+    assert batch.success
+    features = read_clean(settings.clean_dir, "order_features").frame
+    for task, name in (
+        ("late_risk", "late_risk_scores"),
+        ("delivery_time", "delivery_time_predictions"),
+    ):
+        [third] = batch.asset_materializations_for_node(name)
+        assert third.metadata["scoring"].value == "incremental"
+        assert third.metadata["orders_scored"].value == len(changed)
+        assert third.metadata["orders_served"].value == len(features)
+        served = read_output(settings.ml_dir, name).to_pandas().set_index("order_id").sort_index()
+        frame, is_open = orders_to_score(settings.clean_dir)
+        entry = registry.serving_entry(settings.models_dir, task)
+        full = (  # the reasons are compared in tests/test_ml.py, on a smaller lake
+            score_late_risk(frame, is_open, entry, explain=False)
+            if task == "late_risk"
+            else score_delivery_time(frame, is_open, entry)
+        )
+        full = full.to_pandas().set_index("order_id").sort_index()
+        assert list(served.index) == list(full.index)
+        assert (served["is_open"] == full["is_open"]).all()
+        assert (served["model_version"] == full["model_version"]).all()
+        score = "late_risk" if task == "late_risk" else "predicted_delivery_days"
+        np.testing.assert_allclose(served[score], full[score], rtol=1e-6)
+
+
+def _update(settings: Settings, table: str, order_ids: list[str], updates: dict[str, str]) -> None:
+    """Set ``updates`` (SQL over ``t``) on the orders' rows of a clean table, in one commit."""
+    from deltalake import DeltaTable
+
+    (
+        DeltaTable(str(settings.clean_dir / table))
+        .merge(
+            pa.table({"order_id": pa.array(order_ids, pa.string())}),
+            "t.order_id = s.order_id",
+            source_alias="s",
+            target_alias="t",
+        )
+        .when_matched_update(updates)
+        .execute()
+    )
 
 
 @pytest.mark.parametrize(

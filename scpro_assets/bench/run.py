@@ -24,6 +24,7 @@ def run_all(
     clean_sizes: tuple[int, ...] = (100_000, 1_000_000),
     out_dir: Path = REPO_ROOT,
     warehouse_events: int = 1_000_000,
+    scoring_orders: int = 100_000,
     latency_seconds: float = 1200.0,
     chaos_repetitions: int = 3,
     incremental_sizes: tuple[int, ...] | None = None,
@@ -53,6 +54,10 @@ def run_all(
         from scpro_assets.bench.models import bench_models
 
         bench_models(settings, report)
+    if "scoring" in which:
+        from scpro_assets.bench.scoring import bench_scoring
+
+        bench_scoring(settings, report, history=scoring_orders)
     if "warehouse" in which or "dashboard" in which:
         from scpro_assets.bench.warehouse import bench_warehouse
 

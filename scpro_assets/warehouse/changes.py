@@ -11,8 +11,12 @@ follows the batch, not the history. This module tells them which keys changed, b
   both images, and each carries the key, its business time (which day and week a KPI must
   recompute, the deleted image's included) and its partition (``order_month``...), so the
   staging models read only the partitions that changed;
-- an ML output (a file the ML layer replaces): a fingerprint ``(key, hash of the row)`` is kept
-  per build; the changed keys are those whose fingerprint differs (or is new or gone).
+- an ML score table (``delivery_time_predictions``, ``late_risk_scores``: Delta tables a scoring
+  cycle merges its scores into by ``order_id``): the keys in its change data feed, like a clean
+  table's (without a business time: the facts join scores by order);
+- another ML output (a file the ML layer replaces, such as ``customer_segments``): a fingerprint
+  ``(key, hash of the row)`` is kept per build; the changed keys are those whose fingerprint
+  differs (or is new or gone).
 
 Each change set is a small Parquet file ``(key, business_time)`` named in the ``scpro_changes``
 dbt var with its partitions. A dataset whose changes cannot be known (no complete build yet, a
@@ -54,10 +58,14 @@ CLEAN_KEYS: dict[str, tuple[str, str]] = {
     "order_features": ("order_id", "order_time"),
 }
 
-#: Each ML output the facts join, and its key.
-ML_KEYS: dict[str, str] = {
+#: Each ML score table (Delta, merged by scoring cycles) the facts join, and its key.
+SCORE_KEYS: dict[str, str] = {
     "delivery_time_predictions": "order_id",
     "late_risk_scores": "order_id",
+}
+
+#: Each other ML output the facts join (a file replaced whole), and its key.
+ML_KEYS: dict[str, str] = {
     "customer_segments": "customer_id",
 }
 
@@ -93,9 +101,9 @@ def load_state(settings: Settings) -> dict[str, dict[str, object]]:
     """The committed state, or an empty one (no complete build yet)."""
     path = state_path(settings)
     if not path.exists():
-        return {"clean": {}, "ml": {}}
+        return {"clean": {}, "scores": {}, "ml": {}}
     state = json.loads(path.read_text())
-    return {"clean": state.get("clean", {}), "ml": state.get("ml", {})}
+    return {key: state.get(key, {}) for key in ("clean", "scores", "ml")}
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -120,14 +128,33 @@ def _clean_changes(
 ) -> dict[str, object] | str:
     """The keys of ``name`` changed by commits ``since + 1 .. through``, or why unknown."""
     key, at = CLEAN_KEYS[name]
+    return _feed_changes(con, table, key, at, since, through, out)
+
+
+def _feed_changes(
+    con: duckdb.DuckDBPyConnection,
+    table: Path,
+    key: str,
+    at: str | None,
+    since: int,
+    through: int,
+    out: Path,
+) -> dict[str, object] | str:
+    """The ``key``s in the Delta ``table``'s change feed ``since + 1 .. through``, or why unknown.
+
+    With each key its business time ``at`` (None: the table has none) and its partition.
+    """
     if since > through or rewritten_since(table, since):
         return f"rewritten since version {since}"
     partition = next(iter(DeltaTable(table).metadata().partition_columns), None)
     if since == through:
-        feed = pa.table({key: pa.array([], pa.string()), at: pa.array([], pa.timestamp("us"))})
+        empty = {key: pa.array([], pa.string())}
+        if at:
+            empty[at] = pa.array([], pa.timestamp("us"))
+        feed = pa.table(empty)
     else:
         try:
-            columns = [key, at, *([partition] if partition else [])]
+            columns = [key, *([at] if at else []), *([partition] if partition else [])]
             reader = DeltaTable(table).load_cdf(
                 starting_version=since + 1, ending_version=through, columns=columns
             )
@@ -180,16 +207,26 @@ def _remove_stale(root: Path, keep: set[Path]) -> None:
 
 
 def prepare_changes(
-    settings: Settings, versions: dict[str, int], ml_paths: dict[str, str]
+    settings: Settings,
+    versions: dict[str, int],
+    ml_paths: dict[str, str],
+    score_versions: dict[str, int] | None = None,
 ) -> ChangeSet:
-    """The change sets between the committed state and this build's pinned inputs."""
+    """The change sets between the committed state and this build's pinned inputs.
+
+    ``score_versions`` holds the pinned version of each published score table (one missing is
+    not published yet: read whole).
+    """
+    score_versions = score_versions or {}
     root = settings.home / "warehouse_inputs" / "changes"
     folder = root / f"build-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     (folder / "fingerprints").mkdir(parents=True)
     state = load_state(settings)
     committed_ml = {Path(str(p)).parent.parent for p in state["ml"].values() if p}
     _remove_stale(root, committed_ml)
-    changes = ChangeSet(folder=folder, state={"clean": dict(versions), "ml": {}})
+    changes = ChangeSet(
+        folder=folder, state={"clean": dict(versions), "scores": dict(score_versions), "ml": {}}
+    )
     with _connect() as con:
         for name, version in versions.items():
             if name not in CLEAN_KEYS:
@@ -199,6 +236,16 @@ def prepare_changes(
             if since is not None:
                 table, out = settings.clean_dir / name, folder / f"{name}.parquet"
                 found = _clean_changes(con, table, name, int(since), version, out)
+            _record(changes, name, found)
+        for name, key in SCORE_KEYS.items():
+            since, through = state["scores"].get(name), score_versions.get(name)
+            if through is None:
+                found = "not scored yet"
+            elif since is None:
+                found = "no complete build yet"
+            else:
+                table, out = Path(ml_paths[name]), folder / f"{name}.parquet"
+                found = _feed_changes(con, table, key, None, int(since), through, out)
             _record(changes, name, found)
         for name, key in ML_KEYS.items():
             fingerprint = folder / "fingerprints" / f"{name}.parquet"

@@ -12,9 +12,12 @@ serving snapshot must be readable without the extension (Evidence could not read
 The ``actions`` topic is read by dbt straight from its landed raw ranges (``raw`` source; see
 :data:`DBT_RAW_TOPICS`); while none has landed, a typed empty placeholder stands in for them.
 
+The ML layer's score tables (``ml_assets.outputs.SCORE_OUTPUTS``) are Delta tables too, merged
+into by every scoring cycle, and are pinned the same way.
+
 The choices reach dbt as the ``scpro_inputs`` var (``{source table: path}``), the
-``scpro_versions`` var (``{clean table: Delta version}``) and the ``scpro_changes`` var (what
-changed since the last complete build, :mod:`scpro_assets.warehouse.changes`). The
+``scpro_versions`` var (``{clean or score table: Delta version}``) and the ``scpro_changes`` var
+(what changed since the last complete build, :mod:`scpro_assets.warehouse.changes`). The
 ``lake_inventory`` asset writes ``lake_inventory.parquet`` (rows, quarantined rows and last update
 of every raw, quarantine, clean and ML dataset) for ``data_health``.
 """
@@ -30,7 +33,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ml_assets.outputs import ML_OUTPUTS, SCHEMAS, output_path
+from ml_assets.outputs import (
+    ML_OUTPUTS,
+    SCHEMAS,
+    SCORE_OUTPUTS,
+    is_published,
+    output_path,
+    write_score_table,
+)
 from scpro_assets.clean.pipeline import ENTITIES, FEATURES, QUARANTINE
 from scpro_assets.ingest.landing import RAW_SCHEMA
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
@@ -64,12 +74,14 @@ class WarehouseInputs:
     raw_placeholders: list[str] = field(default_factory=list)
     ml_placeholders: list[str] = field(default_factory=list)
     changes: ChangeSet | None = None
+    #: The Delta version of each ML score table read (``versions`` holds the clean tables').
+    ml_versions: dict[str, int] = field(default_factory=dict)
 
     def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
         """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
         return {
             "scpro_inputs": self.paths,
-            "scpro_versions": self.versions,
+            "scpro_versions": {**self.versions, **self.ml_versions},
             "scpro_changes": self.changes.changes if self.changes else {},
             "warehouse_path": str(warehouse_path),
         }
@@ -123,18 +135,29 @@ def _pin_raw(settings: Settings, topic: str, placeholders: Path, inputs: Warehou
 
 
 def _pin_ml(settings: Settings, name: str, placeholders: Path, inputs: WarehouseInputs) -> None:
-    """Point ``name`` at the ML layer's published file, or at a typed empty placeholder here.
+    """Point ``name`` at the ML layer's published output, or at a typed empty placeholder here.
 
     Each layer writes only its own outputs: the ML assets publish theirs (empty ones too, while no
     model serves), and until they first have, the warehouse reads a placeholder from its own
-    folder instead of writing into the ML layer.
+    folder instead of writing into the ML layer. A score table is pinned at its current Delta
+    version (a scoring cycle may merge the next one during the build); its placeholder is an
+    empty Delta table, since the source reads it with ``delta_scan``.
     """
     path = output_path(settings.ml_dir, name)
-    if path.exists():
+    if is_published(settings.ml_dir, name):
         inputs.paths[name] = str(path)
+        if name in SCORE_OUTPUTS:
+            version = current_version(path)
+            assert version is not None  # published
+            inputs.ml_versions[name] = version
         return
-    placeholder = placeholders / f"{name}.parquet"
-    pq.write_table(SCHEMAS[name].empty_table(), placeholder)
+    if name in SCORE_OUTPUTS:
+        placeholder = placeholders / name
+        shutil.rmtree(placeholder, ignore_errors=True)
+        write_score_table(placeholder, SCHEMAS[name].empty_table())
+    else:
+        placeholder = placeholders / f"{name}.parquet"
+        pq.write_table(SCHEMAS[name].empty_table(), placeholder)
     inputs.paths[name] = str(placeholder)
     inputs.ml_placeholders.append(name)
 
@@ -198,8 +221,19 @@ def _inventory(settings: Settings, now: datetime) -> pa.Table:
             add_row("clean", name, updated, count, quarantined.get(name, 0), detail)
     for name in ML_OUTPUTS:
         path = output_path(settings.ml_dir, name)
-        if not path.exists():
+        if not is_published(settings.ml_dir, name):
             add("ml", name, [], 0, "no model output yet")
+            continue
+        if name in SCORE_OUTPUTS:
+            with connect_lake() as con:
+                updated, count, _ = _table_facts(con, path)
+                found = con.execute(
+                    f"select distinct model_version from {delta_scan_sql(path)} "
+                    "where model_version is not null order by 1"
+                ).fetchall()
+            versions = [str(row[0]) for row in found]
+            detail = ", ".join(versions) if versions else "no model output yet"
+            add_row("ml", name, updated, count, 0, detail)
             continue
         table = pq.read_table(path, columns=["model_version"])
         versions = sorted({v for v in table.column("model_version").to_pylist() if v})
@@ -237,7 +271,7 @@ def prepare_inputs(settings: Settings) -> WarehouseInputs:
         write_lake_inventory(settings)
     inputs.paths["lake_inventory"] = str(inventory_path)
     ml_paths = {name: inputs.paths[name] for name in ML_OUTPUTS}
-    inputs.changes = prepare_changes(settings, inputs.versions, ml_paths)
+    inputs.changes = prepare_changes(settings, inputs.versions, ml_paths, inputs.ml_versions)
     return inputs
 
 

@@ -1,3 +1,7 @@
+-- A table, never a view over delta_scan: every reader of the warehouse (Evidence's Node driver)
+-- would otherwise need the delta extension (as the clean source's staging models).
+{{ config(materialized='table') }}
+
 with
 
 source as (
