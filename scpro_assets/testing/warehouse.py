@@ -18,7 +18,14 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from ml_assets.outputs import SCHEMAS, write_output
+from ml_assets.outputs import (
+    SCHEMAS,
+    SCORE_OUTPUTS,
+    conform,
+    is_published,
+    output_path,
+    write_output,
+)
 from scpro_assets.lake_duckdb import connect_lake, delta_scan_sql
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import KafkaSettings, Settings
@@ -261,5 +268,33 @@ def write_example_ml_outputs(settings: Settings, open_scored: int | None = None)
     for name, rows in written.items():
         schema = SCHEMAS[name]
         full = [{f: row.get(f) for f in schema.names} for row in rows]
-        write_output(settings.ml_dir, name, pa.Table.from_pylist(full, schema=schema))
+        table = pa.Table.from_pylist(full, schema=schema)
+        if name in SCORE_OUTPUTS and is_published(settings.ml_dir, name):
+            _merge_scores(output_path(settings.ml_dir, name), conform(name, table))
+        else:
+            write_output(settings.ml_dir, name, table)
     return {name: len(rows) for name, rows in written.items()}
+
+
+def _merge_scores(path: Path, table: pa.Table) -> None:
+    """Make the score table at ``path`` hold ``table``'s rows in one merge by ``order_id``.
+
+    What a scoring cycle's commit does to a served table (a re-scored order's row replaced, a new
+    one inserted, a gone one deleted), so the warehouse follows it through the change feed
+    instead of seeing the table rewritten. Like a cycle, it leaves an order whose scores did not
+    change alone (whatever its ``scored_at``: these example rows are stamped anew each call).
+    """
+    from deltalake import DeltaTable
+
+    values = {c: f"s.{c}" for c in table.schema.names}
+    differs = " or ".join(
+        f"(t.{c} is distinct from s.{c})" for c in table.schema.names if c != "scored_at"
+    )
+    (
+        DeltaTable(str(path))
+        .merge(table, predicate="t.order_id = s.order_id", source_alias="s", target_alias="t")
+        .when_matched_update(updates=values, predicate=differs)
+        .when_not_matched_insert(updates=values)
+        .when_not_matched_by_source_delete()
+        .execute()
+    )
