@@ -82,6 +82,8 @@ def version_dir(models_dir: Path, model_name: str, version: str) -> Path:
 
 
 def _json_default(value: Any) -> Any:
+    if value is pd.NA or value is pd.NaT:  # a missing value in a nullable column: null
+        return None
     if isinstance(value, pd.Timestamp | datetime):
         return value.isoformat()
     if hasattr(value, "item"):

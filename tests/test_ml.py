@@ -3,6 +3,7 @@ identically, score rows link to registry rows, segments and demand are judged as
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -643,3 +644,25 @@ def test_a_rewritten_or_rebuilt_input_is_scored_in_full(scoring_lake):
     write_deltalake(str(features), _as_delta_rows(frame), mode="overwrite")
     plan = plan_scoring(settings.clean_dir, first.path, entry)
     assert plan.full and "order_features was rewritten" in plan.reason
+
+
+def test_a_registry_entry_with_missing_values_is_written_with_nulls(tmp_path):
+    """A segment profile with no delivered order has no mean delay: pd.NA must not fail the run.
+
+    Found in the demo: ``customer_segments`` failed on its registry entry early in a stream
+    ("not JSON serialisable: NAType"), so the first snapshot never came.
+    """
+    artifact = tmp_path / "model.pkl"
+    artifact.write_bytes(b"model")
+    profile = pd.DataFrame(  # mixed dtypes: each row an object Series, so pd.NA stays pd.NA
+        {"customers": [3, 1], "mean_delay_days": pd.array([1.5, pd.NA], dtype="Float64")}
+    )
+    entry = {
+        "artifact_path": str(artifact),
+        "profiles": [dict(row) for _, row in profile.iterrows()],
+        "trained_at": pd.NaT,
+    }
+    path = registry.write_entry(tmp_path / "entry", entry)
+    written = json.loads(path.read_text())
+    assert [p["mean_delay_days"] for p in written["profiles"]] == [1.5, None]
+    assert written["trained_at"] is None
