@@ -15,25 +15,29 @@ from scpro_assets.settings import REPO_ROOT
 
 SHARED_DATA = Path(os.environ.get("SCPRO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
-#: Seconds each slow module takes on the idle 2-core box (``--durations=0``, summed per file;
-#: refresh them when a module's cost changes a lot). ``make test`` hands whole files to two
+#: Seconds each slow module took in a whole run on the 2-core box (``--durations=0``, summed per
+#: file, 2026-12-01; refresh them when a module's cost changes a lot). ``make test`` hands whole files to two
 #: workers (``--dist loadfile``) in collection order (``--no-loadscope-reorder``): the slowest
 #: first, so the last files to start are short ones and both workers end together. xdist's own
 #: order (most tests first) left the files with one or two long tests, such as the whole
 #: platform on DataCo, for the end, where one worker ran them while the other sat idle.
 MODULE_SECONDS = {
-    "test_lake_format.py": 460,
-    "test_end_to_end.py": 300,
-    "test_dbt_warehouse.py": 300,
-    "test_clean_assets.py": 245,
-    "test_spark_transforms.py": 150,
-    "test_spark_connect.py": 115,
-    "test_ml_dagster.py": 110,
-    "test_chaos.py": 90,
-    "test_evidence_compat.py": 70,
-    "test_cli.py": 70,
-    "test_serving_snapshot.py": 60,
-    "test_ingest.py": 60,
+    "test_lake_format.py": 500,
+    "test_dbt_warehouse.py": 340,
+    "test_clean_assets.py": 280,
+    "test_end_to_end.py": 250,
+    "test_ml_dagster.py": 170,
+    "test_ml.py": 140,
+    "test_spark_connect.py": 120,
+    "test_incremental_warehouse.py": 110,
+    "test_panel_browser.py": 100,
+    "test_ingest.py": 90,
+    "test_chaos.py": 75,
+    "test_spark_transforms.py": 65,
+    "test_cli.py": 55,
+    "test_evidence_compat.py": 45,
+    "test_replay.py": 40,
+    "test_serving_snapshot.py": 40,
 }
 
 
