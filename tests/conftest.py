@@ -15,12 +15,13 @@ from scpro_assets.settings import REPO_ROOT
 
 SHARED_DATA = Path(os.environ.get("SCPRO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
-#: Seconds each slow module took in a whole run on the 2-core box (``--durations=0``, summed per
-#: file, 2026-12-01; refresh them when a module's cost changes a lot). ``make test`` hands whole files to two
-#: workers (``--dist loadfile``) in collection order (``--no-loadscope-reorder``): the slowest
-#: first, so the last files to start are short ones and both workers end together. xdist's own
-#: order (most tests first) left the files with one or two long tests, such as the whole
-#: platform on DataCo, for the end, where one worker ran them while the other sat idle.
+#: Seconds each slow module took in a whole run on the 2-core box (``--durations=0``, summed
+#: per file, 2026-12-01; refresh them when a module's cost changes a lot). ``make test`` hands
+#: whole files to two workers (``--dist loadfile``) in collection order
+#: (``--no-loadscope-reorder``): the slowest first, so the last files to start are short ones and
+#: both workers end together. xdist's own order (most tests first) left the files with one or two
+#: long tests, such as the whole platform on DataCo, for the end, where one worker ran them while
+#: the other sat idle.
 MODULE_SECONDS = {
     "test_lake_format.py": 500,
     "test_dbt_warehouse.py": 340,
