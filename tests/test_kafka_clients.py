@@ -193,6 +193,12 @@ def test_clients_of_both_libraries_reach_the_real_broker_as_one_client_id(scpro_
     )
     inspector = AdminClient(rdkafka_config(kafka))
     try:
+        # The topic was created just now: until kafka-python's metadata holds its partitions, a
+        # group join assigns nothing ("No partition metadata"), and the consumer only joins again
+        # at its next metadata refresh, minutes later (a loaded suite saw it). Wait for them.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not python_consumer.partitions_for_topic(topic):
+            time.sleep(0.2)
         python_consumer.subscribe([topic])
         rdkafka_consumer.subscribe([topic])
         deadline = time.monotonic() + 60
