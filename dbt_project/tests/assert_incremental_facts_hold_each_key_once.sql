@@ -7,26 +7,40 @@
 with
 
 keys as (
-    select 'fct_orders' as model, order_id as key from {{ ref('fct_orders') }}
+    select
+        'fct_orders' as fact_model,
+        order_id as fact_key
+    from {{ ref('fct_orders') }}
     union all
-    select 'fct_deliveries' as model, order_id as key from {{ ref('fct_deliveries') }}
+    select
+        'fct_deliveries' as fact_model,
+        order_id as fact_key
+    from {{ ref('fct_deliveries') }}
     union all
-    select 'fct_order_items' as model, order_id || '|' || item_id as key
+    select
+        'fct_order_items' as fact_model,
+        order_id || '|' || item_id as fact_key
     from {{ ref('fct_order_items') }}
     union all
-    select 'fct_payments' as model, event_id as key from {{ ref('fct_payments') }}
+    select
+        'fct_payments' as fact_model,
+        event_id as fact_key
+    from {{ ref('fct_payments') }}
     union all
-    select 'fct_incidents' as model, incident_id as key from {{ ref('fct_incidents') }}
+    select
+        'fct_incidents' as fact_model,
+        incident_id as fact_key
+    from {{ ref('fct_incidents') }}
 ),
 
 repeated as (
     select
-        model,
-        key,
+        fact_model,
+        fact_key,
         'key held ' || count(*) || ' times' as problem,
     from keys
-    group by model, key
-    having key is null or count(*) > 1
+    group by fact_model, fact_key
+    having fact_key is null or count(*) > 1
 ),
 
 order_counts as (
@@ -38,8 +52,8 @@ order_counts as (
 
 miscounted as (
     select
-        'fct_orders, fct_deliveries' as model,
-        null as key,
+        'fct_orders, fct_deliveries' as fact_model,
+        null as fact_key,
         'clean orders ' || clean_orders || ', fct_orders ' || fct_orders
         || ', fct_deliveries ' || fct_deliveries as problem,
     from order_counts
