@@ -51,6 +51,9 @@ def test_the_users_vars_and_target_path_are_kept_over_the_pins(empty_home, monke
                 "warehouse_path": str(warehouse),
             }
 
+        def dbt_env(self) -> dict:
+            return {"SCPRO_DBT_BUILD": "{}"}
+
     monkeypatch.setattr(inputs, "prepare_inputs", lambda settings: Pinned())
     args = ["run", "--vars", "{scpro_inputs: {b: /mine/b}, high_risk_threshold: 0.9}"]
     invocation = dbt_invocation(empty_home, [*args, "--target-path", "elsewhere"], environ={})

@@ -25,8 +25,13 @@ from scpro_assets.testing.warehouse import (
     write_example_ml_outputs,
 )
 from scpro_assets.warehouse.build import dbt_invocation, run_dbt
-from scpro_assets.warehouse.changes import load_state
-from scpro_assets.warehouse.serving import PARTITIONS, open_snapshot, publish_snapshot
+from scpro_assets.warehouse.changes import ChangeSet, commit_changes, load_state
+from scpro_assets.warehouse.serving import (
+    PARTITIONS,
+    _builds_since,
+    open_snapshot,
+    publish_snapshot,
+)
 
 #: Models that stamp the wall clock of their build: they differ between any two builds.
 WALL_CLOCK_MODELS = frozenset({"fct_at_risk_entries", "kpi_actions_daily", "data_health"})
@@ -123,8 +128,18 @@ def test_publishing_writes_only_the_parts_that_changed(incremental):
     settings, _, publications = incremental
     first, *later = publications
     assert first.parts_written > 0 and first.parts_linked == 0
+    assert first.changed == {}  # nothing published before: every table fingerprinted
     for publication in later:  # the changed months and small marts written, the rest linked
         assert publication.parts_written > 0 and publication.parts_linked > 0
+        # every large table's changed months came from the build's record, none read whole
+        assert set(publication.changed) == set(PARTITIONS)
+        assert all(months is not None for months in publication.changed.values())
+        assert publication.changed["fct_orders"]
+    # the latest version's changed months were written, its other months linked
+    last = publications[-1]
+    for name, months in last.changed.items():
+        for part in (last.path / "parquet" / name).glob("*.parquet"):
+            assert (part.stat().st_nlink == 1) == (part.stem in months), (name, part.stem)
     version = publications[-1].path
     # the snapshot is views over its own Parquet files; a linked part is the previous file itself
     links = [p for p in (version / "parquet").rglob("*.parquet") if p.stat().st_nlink > 1]
@@ -138,6 +153,12 @@ def test_publishing_writes_only_the_parts_that_changed(incremental):
                 map(repr, built.execute(f"select * from main.{name}").fetchall())
             ), name
             assert published["tables"][name] == len(served)
+
+    # nothing built since: a publication writes nothing (the large tables not even read)
+    again = publish_snapshot(settings)
+    assert again.changed == {name: [] for name in PARTITIONS}
+    assert again.parts_written == 0
+    assert again.parts_linked == last.parts_linked + last.parts_written
 
 
 def test_a_warehouse_without_committed_state_is_rebuilt_whole_through_the_same_path(
@@ -167,3 +188,26 @@ def test_the_cycle_leaves_the_per_column_tests_to_their_schedule():
     everything = build_args("{}", WarehouseBuildConfig(all_tests=True, full_refresh=True))
     assert "--exclude" not in everything and "--full-refresh" in everything
     assert warehouse_all_tests.cron_schedule == "0 * * * *"
+
+
+def test_a_publication_unites_the_builds_since_its_version_and_trusts_nothing_else(tmp_path):
+    """The records chain from the build a version published to the latest; a partial dbt run
+    since the latest record (the warehouse file changed) or a broken chain means unknown."""
+    settings = settings_for(tmp_path / "home")
+    settings.warehouse_path.parent.mkdir(parents=True)
+    settings.warehouse_path.write_bytes(b"built")
+    (settings.home / "warehouse_inputs").mkdir()
+    for build, months in (("A", ["2018-01"]), ("B", ["2018-02"]), ("C", ["2018-03"])):
+        parts = dict.fromkeys(PARTITIONS, months)
+        parts["fct_payments"] = None if build == "B" else months  # B re-read the payments whole
+        commit_changes(settings, ChangeSet(folder=tmp_path / build), parts)
+
+    assert _builds_since(settings, "C") == ("C", {name: [] for name in PARTITIONS})
+    latest, changed = _builds_since(settings, "A")
+    assert latest == "C" and changed["fct_orders"] == ["2018-02", "2018-03"]
+    assert changed["fct_payments"] is None
+    assert _builds_since(settings, "B")[1]["fct_payments"] == ["2018-03"]
+    assert _builds_since(settings, None) == ("C", {})  # never published: fingerprint all
+    assert _builds_since(settings, "gone") == ("C", {})
+    settings.warehouse_path.write_bytes(b"a partial dbt run since")
+    assert _builds_since(settings, "C") == (None, {})

@@ -666,3 +666,23 @@ def test_a_registry_entry_with_missing_values_is_written_with_nulls(tmp_path):
     written = json.loads(path.read_text())
     assert [p["mean_delay_days"] for p in written["profiles"]] == [1.5, None]
     assert written["trained_at"] is None
+
+
+def test_a_serving_segmentation_is_reused_until_a_day_old_or_the_customers_double(tmp_path):
+    """A cycle re-assigns customers with the serving K-Means; it fits again only when due."""
+    from datetime import datetime, timedelta
+
+    from ml_assets.assets import reusable_segmentation
+
+    assert reusable_segmentation(tmp_path, 100) is None  # nothing fit yet
+    entry = registry.register_model(
+        tmp_path, "customer_segments_kmeans", "segments", "k-means (k=3)", {"k": 3}, {},
+        train_rows=100,
+    )  # fmt: skip
+    found = reusable_segmentation(tmp_path, 199)
+    assert found is not None
+    assert found[0]["model_version"] == entry["model_version"] and found[1] == {"k": 3}
+    assert reusable_segmentation(tmp_path, 200) is None  # twice the customers it was fit on
+    trained = datetime.fromisoformat(entry["trained_at"])
+    assert reusable_segmentation(tmp_path, 150, now=trained + timedelta(hours=23)) is not None
+    assert reusable_segmentation(tmp_path, 150, now=trained + timedelta(days=1)) is None

@@ -1,7 +1,7 @@
 {#- Incremental models: each build replaces the rows of what changed in the lake since the last
     complete build, nothing else (scpro_assets/warehouse/changes.py writes the change sets).
 
-    Var `scpro_changes` maps a dataset (a clean table, an ML output) to its change set:
+    `build_value('scpro_changes')` (macros/source.sql) maps a dataset (a clean table, an ML output) to its change set:
     {path: Parquet file of (key, business_time), partition: the table's partition column, partitions: the
     partitions the changed rows live in}. A dataset missing from it (a plain `dbt build`, a first
     build, a table the clean layer rewrote) counts as wholly changed: the models then re-read all
@@ -14,7 +14,7 @@
 
 {#- The change set of `dataset`, or none when its changes are unknown. -#}
 {% macro change_set(dataset) -%}
-    {{- return(var('scpro_changes', {}).get(dataset)) -}}
+    {{- return(build_value('scpro_changes').get(dataset)) -}}
 {%- endmacro %}
 
 

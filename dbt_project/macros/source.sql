@@ -6,8 +6,8 @@
     `scpro dbt`) pins each table to one file or glob first (var `scpro_inputs`, written by
     scpro_assets/warehouse/inputs.py: a resolved version folder, or a typed empty placeholder
     while a dataset has no file); `lake_location` swaps that path in, keeping the reader and its
-    options. The clean source's Delta tables are pinned to one table version too (var
-    `scpro_versions`): `delta_scan('<table>', version => n)`, so every model of a build reads
+    options. The clean source's Delta tables are pinned to one table version too
+    (`build_value('scpro_versions')`): `delta_scan('<table>', version => n)`, so every model of a build reads
     the same commit while Spark merges the next. dbt documents overriding `source` this way
     (`builtins.source`). -#}
 {% macro source(source_name, table_name) -%}
@@ -21,7 +21,7 @@
     and at the pinned table version when there is one: delta_scan('<pinned>', version => 3). -#}
 {% macro lake_location(relation, table_name) -%}
     {%- set pinned = var('scpro_inputs', {}).get(table_name) -%}
-    {%- set version = var('scpro_versions', {}).get(table_name) -%}
+    {%- set version = build_value('scpro_versions').get(table_name) -%}
     {%- set external = relation.external if execute else none -%}
     {%- if not pinned or not external or external.count("'") < 2 -%}
         {{- return(relation) -}}
@@ -31,4 +31,21 @@
         {%- set options = ", version => " ~ (version | int) ~ options -%}
     {%- endif -%}
     {{- return(relation.incorporate(external=reader ~ "'" ~ pinned ~ "'" ~ options)) -}}
+{%- endmacro %}
+
+
+{#- A value that changes with every build SCPro starts (`scpro_versions`, `scpro_changes`): from
+    the SCPRO_DBT_BUILD environment variable (JSON) while models execute, else the var of that
+    name (a plain `dbt build`, or values too large for the variable). Not a var because dbt
+    parses the whole project again whenever its vars change; an environment variable read only
+    at execution is no input of the parse, so a build's new pins and change sets cost no parse.
+    -#}
+{% macro build_value(name) -%}
+    {%- if execute -%}
+        {%- set found = env_var('SCPRO_DBT_BUILD', '') -%}
+        {%- if found -%}
+            {{- return(fromjson(found).get(name, {})) -}}
+        {%- endif -%}
+    {%- endif -%}
+    {{- return(var(name, {})) -}}
 {%- endmacro %}

@@ -12,7 +12,9 @@ vars; after a successful build, :func:`serving_snapshot` publishes a read-only c
 """
 
 import json
+import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from scpro_assets.warehouse.changes import commit_changes
 from scpro_assets.warehouse.completeness import measure_completeness
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs, write_lake_inventory
 from scpro_assets.warehouse.project import dbt_project, manifest_path
-from scpro_assets.warehouse.serving import publish_snapshot
+from scpro_assets.warehouse.serving import changed_parts, publish_snapshot
 
 OWNER = "team:analytics-engineering"
 
@@ -133,6 +135,29 @@ def build_args(dbt_vars: str, config: WarehouseBuildConfig) -> list[str]:
     return args
 
 
+def dbt_target(settings: Settings) -> Path:
+    """The warehouse asset's dbt target folder (artifacts, logs, partial parse) for a home."""
+    return settings.home / "dbt_target"
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set for the block.
+
+    dagster-dbt's ``cli`` starts dbt with the process environment and takes no other.
+    """
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @dbt_assets(
     manifest=manifest_path(),
     project=dbt_project(),
@@ -160,7 +185,13 @@ def warehouse_dbt(
         f"{inputs.ml_placeholders or 'none'}; {plan}"
     )
     dbt_vars = json.dumps(inputs.dbt_vars(settings.warehouse_path))
-    invocation = dbt.cli(build_args(dbt_vars, config), context=context)
+    # One target folder per home: dbt keeps its partial parse there from build to build (the
+    # vars stay the same, the changing pins go in the environment), so a cycle does not parse
+    # the project again. dagster-dbt copies the prepared one in only while there is none.
+    with _environment(inputs.dbt_env()):  # dbt's process starts here, with this environment
+        invocation = dbt.cli(
+            build_args(dbt_vars, config), context=context, target_path=dbt_target(settings)
+        )
     # Each table's row count and each model's column types, read back once the model is built:
     # Dagster's Columns tab and the OpenLineage schema/outputStatistics facets show them.
     yield from (
@@ -169,7 +200,8 @@ def warehouse_dbt(
     # Reached only when dbt succeeded (a failure raises at the end of the stream); a subset left
     # models behind, so the changes it read stay to apply.
     if inputs.changes and not context.is_subset:
-        commit_changes(settings, inputs.changes)
+        parts = changed_parts(settings.warehouse_path, inputs.changes, config.full_refresh)
+        commit_changes(settings, inputs.changes, parts)
 
 
 @dg.asset(

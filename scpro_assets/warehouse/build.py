@@ -31,6 +31,7 @@ import yaml
 from scpro_assets.settings import Settings
 from scpro_assets.warehouse.changes import ChangeSet, commit_changes
 from scpro_assets.warehouse.project import DBT_PROJECT_DIR, dbt_executable
+from scpro_assets.warehouse.serving import changed_parts
 
 #: dbt commands that read lake files, so the lake is pinned before they start.
 LAKE_COMMANDS = frozenset({"build", "run", "test", "seed", "snapshot", "show", "compile", "retry"})
@@ -113,6 +114,7 @@ def dbt_invocation(
         inputs = prepare_inputs(settings)
         changes = inputs.changes
         args = _with_vars(args, inputs.dbt_vars(settings.warehouse_path))
+        env.update(inputs.dbt_env())
     target = _target_path(args, env, target_path)
     env.update(
         {
@@ -138,7 +140,9 @@ def run_dbt(settings: Settings, args: list[str] | None = None) -> int:
         invocation.command, cwd=DBT_PROJECT_DIR, env=invocation.env, check=False
     )
     if process.returncode == 0 and invocation.changes and invocation.builds_whole_project():
-        commit_changes(settings, invocation.changes)
+        full_refresh = "--full-refresh" in invocation.command
+        parts = changed_parts(settings.warehouse_path, invocation.changes, full_refresh)
+        commit_changes(settings, invocation.changes, parts)
     return process.returncode
 
 

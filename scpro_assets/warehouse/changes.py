@@ -15,8 +15,8 @@ follows the batch, not the history. This module tells them which keys changed, b
   cycle merges its scores into by ``order_id``): the keys in its change data feed, like a clean
   table's (without a business time: the facts join scores by order);
 - another ML output (a file the ML layer replaces, such as ``customer_segments``): a fingerprint
-  ``(key, hash of the row)`` is kept per build; the changed keys are those whose fingerprint
-  differs (or is new or gone).
+  ``(key, hash of the columns the facts carry)`` is kept per build; the changed keys are those
+  whose fingerprint differs (or is new or gone).
 
 Each change set is a small Parquet file ``(key, business_time)`` named in the ``scpro_changes``
 dbt var with its partitions. A dataset whose changes cannot be known (no complete build yet, a
@@ -64,14 +64,15 @@ SCORE_KEYS: dict[str, str] = {
     "late_risk_scores": "order_id",
 }
 
-#: Each other ML output the facts join (a file replaced whole), and its key.
-ML_KEYS: dict[str, str] = {
-    "customer_segments": "customer_id",
+#: Each other ML output the facts join (a file replaced whole), its key, and the columns of it
+#: that the incremental models carry: a key changed when one of those did. ``customer_segments``
+#: reaches the facts only as the customer's segment name (``int_orders_segmented``); its RFM
+#: columns move for every customer at every cycle (recency is measured to the latest order), and
+#: counting them re-ran every fact of every customer each cycle (134k of 134k customers at 1M
+#: events of history). ``dim_customers``, which shows them, is rebuilt whole.
+ML_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "customer_segments": ("customer_id", ("segment_name",)),
 }
-
-#: ML columns no incremental model carries: a re-score that changes only them changes no fact row
-#: (the full ``dim_customers`` shows the segmentation time).
-ML_UNSERVED_COLUMNS = ("scored_at",)
 
 #: Change-set folders older than this, and not the committed state's, are removed.
 _STALE_SECONDS = 3600
@@ -176,14 +177,14 @@ def _feed_changes(
     return {"path": str(out), "rows": rows, "partition": partition, "partitions": partitions}
 
 
-def _fingerprint(con: duckdb.DuckDBPyConnection, source: str, key: str, out: Path) -> None:
-    """``(key, row_hash)`` of every row of the ML output ``source`` (unserved columns left out)."""
+def _fingerprint(
+    con: duckdb.DuckDBPyConnection, source: str, key: str, columns: tuple[str, ...], out: Path
+) -> None:
+    """``(key, row_hash)`` of every row of the ML output ``source``, hashing ``columns``."""
     relation = f"read_parquet('{source}', union_by_name = true)"
-    columns = [row[0] for row in con.execute(f"describe select * from {relation}").fetchall()]
-    skipped = [c for c in ML_UNSERVED_COLUMNS if c in columns]
-    exclude = f" exclude ({', '.join(skipped)})" if skipped else ""
+    hashed = ", ".join(f'"{c}"' for c in columns)
     con.execute(
-        f"copy (select cast({key} as varchar) as key, hash(*columns(*{exclude})) as row_hash "
+        f"copy (select cast({key} as varchar) as key, hash({hashed}) as row_hash "
         f"from {relation}) to '{out}' (format parquet)"
     )
 
@@ -247,9 +248,9 @@ def prepare_changes(
                 table, out = Path(ml_paths[name]), folder / f"{name}.parquet"
                 found = _feed_changes(con, table, key, None, int(since), through, out)
             _record(changes, name, found)
-        for name, key in ML_KEYS.items():
+        for name, (key, columns) in ML_KEYS.items():
             fingerprint = folder / "fingerprints" / f"{name}.parquet"
-            _fingerprint(con, ml_paths[name], key, fingerprint)
+            _fingerprint(con, ml_paths[name], key, columns, fingerprint)
             changes.state["ml"][name] = str(fingerprint)
             previous = state["ml"].get(name)
             found = _ml_changes(con, fingerprint, previous, folder / f"{name}.parquet")  # type: ignore[arg-type]
@@ -264,9 +265,39 @@ def _record(changes: ChangeSet, name: str, found: dict[str, object] | str) -> No
         changes.changes[name] = found
 
 
-def commit_changes(settings: Settings, changes: ChangeSet) -> None:
-    """Record that a build of the whole project read these inputs (atomically)."""
+#: Build records kept in the state: a publication chains the ones since the build it published.
+KEEP_BUILDS = 48
+
+
+def load_builds(settings: Settings) -> list[dict[str, object]]:
+    """The records of the last whole-project builds, oldest first (see :func:`commit_changes`)."""
     path = state_path(settings)
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text()).get("builds", []))
+
+
+def commit_changes(
+    settings: Settings, changes: ChangeSet, parts: dict[str, list[str] | None] | None = None
+) -> None:
+    """Record that a build of the whole project read these inputs (atomically).
+
+    With them, the build's record: its id, the build before it, the served parts it changed
+    (``parts``, from :func:`scpro_assets.warehouse.serving.changed_parts`; none: unknown) and the
+    warehouse file as the build left it. A publication that finds the chain of records from the
+    build it published last to this one, and the warehouse untouched since, rewrites only those
+    parts.
+    """
+    path = state_path(settings)
+    builds = load_builds(settings)
+    stat = settings.warehouse_path.stat()
+    record = {
+        "id": changes.folder.name,
+        "after": builds[-1]["id"] if builds else None,
+        "parts": parts,
+        "warehouse": [stat.st_mtime_ns, stat.st_size],
+    }
+    state = {**changes.state, "builds": [*builds, record][-KEEP_BUILDS:]}
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(changes.state, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
     tmp.replace(path)

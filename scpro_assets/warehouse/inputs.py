@@ -15,15 +15,18 @@ The ``actions`` topic is read by dbt straight from its landed raw ranges (``raw`
 The ML layer's score tables (``ml_assets.outputs.SCORE_OUTPUTS``) are Delta tables too, merged
 into by every scoring cycle, and are pinned the same way.
 
-The choices reach dbt as the ``scpro_inputs`` var (``{source table: path}``), the
-``scpro_versions`` var (``{clean or score table: Delta version}``) and the ``scpro_changes`` var
-(what changed since the last complete build, :mod:`scpro_assets.warehouse.changes`). The
+The choices reach dbt as the ``scpro_inputs`` var (``{source table: path}``), and, in the
+``SCPRO_DBT_BUILD`` environment variable (not vars: a change of vars makes dbt parse the whole
+project again), ``scpro_versions`` (``{clean or score table: Delta version}``) and
+``scpro_changes`` (what changed since the last complete build,
+:mod:`scpro_assets.warehouse.changes`). The
 ``lake_inventory`` asset writes ``lake_inventory.parquet`` (rows, quarantined rows and last update
 of every raw, quarantine, clean and ML dataset) for ``data_health``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,14 +80,46 @@ class WarehouseInputs:
     #: The Delta version of each ML score table read (``versions`` holds the clean tables').
     ml_versions: dict[str, int] = field(default_factory=dict)
 
-    def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
-        """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``."""
+    def build_values(self) -> dict[str, object]:
+        """What changes from one build to the next: the pinned versions and the change sets."""
         return {
-            "scpro_inputs": self.paths,
             "scpro_versions": {**self.versions, **self.ml_versions},
             "scpro_changes": self.changes.changes if self.changes else {},
+        }
+
+    def dbt_vars(self, warehouse_path: Path) -> dict[str, object]:
+        """The ``--vars`` of a dbt invocation that reads these inputs and writes ``warehouse``.
+
+        Only what stays the same from one build to the next: dbt parses the whole project
+        again whenever its vars change (partial parsing needs the same vars), which cost a
+        cycle ~10 s. The rest reaches dbt in :meth:`dbt_env`, unless it is too large for an
+        environment variable.
+        """
+        pins: dict[str, object] = {
+            "scpro_inputs": self.paths,
             "warehouse_path": str(warehouse_path),
         }
+        if not self.dbt_env():
+            pins.update(self.build_values())
+        return pins
+
+    def dbt_env(self) -> dict[str, str]:
+        """``SCPRO_DBT_BUILD``: :meth:`build_values` as JSON, for the macros at execution.
+
+        The project's macros read it when they execute, never while dbt parses (``build_value``
+        in ``macros/source.sql``). Empty when too large for one variable (the values then go in
+        the vars).
+        """
+        values = json.dumps(self.build_values(), sort_keys=True)
+        return {BUILD_ENV: values} if len(values) <= MAX_BUILD_ENV else {}
+
+
+#: The environment variable a build's changing values reach dbt in
+#: (:meth:`WarehouseInputs.dbt_env`).
+BUILD_ENV = "SCPRO_DBT_BUILD"
+
+#: Linux refuses a single environment string over 128 KiB.
+MAX_BUILD_ENV = 100_000
 
 
 def inputs_dir(settings: Settings) -> Path:

@@ -7,12 +7,17 @@ build, :func:`publish_snapshot` writes a new version without copying the warehou
 1. every table of schema ``main`` (the marts and ``kpi_*``; staging and intermediate models are
    not served) is published as Parquet: the large ones (:data:`PARTITIONS`: the facts and the
    KPI marts, growing with history) one file per month of their date column,
-   ``parquet/<model>/<yyyy-mm>.parquet``, the others one file, ``parquet/<model>.parquet``. Each
+   ``parquet/<model>/<yyyy-mm>.parquet``, the others one file, ``parquet/<model>.parquet``.
+   A whole-project build records which months of each large table it changed
+   (:func:`changed_parts`: the days of the keys its incremental models replaced, taken from its
+   change sets while they are there); the publication unites the records of the builds since
+   the version before, rewrites those months from the warehouse and hard-links the others to
+   the version before's files (no byte written, no row read). So a publication costs what the
+   builds changed, whatever the history's size. When that is not known (a first publication, a
+   full refresh, a partial dbt run since the last record, records that do not chain), each
    part's fingerprint (row count and the sum of its rows' hashes, computed in the warehouse) is
-   compared with the previous version's (``fingerprints.json``): an unchanged part is a hard link
-   to the previous version's file (no byte written), a changed one is written from the warehouse.
-   A micro-batch touches the latest months and the small marts, so a publication writes what
-   changed, whatever the history's size. Plain Parquet, DuckDB views: no table format of our own;
+   compared with the version before's instead, and the small tables are always: a part is
+   written only if it differs. Plain Parquet, DuckDB views: no table format of our own;
 2. ``warehouse.duckdb`` is a small file of views, ``main.<model>`` over that version's own
    files (absolute paths), which any DuckDB (Evidence's Node driver included) reads with no
    extension. ``snapshot_completeness``: per topic, the events landed against the offsets Kafka
@@ -50,6 +55,7 @@ import duckdb
 
 from scpro_assets.clean.watermark import load_watermark, watermark_path
 from scpro_assets.settings import Settings
+from scpro_assets.warehouse.changes import ChangeSet, load_builds
 from scpro_assets.warehouse.completeness import (
     COLUMNS,
     TopicCompleteness,
@@ -70,23 +76,40 @@ KEEP_VERSIONS = 5
 #: resolved it just before may still be running their query batch on it.
 PRUNE_GRACE_SECONDS = 600.0
 
-#: The served tables published one Parquet file per month of this date column (the ones that
-#: grow with history); the others are one file each.
-PARTITIONS: dict[str, str] = {
-    "fct_orders": "order_date",
-    "fct_deliveries": "order_date",
-    "fct_order_items": "order_date",
-    "fct_payments": "paid_date",
-    "fct_incidents": "opened_date",
-    "kpi_basket_daily": "period_start",
-    "kpi_delivery_daily": "period_start",
-    "kpi_predictions_daily": "period_start",
-    "kpi_incidents_daily": "period_start",
-    "kpi_delivery_weekly": "period_start",
-    "kpi_delay_weekly": "period_start",
-    "kpi_segments_weekly": "period_start",
-    "kpi_categories_weekly": "period_start",
-    "kpi_products_weekly": "period_start",
+#: What tells which days of a partitioned table a build changed (:func:`changed_parts`): the days
+#: of the orders it recomputed (``int_order_changes``), those days' ISO weeks, or the business
+#: times in a clean table's change set. The same keys the incremental models replace
+#: (``dbt_project/macros/incremental.sql``): a model replaces rows of those days and weeks only.
+ORDER_DAYS, ORDER_WEEKS = "order days", "order weeks"
+
+#: The datasets ``int_order_changes`` follows (``order_change_datasets`` in the dbt macros): when
+#: one's changes are unknown, the model recomputed every order, so every month changed.
+ORDER_DATASETS = (
+    "cleaned_orders",
+    "cleaned_order_items",
+    "cleaned_deliveries",
+    "delivery_time_predictions",
+    "late_risk_scores",
+    "customer_segments",
+)
+
+#: The served tables published one Parquet file per month of a date column (the ones that grow
+#: with history), and what tells which of their days a build changed; the others are one file.
+PARTITIONS: dict[str, tuple[str, str]] = {
+    "fct_orders": ("order_date", ORDER_DAYS),
+    "fct_deliveries": ("order_date", ORDER_DAYS),
+    "fct_order_items": ("order_date", ORDER_DAYS),
+    "fct_payments": ("paid_date", "cleaned_payments"),
+    "fct_incidents": ("opened_date", "cleaned_incidents"),
+    "kpi_basket_daily": ("period_start", ORDER_DAYS),
+    "kpi_delivery_daily": ("period_start", ORDER_DAYS),
+    "kpi_predictions_daily": ("period_start", ORDER_DAYS),
+    "kpi_incidents_daily": ("period_start", "cleaned_incidents"),
+    "kpi_delivery_weekly": ("period_start", ORDER_WEEKS),
+    "kpi_delay_weekly": ("period_start", ORDER_WEEKS),
+    "kpi_segments_weekly": ("period_start", ORDER_WEEKS),
+    "kpi_categories_weekly": ("period_start", ORDER_WEEKS),
+    "kpi_products_weekly": ("period_start", ORDER_WEEKS),
 }
 
 #: The file that makes a version complete (written last) and tells readers what it holds.
@@ -111,6 +134,9 @@ class Publication:
     seconds: float = 0.0
     parts_written: int = 0
     parts_linked: int = 0
+    #: Each partitioned table's months the builds since the previous version changed, as the
+    #: builds recorded them (None or missing: unknown, so the table was fingerprinted).
+    changed: dict[str, list[str] | None] = field(default_factory=dict)
 
 
 def _quote(identifier: str) -> str:
@@ -163,13 +189,55 @@ def _write_watermark(con: duckdb.DuckDBPyConnection, record: dict[str, object] |
 
 def _partition_column(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     """The date column ``name`` is published by month on, if it is a large table that has it."""
-    column = PARTITIONS.get(name)
+    column = PARTITIONS[name][0] if name in PARTITIONS else None
     found = con.execute(
         "select count(*) from duckdb_columns() where database_name = 'built' "
         "and schema_name = 'main' and table_name = ? and column_name = ?",
         [name, column],
     ).fetchone()
     return column if column and found and found[0] else None
+
+
+def _changed_days_sql(driver: str, changes: ChangeSet) -> str | None:
+    """``select day`` of the days a build changed in the tables ``driver`` decides, if known."""
+    if driver in (ORDER_DAYS, ORDER_WEEKS):
+        if any(name not in changes.changes for name in ORDER_DATASETS):
+            return None  # int_order_changes is empty: every order was recomputed
+        week = "cast(date_trunc('week', order_date) as date)"
+        day = week if driver == ORDER_WEEKS else "order_date"
+        return f"select {day} as day from intermediate.int_order_changes"
+    change = changes.changes.get(driver)
+    if not change:
+        return None
+    relation = f"read_parquet({_sql_string(str(change['path']))})"
+    return f"select cast(business_time as date) as day from {relation}"
+
+
+def changed_parts(
+    warehouse: Path, changes: ChangeSet, full_refresh: bool = False
+) -> dict[str, list[str] | None]:
+    """The parts (months) of each partitioned table that a whole-project build just changed.
+
+    Called once the build succeeded, while its change sets and ``int_order_changes`` are there
+    (:func:`scpro_assets.warehouse.changes.commit_changes` records the result with the build):
+    the next publication rewrites those months and links the others, without reading the
+    tables. ``None`` for a table means every part may have changed (a full refresh, a dataset
+    whose changes were unknown).
+    """
+    parts: dict[str, list[str] | None] = dict.fromkeys(PARTITIONS)
+    if full_refresh:
+        return parts
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        for name, (_, driver) in PARTITIONS.items():
+            days = _changed_days_sql(driver, changes)
+            if days is None:
+                continue
+            rows = con.execute(
+                f"select distinct {_part_sql('day')} from ({days}) order by 1"
+            ).fetchall()
+            parts[name] = [part for (part,) in rows]
+    return parts
 
 
 def _part_files(name: str, column: str | None, parts: list[str]) -> dict[str, str]:
@@ -200,20 +268,72 @@ def _fingerprints(
     return {str(p): (int(n), f"{n}:{h}") for p, n, h in rows}
 
 
-def _publish_table(
+def _part_where(column: str, part: str) -> str:
+    """The rows of ``part`` (a month, or no date) of date ``column``.
+
+    A range on the column, which DuckDB prunes row groups by (their min and max), not a
+    function of it on every row.
+    """
+    if part == NULL_PART:
+        return f"{_quote(column)} is null"
+    first = f"date {_sql_string(part + '-01')}"
+    return f"{_quote(column)} >= {first} and {_quote(column)} < {first} + interval 1 month"
+
+
+def _write_part(con: duckdb.DuckDBPyConnection, name: str, where: str, path: Path) -> int:
+    select = f"select * from built.main.{_quote(name)} where {where}"
+    copy = f"copy ({select}) to {_sql_string(str(path))} (format parquet)"
+    (rows,) = con.execute(copy).fetchone()
+    return int(rows)
+
+
+def _publish_changed_parts(
     con: duckdb.DuckDBPyConnection,
     name: str,
+    column: str,
+    target: Path,
+    previous: Path,
+    previous_prints: dict[str, str],
+    changed: list[str],
+) -> tuple[dict[str, str], int] | None:
+    """Write the ``changed`` months of ``name``, link its others: ``(prints, parts written)``.
+
+    None when the previous version cannot be built on (no parts, or a part's file missing): the
+    caller then fingerprints the table.
+    """
+    kept = {p: f for p, f in previous_prints.items() if p not in changed and p != EMPTY_PART}
+    files = _part_files(name, column, list(kept))
+    if not previous_prints or not all((previous / f).is_file() for f in files.values()):
+        return None
+    (target / "parquet" / name).mkdir(parents=True, exist_ok=True)
+    for relative in files.values():
+        os.link(previous / relative, target / relative)
+    prints, written = dict(kept), 0
+    for part, relative in _part_files(name, column, changed).items():
+        rows = _write_part(con, name, _part_where(column, part), target / relative)
+        if rows:  # a month the build emptied is no part any more
+            prints[part], written = f"{rows}:written in {target.name}", written + 1
+        else:
+            (target / relative).unlink()
+    if not prints:
+        _write_part(con, name, "false", target / f"parquet/{name}/{EMPTY_PART}.parquet")
+        prints[EMPTY_PART], written = "0:None", written + 1
+    return prints, written
+
+
+def _fingerprinted_parts(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    column: str | None,
     target: Path,
     previous: Path | None,
     previous_prints: dict[str, str],
-) -> tuple[int, dict[str, str], int]:
-    """Write or link the parts of ``name``; create its view. Return rows, prints, parts written."""
-    column = _partition_column(con, name)
+) -> tuple[dict[str, str], int]:
+    """Fingerprint every part of ``name``; write the changed ones, link the others."""
     found = _fingerprints(con, name, column)
     prints = {part: fingerprint for part, (_, fingerprint) in found.items()}
-    files = _part_files(name, column, list(prints))
     written = 0
-    for part, relative in files.items():
+    for part, relative in _part_files(name, column, list(prints)).items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         before = previous / relative if previous else None
@@ -221,12 +341,37 @@ def _publish_table(
             os.link(before, path)
             continue
         where = "false" if part == EMPTY_PART else f"{_part_sql(column)} = {_sql_string(part)}"
-        select = f"select * from built.main.{_quote(name)} where {where}"
-        con.execute(f"copy ({select}) to {_sql_string(str(path))} (format parquet)")
+        _write_part(con, name, where, path)
         written += 1
+    return prints, written
+
+
+def _publish_table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    target: Path,
+    previous: Path | None,
+    previous_prints: dict[str, str],
+    changed: list[str] | None,
+) -> tuple[int, dict[str, str], int]:
+    """Write or link the parts of ``name``; create its view. Return rows, prints, parts written.
+
+    ``changed``: the months the builds since the previous version changed (None: unknown; the
+    table is then fingerprinted part by part).
+    """
+    column = _partition_column(con, name)
+    found = None
+    if column is not None and changed is not None and previous is not None:
+        found = _publish_changed_parts(
+            con, name, column, target, previous, previous_prints, changed
+        )
+    prints, written = found or _fingerprinted_parts(
+        con, name, column, target, previous, previous_prints
+    )
+    files = _part_files(name, column, list(prints))
     paths = ", ".join(_sql_string(str(target / relative)) for relative in files.values())
     con.execute(f"create view main.{_quote(name)} as select * from read_parquet([{paths}])")
-    return sum(n for n, _ in found.values()), prints, written
+    return sum(int(p.split(":", 1)[0]) for p in prints.values()), prints, written
 
 
 def _publish_tables(
@@ -235,16 +380,17 @@ def _publish_tables(
     previous: Path | None,
     completeness: list[TopicCompleteness],
     watermark: dict[str, object] | None = None,
+    changed: dict[str, list[str] | None] | None = None,
 ) -> tuple[dict[str, int], dict[str, dict[str, str]], int]:
     """Publish the served tables into the version folder ``target``: Parquet files and views.
 
+    ``changed``: each partitioned table's months changed since ``previous`` (None: unknown).
     Returns each table's rows, each table's part fingerprints, and how many parts were written
     (the others were linked from ``previous``).
     """
     (target / "parquet").mkdir(parents=True)
-    previous_prints: dict[str, dict[str, str]] = {}
-    if previous is not None and (previous / FINGERPRINTS).is_file():
-        previous_prints = json.loads((previous / FINGERPRINTS).read_text())
+    previous_prints = _load_prints(previous)[1] if previous is not None else {}
+    changed = changed or {}
     tables: dict[str, int] = {}
     prints: dict[str, dict[str, str]] = {}
     written = 0
@@ -254,7 +400,7 @@ def _publish_tables(
         names = [n for n in served_tables(con, "built") if n not in written_here]
         for name in names:
             tables[name], prints[name], parts = _publish_table(
-                con, name, target, previous, previous_prints.get(name, {})
+                con, name, target, previous, previous_prints.get(name, {}), changed.get(name)
             )
             written += parts
         con.execute("detach built")
@@ -267,6 +413,42 @@ def _publish_tables(
             con.execute(f"copy main.{_quote(name)} to {out} (format parquet)")
         con.execute("checkpoint")
     return dict(sorted(tables.items())), prints, written
+
+
+def _load_prints(version: Path) -> tuple[str | None, dict[str, dict[str, str]]]:
+    """The build a version published and its tables' part fingerprints (none: nothing known)."""
+    path = version / FINGERPRINTS
+    if not path.is_file():
+        return None, {}
+    stored = json.loads(path.read_text())
+    return stored.get("build"), stored.get("tables", {})
+
+
+def _builds_since(
+    settings: Settings, published: str | None
+) -> tuple[str | None, dict[str, list[str] | None]]:
+    """The build the warehouse holds now and the months changed since build ``published``.
+
+    The builds' records chain (each names the build before it) from the latest to
+    ``published``; their months are united. Nothing is known (every table fingerprinted) when
+    the warehouse file changed after the latest record (a partial dbt run), or the chain does
+    not reach ``published`` (a build published by no version, records lost): the first value
+    then says which build the warehouse holds, if known, for the next publication to chain to.
+    """
+    builds = load_builds(settings)
+    stat = settings.warehouse_path.stat()
+    if not builds or builds[-1].get("warehouse") != [stat.st_mtime_ns, stat.st_size]:
+        return None, {}
+    latest = str(builds[-1]["id"])
+    changed: dict[str, set[str] | None] = {name: set() for name in PARTITIONS}
+    for record in reversed(builds):
+        if record["id"] == published:
+            return latest, {n: sorted(p) if p is not None else None for n, p in changed.items()}
+        parts = record.get("parts") or {}
+        for name, months in changed.items():
+            found = parts.get(name)  # type: ignore[union-attr]
+            changed[name] = None if months is None or found is None else months | set(found)
+    return latest, {}
 
 
 def _swap_current(serving_dir: Path, target: Path) -> None:
@@ -327,11 +509,15 @@ def publish_snapshot(
     target = versions_dir / version
     target.mkdir()
     previous = settings.serving_current.resolve() if settings.serving_current.exists() else None
+    published = _load_prints(previous)[0] if previous is not None else None
+    build, changed = _builds_since(settings, published)
     try:
         tables, prints, written = _publish_tables(
-            settings.warehouse_path, target, previous, completeness, watermark
+            settings.warehouse_path, target, previous, completeness, watermark, changed
         )
-        (target / FINGERPRINTS).write_text(json.dumps(prints, indent=1, sort_keys=True))
+        (target / FINGERPRINTS).write_text(
+            json.dumps({"build": build, "tables": prints}, indent=1, sort_keys=True)
+        )
         manifest = {
             "version": version,
             "published_at": now.replace(tzinfo=None).isoformat(),
@@ -355,6 +541,7 @@ def publish_snapshot(
         seconds=time.perf_counter() - started,
         parts_written=written,
         parts_linked=sum(len(p) for p in prints.values()) - written,
+        changed=changed,
     )
 
 
