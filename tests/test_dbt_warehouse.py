@@ -25,6 +25,7 @@ from scpro_assets.testing.warehouse import (
     shared_synthetic_lake,
     write_example_ml_outputs,
 )
+from scpro_assets.warehouse.assets import dbt_target
 from scpro_assets.warehouse.inputs import CLEAN_DATASETS, prepare_inputs
 from scpro_assets.warehouse.serving import PARTITIONS, open_snapshot
 from spark.tables import current_version
@@ -69,7 +70,7 @@ def _query(settings: Settings, sql: str) -> list[tuple]:
 
 
 def test_dbt_build_is_green_and_dbt_tests_are_asset_checks(built):
-    _, result = built
+    settings, result = built
     assert result.success
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) > 150
@@ -81,11 +82,7 @@ def test_dbt_build_is_green_and_dbt_tests_are_asset_checks(built):
     assert {dg.AssetKey(t) for t in CONTRACT_TABLES} <= materialized
     assert dg.AssetKey("serving_snapshot") in materialized
     # unit tests ran in the same `dbt build` (a failing one fails the run)
-    run_results = list(
-        (REPO_ROOT / "dbt_project" / "target").glob(
-            f"warehouse_dbt-{result.run_id[:7]}-*/run_results.json"
-        )
-    )
+    run_results = list(dbt_target(settings).glob("run_results.json"))
     assert len(run_results) == 1
     units = [
         r
@@ -280,10 +277,8 @@ def test_the_warehouse_reads_the_lake_itself_and_is_readable_without_the_extensi
     import subprocess
     import sys
 
-    settings, result = built
-    run_results = next(
-        (REPO_ROOT / "dbt_project" / "target").glob(f"warehouse_dbt-{result.run_id[:7]}-*")
-    )
+    settings, _ = built
+    run_results = dbt_target(settings)  # the home's one target folder: this build's artifacts
     compiled = (
         run_results / "compiled/scpro/models/staging/clean/stg_clean__orders.sql"
     ).read_text()

@@ -77,21 +77,24 @@ KEEP_VERSIONS = 5
 PRUNE_GRACE_SECONDS = 600.0
 
 #: What tells which days of a partitioned table a build changed (:func:`changed_parts`): the days
-#: of the orders it recomputed (``int_order_changes``), those days' ISO weeks, or the business
-#: times in a clean table's change set. The same keys the incremental models replace
+#: of the orders it recomputed, those days' ISO weeks, or the business times in a clean table's
+#: change set. The same keys the incremental models replace
 #: (``dbt_project/macros/incremental.sql``): a model replaces rows of those days and weeks only.
 ORDER_DAYS, ORDER_WEEKS = "order days", "order weeks"
 
-#: The datasets ``int_order_changes`` follows (``order_change_datasets`` in the dbt macros): when
-#: one's changes are unknown, the model recomputed every order, so every month changed.
-ORDER_DATASETS = (
+#: The change sets whose business times are the days of the orders a build recomputed
+#: (``int_order_changes``: the clean orders, lines and deliveries; ``order_features``, whose
+#: changes are the orders the scores were computed again for).
+ORDER_DAY_DATASETS = (
     "cleaned_orders",
     "cleaned_order_items",
     "cleaned_deliveries",
-    "delivery_time_predictions",
-    "late_risk_scores",
-    "customer_segments",
+    "order_features",
 )
+
+#: Change sets without business times that also recompute orders: the scores (a cycle re-scores
+#: the orders in :data:`ORDER_DAY_DATASETS`; a new model re-scores all) and the segments.
+ORDER_KEY_DATASETS = ("delivery_time_predictions", "late_risk_scores")
 
 #: The served tables published one Parquet file per month of a date column (the ones that grow
 #: with history), and what tells which of their days a build changed; the others are one file.
@@ -198,43 +201,71 @@ def _partition_column(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     return column if column and found and found[0] else None
 
 
-def _changed_days_sql(driver: str, changes: ChangeSet) -> str | None:
-    """``select day`` of the days a build changed in the tables ``driver`` decides, if known."""
-    if driver in (ORDER_DAYS, ORDER_WEEKS):
-        if any(name not in changes.changes for name in ORDER_DATASETS):
-            return None  # int_order_changes is empty: every order was recomputed
-        week = "cast(date_trunc('week', order_date) as date)"
-        day = week if driver == ORDER_WEEKS else "order_date"
-        return f"select {day} as day from intermediate.int_order_changes"
-    change = changes.changes.get(driver)
-    if not change:
-        return None
-    relation = f"read_parquet({_sql_string(str(change['path']))})"
-    return f"select cast(business_time as date) as day from {relation}"
+def _order_days_known(con: duckdb.DuckDBPyConnection, changes: ChangeSet) -> bool:
+    """Whether the orders a build recomputed all have a business time in the change sets.
+
+    Not when a change set is unknown (the models re-read everything), when customers changed
+    segment (their orders of every month change), or when orders were re-scored beyond those
+    whose features or delivery changed (a new serving model re-scores every order).
+    """
+    names = (*ORDER_DAY_DATASETS, *ORDER_KEY_DATASETS, "customer_segments")
+    if any(name not in changes.changes for name in names):
+        return False
+    if changes.changes["customer_segments"].get("rows"):
+        return False
+    scored = _change_files(changes, ORDER_KEY_DATASETS)
+    if not scored:
+        return True
+    (beyond,) = con.execute(
+        f"select count(*) from (select key from read_parquet([{scored}]) except "
+        f"select key from read_parquet([{_change_files(changes, ORDER_DAY_DATASETS)}]))"
+    ).fetchone()
+    return beyond == 0
 
 
-def changed_parts(
-    warehouse: Path, changes: ChangeSet, full_refresh: bool = False
-) -> dict[str, list[str] | None]:
-    """The parts (months) of each partitioned table that a whole-project build just changed.
+def _change_files(changes: ChangeSet, names: tuple[str, ...]) -> str:
+    """The change-set files of ``names`` that hold rows, for ``read_parquet([...])``."""
+    paths = [
+        _sql_string(str(changes.changes[n]["path"]))
+        for n in names
+        if changes.changes[n].get("rows")
+    ]
+    return ", ".join(paths)
 
-    Called once the build succeeded, while its change sets and ``int_order_changes`` are there
-    (:func:`scpro_assets.warehouse.changes.commit_changes` records the result with the build):
-    the next publication rewrites those months and links the others, without reading the
-    tables. ``None`` for a table means every part may have changed (a full refresh, a dataset
-    whose changes were unknown).
+
+def changed_parts(changes: ChangeSet, full_refresh: bool = False) -> dict[str, list[str] | None]:
+    """The parts (months) of each partitioned table that a whole-project build changed.
+
+    Read from the build's change sets alone (small files; the warehouse is neither opened nor
+    read), when the build has succeeded:
+    :func:`scpro_assets.warehouse.changes.commit_changes` records the result with the build, and
+    the next publication rewrites those months and links the others. ``None`` for a table means
+    every part may have changed (a full refresh, a change set unknown, see
+    :func:`_order_days_known`).
     """
     parts: dict[str, list[str] | None] = dict.fromkeys(PARTITIONS)
     if full_refresh:
         return parts
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
+        orders_known = _order_days_known(con, changes)
         for name, (_, driver) in PARTITIONS.items():
-            days = _changed_days_sql(driver, changes)
-            if days is None:
+            if driver in (ORDER_DAYS, ORDER_WEEKS):
+                names = ORDER_DAY_DATASETS if orders_known else None
+            else:
+                names = (driver,) if driver in changes.changes else None
+            if names is None:
                 continue
+            files = _change_files(changes, names)
+            if not files:
+                parts[name] = []
+                continue
+            day = "cast(business_time as date)"
+            if driver == ORDER_WEEKS:
+                day = f"cast(date_trunc('week', {day}) as date)"
             rows = con.execute(
-                f"select distinct {_part_sql('day')} from ({days}) order by 1"
+                f"select distinct {_part_sql('day')} from "
+                f"(select {day} as day from read_parquet([{files}])) order by 1"
             ).fetchall()
             parts[name] = [part for (part,) in rows]
     return parts
@@ -301,7 +332,9 @@ def _publish_changed_parts(
     None when the previous version cannot be built on (no parts, or a part's file missing): the
     caller then fingerprints the table.
     """
-    kept = {p: f for p, f in previous_prints.items() if p not in changed and p != EMPTY_PART}
+    kept = {p: f for p, f in previous_prints.items() if p not in changed}
+    if changed:  # an empty table's one file goes if a changed month has rows (else rewritten)
+        kept.pop(EMPTY_PART, None)
     files = _part_files(name, column, list(kept))
     if not previous_prints or not all((previous / f).is_file() for f in files.values()):
         return None
