@@ -51,10 +51,12 @@ def customer_features(orders: pd.DataFrame, deliveries: pd.DataFrame) -> pd.Data
     rfm["recency_days"] = (as_of - rfm["last_order"]).dt.total_seconds() / 86_400
     done = deliveries.loc[deliveries["is_late"].notna(), ["order_id", "is_late", "delay_days"]]
     done = done.merge(orders[["order_id", "customer_id"]], on="order_id")
-    experience = done.groupby("customer_id").agg(
-        late_share=("is_late", lambda s: float(s.astype(float).mean())),
-        mean_delay_days=("delay_days", lambda s: float(s.fillna(0.0).mean())),
+    # Vectorised means (a Python function per customer took 9 s for 100k customers)
+    done = done.assign(
+        late_share=done["is_late"].astype(float),
+        mean_delay_days=done["delay_days"].astype(float).fillna(0.0),
     )
+    experience = done.groupby("customer_id")[["late_share", "mean_delay_days"]].mean()
     out = rfm.join(experience, how="left").reset_index()
     out["monetary"] = out["monetary"].fillna(0.0)
     return out[["customer_id", *SEGMENT_FEATURES]]

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from scpro_assets.settings import Settings
@@ -136,8 +138,13 @@ def test_publishing_writes_only_the_parts_that_changed(incremental):
         assert publication.changed["fct_orders"] is None
         assert publication.changed["fct_incidents"] is not None
 
-    # A cycle's batch (scores and segments as they were): every month known from the build
+    # A cycle's batch (scores as they were, one customer moved to another segment): every month
+    # known from the build's change sets and that customer's orders
     apply_micro_batch(settings, 3)
+    segments = settings.ml_dir / "customer_segments" / "data.parquet"
+    moved = pq.read_table(segments).to_pylist()
+    moved[0]["segment_name"] = "Moved"
+    pq.write_table(pa.Table.from_pylist(moved, pq.read_schema(segments)), segments)
     _build(settings, "run")
     last = publish_snapshot(settings)
     assert set(last.changed) == set(PARTITIONS)

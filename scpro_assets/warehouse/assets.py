@@ -200,7 +200,7 @@ def warehouse_dbt(
     # Reached only when dbt succeeded (a failure raises at the end of the stream); a subset left
     # models behind, so the changes it read stay to apply.
     if inputs.changes and not context.is_subset:
-        parts = changed_parts(inputs.changes, config.full_refresh)
+        parts = changed_parts(inputs.changes, settings.clean_dir, config.full_refresh)
         commit_changes(settings, inputs.changes, parts)
 
 

@@ -141,7 +141,7 @@ def run_dbt(settings: Settings, args: list[str] | None = None) -> int:
     )
     if process.returncode == 0 and invocation.changes and invocation.builds_whole_project():
         full_refresh = "--full-refresh" in invocation.command
-        parts = changed_parts(invocation.changes, full_refresh)
+        parts = changed_parts(invocation.changes, settings.clean_dir, full_refresh)
         commit_changes(settings, invocation.changes, parts)
     return process.returncode
 

@@ -52,6 +52,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from scpro_assets.clean.watermark import load_watermark, watermark_path
 from scpro_assets.settings import Settings
@@ -202,16 +206,14 @@ def _partition_column(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
 
 
 def _order_days_known(con: duckdb.DuckDBPyConnection, changes: ChangeSet) -> bool:
-    """Whether the orders a build recomputed all have a business time in the change sets.
+    """Whether the change sets tell the days of every order a build recomputed.
 
-    Not when a change set is unknown (the models re-read everything), when customers changed
-    segment (their orders of every month change), or when orders were re-scored beyond those
-    whose features or delivery changed (a new serving model re-scores every order).
+    Not when a change set is unknown (the models re-read everything), or when orders were
+    re-scored beyond those whose features or delivery changed (a new serving model re-scores
+    every order). Customers whose segment changed: see :func:`_resegmented_days`.
     """
     names = (*ORDER_DAY_DATASETS, *ORDER_KEY_DATASETS, "customer_segments")
     if any(name not in changes.changes for name in names):
-        return False
-    if changes.changes["customer_segments"].get("rows"):
         return False
     scored = _change_files(changes, ORDER_KEY_DATASETS)
     if not scored:
@@ -221,6 +223,25 @@ def _order_days_known(con: duckdb.DuckDBPyConnection, changes: ChangeSet) -> boo
         f"select key from read_parquet([{_change_files(changes, ORDER_DAY_DATASETS)}]))"
     ).fetchone()
     return beyond == 0
+
+
+def _resegmented_days(con: duckdb.DuckDBPyConnection, changes: ChangeSet, clean_dir: Path) -> str:
+    """``select business_time`` of every order of the customers whose segment changed.
+
+    Their orders of every month carry the new segment. Read from the clean orders at the version
+    the build pinned (two columns, filtered in Arrow), not from the
+    warehouse, which a Dagster step's process still holds open with dbt's settings.
+    """
+    change = changes.changes["customer_segments"]
+    version = changes.state["clean"].get("cleaned_orders")
+    if not change.get("rows") or version is None:
+        return "select cast(null as timestamp) as business_time where false"
+    customers = pq.read_table(change["path"], columns=["key"]).column("key")
+    orders = DeltaTable(str(clean_dir / "cleaned_orders"), version=int(version))
+    times = orders.to_pyarrow_dataset().to_table(columns=["customer_id", "order_time"])
+    moved = pc.is_in(times.column("customer_id").cast(pa.string()), value_set=customers)
+    con.register("_resegmented", times.filter(moved))
+    return "select cast(order_time as timestamp) as business_time from _resegmented"
 
 
 def _change_files(changes: ChangeSet, names: tuple[str, ...]) -> str:
@@ -233,7 +254,9 @@ def _change_files(changes: ChangeSet, names: tuple[str, ...]) -> str:
     return ", ".join(paths)
 
 
-def changed_parts(changes: ChangeSet, full_refresh: bool = False) -> dict[str, list[str] | None]:
+def changed_parts(
+    changes: ChangeSet, clean_dir: Path, full_refresh: bool = False
+) -> dict[str, list[str] | None]:
     """The parts (months) of each partitioned table that a whole-project build changed.
 
     Read from the build's change sets alone (small files; the warehouse is neither opened nor
@@ -249,6 +272,7 @@ def changed_parts(changes: ChangeSet, full_refresh: bool = False) -> dict[str, l
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         orders_known = _order_days_known(con, changes)
+        resegmented = _resegmented_days(con, changes, clean_dir) if orders_known else ""
         for name, (_, driver) in PARTITIONS.items():
             if driver in (ORDER_DAYS, ORDER_WEEKS):
                 names = ORDER_DAY_DATASETS if orders_known else None
@@ -257,16 +281,21 @@ def changed_parts(changes: ChangeSet, full_refresh: bool = False) -> dict[str, l
             if names is None:
                 continue
             files = _change_files(changes, names)
-            if not files:
-                parts[name] = []
-                continue
+            times = [f"select business_time from read_parquet([{files}])"] if files else []
+            if driver in (ORDER_DAYS, ORDER_WEEKS):
+                times.append(resegmented)
             day = "cast(business_time as date)"
             if driver == ORDER_WEEKS:
                 day = f"cast(date_trunc('week', {day}) as date)"
-            rows = con.execute(
-                f"select distinct {_part_sql('day')} from "
-                f"(select {day} as day from read_parquet([{files}])) order by 1"
-            ).fetchall()
+            union = " union all ".join(f"({select})" for select in times)
+            rows = (
+                con.execute(
+                    f"select distinct {_part_sql('day')} from (select {day} as day from ({union})) "
+                    "order by 1"
+                ).fetchall()
+                if times
+                else []
+            )
             parts[name] = [part for (part,) in rows]
     return parts
 
