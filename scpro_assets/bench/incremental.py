@@ -109,6 +109,18 @@ def _cycle_on_history(
 
     Returns the cycle's seconds, the run's models folder and its home (removed by the caller).
     """
+    run = bench_settings(settings)
+    try:
+        return _timed_cycle(run, report, size, batch, trained)
+    except BaseException:  # a failed size leaves no gigabytes of history behind
+        shutil.rmtree(run.home, ignore_errors=True)
+        raise
+
+
+def _timed_cycle(
+    run: Settings, report: Report, size: int, batch: int, trained: Path | None
+) -> tuple[float, Path, Path]:
+    """:func:`_cycle_on_history` on the benchmark home ``run``."""
     import dagster as dg
 
     from scpro_assets.automation import TRAINING_ASSETS
@@ -120,7 +132,6 @@ def _cycle_on_history(
 
     downstream = dg.AssetSelection.groups("clean", "ml", "warehouse", "serving")
     no_training = downstream - dg.AssetSelection.assets(*TRAINING_ASSETS)
-    run = bench_settings(settings)
     stream = synthetic_events(size + 2 * batch, seed=3)
     (written, _files), raw_s = timed(
         lambda: write_raw_lake(
@@ -170,7 +181,13 @@ def bench_incremental(
     trained: Path | None = None
     try:
         for size in sizes:
-            seconds, models, home = _cycle_on_history(settings, report, size, batch, trained)
+            try:
+                seconds, models, home = _cycle_on_history(settings, report, size, batch, trained)
+            except Exception as error:  # one size failing still reports the others
+                failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                print(f"{SECTION}: {size:,} events failed: {failure}", flush=True)
+                report.add(SECTION, **{f"{size:,} events: failed": failure})
+                continue
             cycle_seconds[size] = seconds
             if trained is None:
                 first_home, trained = home, models
