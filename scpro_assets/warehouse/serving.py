@@ -229,8 +229,8 @@ def _resegmented_days(con: duckdb.DuckDBPyConnection, changes: ChangeSet, clean_
     """``select business_time`` of every order of the customers whose segment changed.
 
     Their orders of every month carry the new segment. Read from the clean orders at the version
-    the build pinned (two columns, filtered in Arrow), not from the
-    warehouse, which a Dagster step's process still holds open with dbt's settings.
+    the build pinned (two columns, filtered in Arrow), not from the warehouse, which a Dagster
+    step's process still holds open with dbt's settings.
     """
     change = changes.changes["customer_segments"]
     version = changes.state["clean"].get("cleaned_orders")
@@ -266,38 +266,49 @@ def changed_parts(
     every part may have changed (a full refresh, a change set unknown, see
     :func:`_order_days_known`).
     """
-    parts: dict[str, list[str] | None] = dict.fromkeys(PARTITIONS)
     if full_refresh:
-        return parts
+        return dict.fromkeys(PARTITIONS)
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         orders_known = _order_days_known(con, changes)
         resegmented = _resegmented_days(con, changes, clean_dir) if orders_known else ""
-        for name, (_, driver) in PARTITIONS.items():
+        months: dict[str, list[str] | None] = {}  # per driver: tables sharing one are one query
+        for driver in dict.fromkeys(driver for _, driver in PARTITIONS.values()):
             if driver in (ORDER_DAYS, ORDER_WEEKS):
                 names = ORDER_DAY_DATASETS if orders_known else None
             else:
                 names = (driver,) if driver in changes.changes else None
-            if names is None:
-                continue
-            files = _change_files(changes, names)
-            times = [f"select business_time from read_parquet([{files}])"] if files else []
-            if driver in (ORDER_DAYS, ORDER_WEEKS):
-                times.append(resegmented)
-            day = "cast(business_time as date)"
-            if driver == ORDER_WEEKS:
-                day = f"cast(date_trunc('week', {day}) as date)"
-            union = " union all ".join(f"({select})" for select in times)
-            rows = (
-                con.execute(
-                    f"select distinct {_part_sql('day')} from (select {day} as day from ({union})) "
-                    "order by 1"
-                ).fetchall()
-                if times
-                else []
+            months[driver] = (
+                None if names is None else _months(con, changes, names, driver, resegmented)
             )
-            parts[name] = [part for (part,) in rows]
-    return parts
+    return {name: months[driver] for name, (_, driver) in PARTITIONS.items()}
+
+
+def _months(
+    con: duckdb.DuckDBPyConnection,
+    changes: ChangeSet,
+    names: tuple[str, ...],
+    driver: str,
+    resegmented: str,
+) -> list[str]:
+    """The parts (months) of the business times in the change sets ``names``.
+
+    For the order drivers, with the resegmented customers' orders; weeks for :data:`ORDER_WEEKS`.
+    """
+    files = _change_files(changes, names)
+    times = [f"select business_time from read_parquet([{files}])"] if files else []
+    if driver in (ORDER_DAYS, ORDER_WEEKS):
+        times.append(resegmented)
+    if not times:
+        return []
+    day = "cast(business_time as date)"
+    if driver == ORDER_WEEKS:
+        day = f"cast(date_trunc('week', {day}) as date)"
+    union = " union all ".join(f"({select})" for select in times)
+    rows = con.execute(
+        f"select distinct {_part_sql('day')} from (select {day} as day from ({union})) order by 1"
+    ).fetchall()
+    return [part for (part,) in rows]
 
 
 def _part_files(name: str, column: str | None, parts: list[str]) -> dict[str, str]:
