@@ -41,6 +41,7 @@ class KafkaResource(dg.ConfigurableResource):
     max_events_per_run: int = DEFAULT_MAX_EVENTS_PER_RUN
     max_runs_per_tick: int = 20
     max_runs_in_flight: int = 2
+    landing_pace_seconds: float = 120.0
 
     @classmethod
     def from_settings(
@@ -58,6 +59,7 @@ class KafkaResource(dg.ConfigurableResource):
             max_events_per_run=backpressure.max_events_per_run,
             max_runs_per_tick=backpressure.max_runs_per_tick,
             max_runs_in_flight=backpressure.max_runs_in_flight,
+            landing_pace_seconds=backpressure.landing_pace_seconds,
         )
 
     def settings(self) -> KafkaSettings:

@@ -14,7 +14,9 @@ Ticks of one instance take turns, across processes, as the daemon's ticks of one
 ``scpro ingest`` started together would otherwise both see a range's run key unused and both run
 it. Each run is tagged with the process that executes it: a run left "started" by an
 ``scpro ingest`` that was killed is failed by the next one (its process is gone) and retried,
-never skipped as already run.
+never skipped as already run. Unlike the daemon's ticks, these are not paced while an automation
+run is in flight (:func:`sensors.kafka_sensors.unpaced`): whoever calls them wants the events
+landed now.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from sensors.kafka_sensors import (
     daemon_sensor_state,
     job_name,
     sensor_name,
+    unpaced,
 )
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -243,7 +246,7 @@ def ingest_once(
     cursors are stored once every topic's ranges have been requested, as the daemon does.
     One evaluation at a time per instance (:func:`tick_lock`).
     """
-    with tick_lock(instance):
+    with tick_lock(instance), unpaced():
         return _ingest_once(defs, instance, topics, executor)
 
 

@@ -194,6 +194,10 @@ class BackpressureSettings(SettingsPart):
     )
     max_runs_per_tick: int = Field(20, ge=1, validation_alias="SCPRO_MAX_RUNS_PER_TICK")
     max_runs_in_flight: int = Field(2, ge=1, validation_alias="SCPRO_MAX_RUNS_IN_FLIGHT")
+    #: While an automation run is in flight, a topic's sensor asks for a landing run of new
+    #: offsets at most this often (seconds), unless a whole run's worth is waiting; 0 lands on
+    #: every tick (``sensors.kafka_sensors``, "Landing paced by the cycle").
+    landing_pace_seconds: float = Field(120.0, ge=0, validation_alias="SCPRO_LANDING_PACE_SECONDS")
 
 
 def _positive_number(name: str, value: object) -> float:

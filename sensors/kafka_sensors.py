@@ -17,11 +17,25 @@ until its raw file exists; a range unlanded past the deadline fails the raw asse
 ``requested_ranges_landed`` check, is requested again with backoff, and raises an alert when it
 keeps failing. An overdue range is requested again on its own (``orders-0-100-199-retry2``),
 whatever run it was first requested in.
+
+**Landing paced by the cycle.** Raw ranges are only read by the next automation run (the clean
+layer onwards, :mod:`scpro_assets.automation`), which starts once the one in flight has ended.
+Landing every few seconds while a cycle runs buys no freshness, only processes: measured under
+the latency benchmark's stream, 771 landing runs an hour (one per topic every ~19 s), each a
+process importing the code location, on the same two cores as the cycle, whose Spark steps then
+took 3-4 times as long as on an idle box. So while an automation run is in flight, a topic asks
+for a landing run of new offsets at most every ``landing_pace_seconds`` (120 s), or at once when a
+whole run's worth (``max_events_per_run``) waits; once the automation is idle, every tick lands
+what is new, and the next cycle takes it. Retries of overdue ranges are never held. ``scpro
+ingest`` (:mod:`scpro_assets.runner`) is a person asking to land now: it is not paced
+(:func:`unpaced`).
 """
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +43,7 @@ from typing import Any
 import dagster as dg
 
 from scpro_assets.alerts import send_alert
+from scpro_assets.automation import AUTOMATION_RUN_TAGS
 from scpro_assets.ingest.gaps import (
     CHECK_NAME,
     GapPolicy,
@@ -43,12 +58,45 @@ from scpro_assets.ingest.gaps import (
 )
 from scpro_assets.ingest.landing import OffsetRange, landed_ranges, landed_watermarks
 from scpro_assets.ingest.runs import TOPIC_TAG, ranges_in_tags, run_config, run_key, run_tags
-from scpro_assets.instance import IN_FLIGHT
+from scpro_assets.instance import IN_FLIGHT, runs_in_flight
 from scpro_assets.resources import KafkaResource, LakeResource
 from scpro_assets.settings import TOPICS
 
 #: Where ``scpro ingest`` keeps a sensor's cursor when the daemon has not created its state yet.
 CURSOR_KV_PREFIX = "scpro/sensor_cursor/"
+
+#: Whether the sensors pace landing while a cycle runs (see the module docstring).
+_PACED: ContextVar[bool] = ContextVar("scpro_landing_paced", default=True)
+
+
+@contextmanager
+def unpaced() -> Iterator[None]:
+    """Evaluate the Kafka sensors without pacing: every tick asks for what is new."""
+    token = _PACED.set(False)
+    try:
+        yield
+    finally:
+        _PACED.reset(token)
+
+
+def paced_until(
+    requested_at: float | None,
+    ticked_at: float,
+    waiting: int,
+    cycle_in_flight: bool,
+    kafka: KafkaResource,
+) -> float | None:
+    """When the tick may next ask for new offsets, if it must wait (else ``None``).
+
+    It waits only while an automation run is in flight, less than ``landing_pace_seconds`` after
+    its last request, with fewer than ``max_events_per_run`` events waiting.
+    """
+    if not (_PACED.get() and cycle_in_flight and kafka.landing_pace_seconds > 0):
+        return None
+    if requested_at is None or waiting >= kafka.max_events_per_run:
+        return None
+    due = requested_at + kafka.landing_pace_seconds
+    return due if ticked_at < due else None
 
 
 def sensor_name(topic: str) -> str:
@@ -306,9 +354,15 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
         flying = landing_runs_in_flight(context.instance, topic)
         in_flight = len(flying)
         held_back = in_flight >= kafka.max_runs_in_flight
+        unrequested = sum(max(0, end - cursor.get(p, b)) for p, (b, end) in offsets.items())
+        ticked_at = now()
+        paced = None
+        if not held_back and unrequested:
+            cycle = runs_in_flight(context.instance, AUTOMATION_RUN_TAGS) > 0
+            paced = paced_until(state.requested_at, ticked_at, unrequested, cycle, kafka)
         plan = (
             RunPlan([], cursor, 0)
-            if held_back
+            if held_back or paced is not None
             else plan_runs(
                 topic, cursor, offsets, kafka.max_events_per_run, kafka.max_runs_per_tick
             )
@@ -317,8 +371,6 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
         marks = landed_watermarks(lake.raw_dir, topic, {p: b for p, (b, _e) in offsets.items()})
         end_total = sum(end for _b, end in offsets.values())
         unlanded = sum(max(0, end - marks.get(p, b)) for p, (b, end) in offsets.items())
-        unrequested = sum(max(0, end - cursor.get(p, b)) for p, (b, end) in offsets.items())
-        ticked_at = now()
         policy = gaps.settings()
         review = review_gaps(
             topic,
@@ -332,7 +384,11 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
         )
         _report_gaps(context, review, Path(lake.home))
         new_cursor = dump_state(
-            SensorState(plan.cursor, track_requested(review.open_ranges, plan.ranges, ticked_at))
+            SensorState(
+                plan.cursor,
+                track_requested(review.open_ranges, plan.ranges, ticked_at),
+                ticked_at if plan.runs else state.requested_at,
+            )
         )
         observation = dg.AssetObservation(
             asset_key=dg.AssetKey(["kafka", topic]),
@@ -362,6 +418,16 @@ def build_kafka_sensor(topic: str, minimum_interval_seconds: int = 5) -> dg.Sens
                 skip_reason=dg.SkipReason(
                     f"{in_flight} landing runs of '{topic}' are queued or running "
                     f"(limit {kafka.max_runs_in_flight}); cursor kept at {dump_cursor(cursor)}"
+                ),
+                cursor=new_cursor,
+                asset_events=asset_events,
+            )
+        if paced is not None and not run_requests:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"an automation run is in flight: {unrequested} new events of '{topic}' wait "
+                    f"for it, or until {paced - ticked_at:.0f}s from now (landing paced every "
+                    f"{kafka.landing_pace_seconds:.0f}s while a cycle runs)"
                 ),
                 cursor=new_cursor,
                 asset_events=asset_events,

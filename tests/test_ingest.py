@@ -451,6 +451,67 @@ def test_sensor_holds_back_while_runs_are_in_flight(scpro_settings, dagster_inst
     assert _accounted(scpro_settings, "payments") == {0: [0, 1, 2, 3]}
 
 
+def test_landing_is_paced_while_a_cycle_runs_and_a_person_s_ingest_is_not(
+    scpro_settings, dagster_instance, monkeypatch
+):
+    """While an automation run is in flight, a topic asks for new offsets at most every pace."""
+    import dagster as dg
+
+    from scpro_assets.automation import AUTOMATION_RUN_TAGS
+    from scpro_assets.runner import CursorStore, evaluate_sensor
+    from sensors import kafka_sensors
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(kafka_sensors, "now", lambda: clock[0])
+    settings = scpro_settings.model_copy(
+        update={
+            "backpressure": BackpressureSettings(max_events_per_run=5, landing_pace_seconds=60)
+        }
+    )
+    defs = build_definitions(settings)
+    store = CursorStore(dagster_instance, sensor_name("payments"))
+    sent = iter(range(1000))
+
+    def tick(new_events: int):
+        """Publish ``new_events`` payments and evaluate the sensor as the daemon does."""
+        _publish(settings, "payments", [_payment(next(sent)) for _ in range(new_events)])
+        data = evaluate_sensor(defs, dagster_instance, sensor_name("payments"), store)
+        store.set(data.cursor)
+        return [r.run_key for r in data.run_requests or []], data.skip_message or ""
+
+    assert tick(2) == (["payments-0-0-1"], "")  # nothing in flight: lands at once
+    cycle = dagster_instance.create_run_for_job(
+        defs.resolve_job_def("land_orders"),
+        run_config={"ops": {"raw_orders": {"config": {"partition": 0, "start": 0, "stop": 1}}}},
+        tags=AUTOMATION_RUN_TAGS,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    runs, reason = tick(2)
+    assert runs == []
+    assert "an automation run is in flight: 2 new events of 'payments' wait" in reason
+    clock[0] += 30
+    assert tick(3) == (["payments-0-2-6"], "")  # a whole run's worth waits: no pacing
+    clock[0] += 59
+    assert tick(1)[0] == []  # 59 s after the last request
+    clock[0] += 1
+    assert tick(0) == (["payments-0-7-7"], "")  # the pace has passed
+    clock[0] += 1
+    assert tick(1)[0] == []
+    dagster_instance.report_run_canceled(cycle)
+    assert tick(0) == (["payments-0-8-8"], "")  # the cycle is over: the next one takes it
+
+    dagster_instance.create_run_for_job(
+        defs.resolve_job_def("land_orders"),
+        run_config={"ops": {"raw_orders": {"config": {"partition": 0, "start": 0, "stop": 1}}}},
+        tags=AUTOMATION_RUN_TAGS,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    _publish(settings, "payments", [_payment(next(sent))])
+    (person,) = ingest_once(defs, dagster_instance, topics=("payments",))
+    assert person.requested == ["payments-0-9-9"]  # `scpro ingest`: not paced
+    assert _accounted(settings, "payments") == {0: [9]}  # the ticks above only asked
+
+
 def test_raw_payload_is_the_validated_event_and_personal_data_is_dropped(
     scpro_settings, dagster_instance
 ):

@@ -64,10 +64,16 @@ class OpenRange:
 
 @dataclass(frozen=True)
 class SensorState:
-    """A Kafka sensor's cursor: the next offset to request per partition, and the open ranges."""
+    """A Kafka sensor's cursor: the next offset to request per partition, and the open ranges.
+
+    ``requested_at`` is when the sensor last asked for a landing run of new offsets (epoch
+    seconds; ``None`` before the first): it paces landing while a cycle runs
+    (:mod:`sensors.kafka_sensors`).
+    """
 
     next_offsets: dict[int, int] = field(default_factory=dict)
     open_ranges: dict[str, OpenRange] = field(default_factory=dict)
+    requested_at: float | None = None
 
 
 def parse_state(cursor: str | None) -> SensorState:
@@ -80,20 +86,22 @@ def parse_state(cursor: str | None) -> SensorState:
     return SensorState(
         {int(p): int(o) for p, o in data["next"].items()},
         {key: OpenRange(**value) for key, value in data.get("open", {}).items()},
+        data.get("requested_at"),
     )
 
 
 def dump_state(state: SensorState) -> str:
     """The JSON cursor, partitions and ranges in order."""
-    return json.dumps(
-        {
-            "next": {str(p): o for p, o in sorted(state.next_offsets.items())},
-            "open": {
-                r.key: asdict(r)
-                for r in sorted(state.open_ranges.values(), key=lambda r: (r.partition, r.start))
-            },
-        }
-    )
+    data: dict[str, object] = {
+        "next": {str(p): o for p, o in sorted(state.next_offsets.items())},
+        "open": {
+            r.key: asdict(r)
+            for r in sorted(state.open_ranges.values(), key=lambda r: (r.partition, r.start))
+        },
+    }
+    if state.requested_at is not None:
+        data["requested_at"] = state.requested_at
+    return json.dumps(data)
 
 
 def uncovered(start: int, stop: int, landed: list[tuple[int, int]]) -> list[tuple[int, int]]:
