@@ -464,9 +464,7 @@ def test_landing_is_paced_while_a_cycle_runs_and_a_person_s_ingest_is_not(
     clock = [1_000_000.0]
     monkeypatch.setattr(kafka_sensors, "now", lambda: clock[0])
     settings = scpro_settings.model_copy(
-        update={
-            "backpressure": BackpressureSettings(max_events_per_run=5, landing_pace_seconds=60)
-        }
+        update={"backpressure": BackpressureSettings(max_events_per_run=5, landing_pace_seconds=60)}
     )
     defs = build_definitions(settings)
     store = CursorStore(dagster_instance, sensor_name("payments"))
