@@ -1,20 +1,24 @@
 """Incremental benchmark (issue #17): what one cycle costs on 0.1M, 1M and 5M events of history.
 
-For each history size, on a home of its own:
+One platform home grows its history as a running platform does, and a cycle is timed at each
+size:
 
-1. **History**: ``size`` synthetic events written as landed raw range files (offline, like
-   :func:`scpro_assets.bench.clean.bench_clean`; landing them through Kafka would take longer
-   than the rest of the benchmark), then every asset downstream materialized once: the full
-   build the cycle is then measured on top of. The models are trained on the first (smallest)
-   history only and their registry entries copied to the larger ones: a cycle scores with the
-   models in service and never trains, so training at 5M events would cost the benchmark
-   minutes without changing the figure.
-2. **The cycle**, twice (the first warms the Spark session's compiled classes and dbt's parse,
-   as a running platform has them; the second is the figure): the next ``batch`` events of the
-   same stream produced to Kafka and landed by the real landing runs
-   (:func:`scpro_assets.runner.ingest_until_caught_up`), then one materialization of the clean
-   layer, the scores, dbt and the serving snapshot, the way the automation's run carries them.
-   Each stage's seconds come from Dagster's step events.
+1. **History**, in slices of at most :data:`SLICE` events: each slice is written as landed raw
+   range files (offline, like :func:`scpro_assets.bench.clean.bench_clean`; landing them through
+   Kafka would take longer than the rest of the benchmark), then materialized on top of what
+   the home already holds. The first slice is a full build of every asset downstream and
+   trains the models; the later ones are the platform's own incremental runs, with the models in
+   service (a cycle scores with them and never trains). Slices, not one 5M-event build: a full
+   Spark build of 5M events ran out of the driver's 4 GB heap, and a platform never meets its
+   history at once. Between a size's slices only the clean layer is built; its last slice
+   carries every asset on, as the first run after a stop of the platform would.
+2. **The cycle** at each size: the next ``batch`` events of the same stream produced to Kafka
+   and landed by the real landing runs (:func:`scpro_assets.runner.ingest_until_caught_up`), then
+   one materialization of the clean layer, the scores, dbt and the serving snapshot, the way the
+   automation's run carries them. Each stage's seconds come from Dagster's step events. At the
+   first size one cycle runs before the timed one: it warms what a running platform has warm (the
+   Spark session's compiled classes, dbt's partial parse), and the later sizes keep them, as the
+   same platform would.
 
 The history's raw files are numbered from :data:`HISTORY_FIRST_OFFSET`, far above the new
 topics' offsets, so the files the landing writes never take a history file's name.
@@ -28,7 +32,6 @@ from __future__ import annotations
 import itertools
 import shutil
 from collections import defaultdict
-from pathlib import Path
 
 from scpro_assets.bench.common import bench_settings, timed
 from scpro_assets.bench.report import Report
@@ -97,75 +100,64 @@ def _materialize(defs, instance, selection):
     return result
 
 
-def _copy_models(trained: Path, run: Settings) -> None:
-    """Serve the first history's models in ``run`` (entries point at the same artifacts)."""
-    shutil.copytree(trained, run.models_dir, dirs_exist_ok=True)
+def _grow_history(
+    run: Settings,
+    defs,
+    instance,
+    stream,
+    events: int,
+    first_offset: int,
+    selection,
+    figures: dict[str, float],
+) -> int:
+    """Write ``events`` more events of ``stream`` as raw files and carry them through every asset.
 
-
-def _cycle_on_history(
-    settings: Settings, report: Report, size: int, batch: int, trained: Path | None
-) -> tuple[float, Path, Path]:
-    """Build ``size`` events of history, then time one cycle of ``batch`` more on top of it.
-
-    Returns the cycle's seconds, the run's models folder and its home (removed by the caller).
+    Returns the offset the next slice's files start at.
     """
-    run = bench_settings(settings)
-    try:
-        return _timed_cycle(run, report, size, batch, trained)
-    except BaseException:  # a failed size leaves no gigabytes of history behind
-        shutil.rmtree(run.home, ignore_errors=True)
-        raise
+    from scpro_assets.testing.offline import write_raw_lake
+
+    (written, _files), write_s = timed(
+        lambda: write_raw_lake(
+            itertools.islice(stream, events), run.raw_dir, first_offset=first_offset
+        )
+    )
+    _, build_s = timed(lambda: _materialize(defs, instance, selection))
+    done = first_offset - HISTORY_FIRST_OFFSET
+    name = f"history {done:,}..{done + written:,} events"
+    figures[f"{name}: written s"] = write_s
+    figures[f"{name}: built s"] = build_s
+    return first_offset + written  # per-topic offsets of a slice stay below its event count
 
 
 def _timed_cycle(
-    run: Settings, report: Report, size: int, batch: int, trained: Path | None
-) -> tuple[float, Path, Path]:
-    """:func:`_cycle_on_history` on the benchmark home ``run``."""
+    defs, instance, run: Settings, stream, batch: int, label: str
+) -> tuple[float, dict]:
+    """Produce ``batch`` events, land them and carry them to the snapshot; seconds and figures."""
     import dagster as dg
 
     from scpro_assets.automation import TRAINING_ASSETS
-    from scpro_assets.definitions.platform import build_definitions
-    from scpro_assets.kafka.clients import ensure_topics
     from scpro_assets.replay import replay
     from scpro_assets.runner import ingest_until_caught_up
-    from scpro_assets.testing.offline import synthetic_events, write_raw_lake
 
-    downstream = dg.AssetSelection.groups("clean", "ml", "warehouse", "serving")
-    no_training = downstream - dg.AssetSelection.assets(*TRAINING_ASSETS)
-    stream = synthetic_events(size + 2 * batch, seed=3)
-    (written, _files), raw_s = timed(
-        lambda: write_raw_lake(
-            itertools.islice(stream, size), run.raw_dir, first_offset=HISTORY_FIRST_OFFSET
-        )
-    )
-    (run.home / "dagster").mkdir(parents=True, exist_ok=True)
+    no_training = dg.AssetSelection.groups(
+        "clean", "ml", "warehouse", "serving"
+    ) - dg.AssetSelection.assets(*TRAINING_ASSETS)
+    new_events = list(itertools.islice(stream, batch))
+    label = f"{label} of {len(new_events):,}"
     figures: dict[str, float] = {}
-    with dg.instance_for_test(temp_dir=str(run.home / "dagster")) as instance:
-        defs = build_definitions(run)
-        if trained is not None:
-            _copy_models(trained, run)
-        first = no_training if trained is not None else downstream
-        _, figures[f"{written:,} events: full build of the history s"] = timed(
-            lambda: _materialize(defs, instance, first)
-        )
-        ensure_topics(run.kafka)
-        # Two cycles: the first warms what a running platform has warm (the Spark session's
-        # compiled classes, dbt's parse); the second is the figure.
-        for name in ("warm-up cycle", "cycle"):
-            new_events = list(itertools.islice(stream, batch))
-            label = f"{written:,} events, {name} of {len(new_events):,}"
-            _, figures[f"{label}: produce to Kafka s"] = timed(
-                lambda new_events=new_events: replay(new_events, run.kafka)
-            )
-            _, landing_s = timed(lambda: ingest_until_caught_up(defs, instance))
-            result, run_s = timed(lambda: _materialize(defs, instance, no_training))
-            stages = _stage_seconds(instance, result.run_id, _groups_of_steps(defs))
-            figures[f"{label}: landing s"] = landing_s
-            figures.update({f"{label}: {stage} s": sec for stage, sec in stages.items()})
-            figures[f"{label}: run s (clean to snapshot)"] = run_s
-            figures[f"{label}: s in all"] = landing_s + run_s
-    report.add(SECTION, **{f"{written:,} events: history written s": raw_s, **figures})
-    return landing_s + run_s, run.models_dir, run.home
+    _, figures[f"{label}: produce to Kafka s"] = timed(lambda: replay(new_events, run.kafka))
+    _, landing_s = timed(lambda: ingest_until_caught_up(defs, instance))
+    result, run_s = timed(lambda: _materialize(defs, instance, no_training))
+    stages = _stage_seconds(instance, result.run_id, _groups_of_steps(defs))
+    figures[f"{label}: landing s"] = landing_s
+    figures.update({f"{label}: {stage} s": sec for stage, sec in stages.items()})
+    figures[f"{label}: run s (clean to snapshot)"] = run_s
+    figures[f"{label}: s in all"] = landing_s + run_s
+    return landing_s + run_s, figures
+
+
+#: Events of history written and built at once (see the module docstring).
+SLICE = 1_000_000
 
 
 def bench_incremental(
@@ -173,29 +165,65 @@ def bench_incremental(
     report: Report,
     sizes: tuple[int, ...] = SIZES,
     batch: int = BATCH,
+    slice_events: int = SLICE,
 ) -> None:
     """Time one full cycle of ``batch`` new events on each history size (module docstring)."""
+    import dagster as dg
+
+    from scpro_assets.automation import TRAINING_ASSETS
+    from scpro_assets.definitions.platform import build_definitions
+    from scpro_assets.kafka.clients import ensure_topics
+    from scpro_assets.testing.offline import synthetic_events
+
     print(f"\n{SECTION}: one cycle of {batch:,} events on {len(sizes)} history sizes", flush=True)
+    sizes = tuple(sorted(sizes))
+    run = bench_settings(settings)
+    downstream = dg.AssetSelection.groups("clean", "ml", "warehouse", "serving")
+    no_training = downstream - dg.AssetSelection.assets(*TRAINING_ASSETS)
+    stream = synthetic_events(sizes[-1] + (len(sizes) + 1) * batch, seed=3)
     cycle_seconds: dict[int, float] = {}
-    first_home: Path | None = None  # its models serve every later size
-    trained: Path | None = None
+    history, offset = 0, HISTORY_FIRST_OFFSET
+    (run.home / "dagster").mkdir(parents=True, exist_ok=True)
     try:
-        for size in sizes:
-            try:
-                seconds, models, home = _cycle_on_history(settings, report, size, batch, trained)
-            except Exception as error:  # one size failing still reports the others
-                failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-                print(f"{SECTION}: {size:,} events failed: {failure}", flush=True)
-                report.add(SECTION, **{f"{size:,} events: failed": failure})
-                continue
-            cycle_seconds[size] = seconds
-            if trained is None:
-                first_home, trained = home, models
-            else:  # 5M events of history take gigabytes: gone before the next size
-                shutil.rmtree(home, ignore_errors=True)
-    finally:
-        if first_home is not None:
-            shutil.rmtree(first_home, ignore_errors=True)
+        with dg.instance_for_test(temp_dir=str(run.home / "dagster")) as instance:
+            defs = build_definitions(run)
+            ensure_topics(run.kafka)
+            for size in sizes:
+                figures: dict[str, float] = {}
+                try:
+                    while history < size:
+                        events = min(slice_events, size - history)
+                        # The first slice trains; a size's last slice carries every asset on;
+                        # the slices between only the clean layer (the rest follows once, as
+                        # after a platform's stop).
+                        if history == 0:
+                            selection = downstream
+                        elif history + events >= size:
+                            selection = no_training
+                        else:
+                            selection = dg.AssetSelection.groups("clean")
+                        offset = _grow_history(
+                            run, defs, instance, stream, events, offset, selection, figures
+                        )
+                        history += events
+                    if not cycle_seconds:
+                        _, warm = _timed_cycle(
+                            defs, instance, run, stream, batch, f"{size:,} events, warm-up cycle"
+                        )
+                        figures.update(warm)
+                    seconds, timed_figures = _timed_cycle(
+                        defs, instance, run, stream, batch, f"{size:,} events, cycle"
+                    )
+                    figures.update(timed_figures)
+                except Exception as error:  # report the sizes before it; the later ones need it
+                    failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                    print(f"{SECTION}: {size:,} events failed: {failure}", flush=True)
+                    report.add(SECTION, **figures, **{f"{size:,} events: failed": failure})
+                    break
+                cycle_seconds[size] = seconds
+                report.add(SECTION, **figures)
+    finally:  # 5M events of history take gigabytes
+        shutil.rmtree(run.home, ignore_errors=True)
     report.add(SECTION, cycle_seconds={str(k): v for k, v in cycle_seconds.items()})
     if len(cycle_seconds) >= 2:
         smallest, largest = min(cycle_seconds), max(cycle_seconds)
