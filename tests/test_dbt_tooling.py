@@ -65,3 +65,24 @@ def test_the_users_vars_and_target_path_are_kept_over_the_pins(empty_home, monke
     }
     assert invocation.target_path == DBT_PROJECT_DIR / "elsewhere"
     assert invocation.env["DBT_TARGET_PATH"] == str(DBT_PROJECT_DIR / "elsewhere")
+
+
+def test_the_dbt_resource_knows_this_venv_s_dbt_version_without_starting_dbt(monkeypatch):
+    """dagster-dbt would run ``dbt --version`` before every build (3-5 s a cycle)."""
+    import subprocess
+    from importlib.metadata import version
+
+    from dagster_dbt.core import resource as dagster_dbt_resource
+
+    from scpro_assets.warehouse.project import dbt_resource
+
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a process was started: {args}")
+
+    monkeypatch.setattr(dagster_dbt_resource, "check_output", no_process)
+    monkeypatch.setattr(subprocess, "check_output", no_process)
+    assert str(dbt_resource()._cli_version) == version("dbt-core")
+
+    other = dbt_resource().model_copy(update={"dbt_executable": "/opt/elsewhere/dbt"})
+    with pytest.raises(AssertionError, match="a process was started"):
+        other._cli_version  # noqa: B018 -- any other dbt is still asked

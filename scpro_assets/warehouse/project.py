@@ -11,11 +11,13 @@ import logging
 import os
 import shutil
 import sys
-from functools import cache
+from functools import cache, cached_property
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
+from packaging.version import Version
 
 from scpro_assets.settings import REPO_ROOT, Settings
 
@@ -70,10 +72,27 @@ def manifest_path() -> Path:
     return path
 
 
+class ScproDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource, which knows this venv's dbt version without starting dbt.
+
+    Before each ``dbt build``, dagster-dbt asks the executable for its version (``dbt
+    --version``, a whole dbt start-up: 3-5 s on two cores), once per resource instance, and
+    Dagster makes a new instance for every run: so every automation cycle paid it. When the
+    executable is this interpreter's own dbt (:func:`dbt_executable`), its version is the installed
+    ``dbt-core``'s; any other executable is still asked.
+    """
+
+    @cached_property
+    def _cli_version(self) -> Version:
+        if Path(self.dbt_executable) == Path(sys.executable).parent / "dbt":
+            return Version(package_version("dbt-core"))
+        return super()._cli_version
+
+
 def dbt_resource(settings: Settings | None = None) -> DbtCliResource:
     """The ``dbt`` resource: the project folder, its profiles, and the target of ``settings``."""
     settings = settings or Settings.from_env()
-    return DbtCliResource(
+    return ScproDbtCliResource(
         project_dir=os.fspath(DBT_PROJECT_DIR),
         profiles_dir=os.fspath(DBT_PROJECT_DIR),
         dbt_executable=dbt_executable(),
