@@ -130,24 +130,22 @@ def _grow_history(
 
 
 def _timed_cycle(
-    defs, instance, run: Settings, stream, batch: int, label: str
+    defs, instance, run: Settings, stream, batch: int, selection, label: str
 ) -> tuple[float, dict]:
-    """Produce ``batch`` events, land them and carry them to the snapshot; seconds and figures."""
-    import dagster as dg
+    """Produce ``batch`` events, land them and carry them to the snapshot; seconds and figures.
 
-    from scpro_assets.automation import TRAINING_ASSETS
+    ``selection`` is what the automation's run carries: every asset from the clean layer on,
+    training aside.
+    """
     from scpro_assets.replay import replay
     from scpro_assets.runner import ingest_until_caught_up
 
-    no_training = dg.AssetSelection.groups(
-        "clean", "ml", "warehouse", "serving"
-    ) - dg.AssetSelection.assets(*TRAINING_ASSETS)
     new_events = list(itertools.islice(stream, batch))
     label = f"{label} of {len(new_events):,}"
     figures: dict[str, float] = {}
     _, figures[f"{label}: produce to Kafka s"] = timed(lambda: replay(new_events, run.kafka))
     _, landing_s = timed(lambda: ingest_until_caught_up(defs, instance))
-    result, run_s = timed(lambda: _materialize(defs, instance, no_training))
+    result, run_s = timed(lambda: _materialize(defs, instance, selection))
     stages = _stage_seconds(instance, result.run_id, _groups_of_steps(defs))
     figures[f"{label}: landing s"] = landing_s
     figures.update({f"{label}: {stage} s": sec for stage, sec in stages.items()})
@@ -208,11 +206,17 @@ def bench_incremental(
                         history += events
                     if not cycle_seconds:
                         _, warm = _timed_cycle(
-                            defs, instance, run, stream, batch, f"{size:,} events, warm-up cycle"
+                            defs,
+                            instance,
+                            run,
+                            stream,
+                            batch,
+                            no_training,
+                            f"{size:,} events, warm-up cycle",
                         )
                         figures.update(warm)
                     seconds, timed_figures = _timed_cycle(
-                        defs, instance, run, stream, batch, f"{size:,} events, cycle"
+                        defs, instance, run, stream, batch, no_training, f"{size:,} events, cycle"
                     )
                     figures.update(timed_figures)
                 except Exception as error:  # report the sizes before it; the later ones need it
