@@ -79,6 +79,20 @@ def commit_metrics(path: Path | str, version: int) -> dict[str, int]:
     raise ValueError(f"{entry} holds no commitInfo: not a Delta commit SCPro can read")
 
 
+def table_rows(path: Path | str, version: int | None = None) -> int | None:
+    """Rows of the table at ``version`` (its latest by default), from the log alone.
+
+    Each data file's row count is in the add action that committed it (its statistics), so the
+    answer costs one read of the log, no scan and no Spark job. ``None`` when a file was committed
+    without statistics: the count is then unknown.
+    """
+    table = DeltaTable(str(path), version=version)
+    records = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+    if records.null_count:
+        return None
+    return int(pc.sum(records).as_py() or 0)
+
+
 #: delta-rs metrics whose Spark name is not just the camel-case spelling of theirs.
 _SPARK_METRIC_NAMES = {"num_added_rows": "numOutputRows", "num_added_files": "numFiles"}
 

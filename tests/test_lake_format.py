@@ -49,6 +49,7 @@ from spark.tables import (
     read_table,
     replace_keys,
     rewritten_since,
+    table_rows,
     write_table,
 )
 
@@ -109,6 +110,7 @@ def test_merge_upserts_by_key_and_time_travel_reads_each_version(spark, tmp_path
     changes = [order(2, "bob", "99.99", True), order(4, "dee", "1.00")]
     v1 = merge_by_key(orders_df(spark, changes), table, ["order_id"])
     assert (v0, v1) == (0, 1) and current_version(table) == 1
+    assert (table_rows(table), table_rows(table, 0)) == (4, 3)  # from the log's file statistics
 
     latest, first_version = spark_rows(spark, table), spark_rows(spark, table, version=0)
     assert [row[0] for row in latest] == [1, 2, 3, 4]  # inserted once, updated in place
@@ -498,6 +500,9 @@ def test_ten_micro_batches_give_the_full_refresh_tables_row_for_row(spark, tmp_p
     # Feature merges in chunks of at most 20 orders here (50k in production): the batches whose
     # changes reach more orders merge them in several commits, as a backlog does.
     monkeypatch.setattr(pipeline, "FEATURE_CHUNK_ORDERS", 20)
+    # Every build after the first merges here, however large its batch is next to the history
+    # (a backlog larger than the history is rebuilt in full: the test after this one).
+    monkeypatch.setattr(pipeline, "BACKLOG_REBUILD_RATIO", float("inf"))
     events = list(synthetic_events(360, seed=11))
     orders = [e for e in events if e.topic == "orders"]
     # Hostile arrivals: an order placed again, earlier, landing late (its first event changes and
@@ -541,3 +546,33 @@ def test_ten_micro_batches_give_the_full_refresh_tables_row_for_row(spark, tmp_p
         assert incremental[name] == rows, name
     reasons = {row[3] for row in expected[QUARANTINE]}
     assert any(r.startswith("duplicate order_id") for r in reasons)
+
+
+def test_a_backlog_larger_than_the_history_is_rebuilt_and_a_small_batch_merged(spark, tmp_path):
+    """The stores' gain since the last build, counted from their logs, picks merge or rebuild."""
+    events = list(synthetic_events(400, seed=5))
+    raw, clean, quarantine = tmp_path / "raw", tmp_path / "clean", tmp_path / "quarantine"
+    builds = []
+    for number, batch in enumerate((events[:100], events[100:360], events[360:])):
+        _land(batch, raw, f"b{number}")
+        update = update_event_stores(spark, raw, clean)
+        builds.append(build_entities(spark, clean, quarantine))
+        build_features(spark, clean)
+        assert sum(update.new_events.values()) == len(batch)
+    first, backlog, cycle = builds
+    assert (first.full_rebuild, first.rebuild_reason) == (True, "no earlier build")
+    # 260 new events on the 100 held: merging them key by key would cost more than a rebuild.
+    assert backlog.full_rebuild
+    assert backlog.rebuild_reason == "a backlog of 260 new events on 100 held"
+    assert not backlog.touched
+    # 40 on 360: merged, only the keys they touch.
+    assert (cycle.full_rebuild, cycle.rebuild_reason) == (False, "")
+    assert cycle.touched["orders"] > 0
+
+    full_clean, full_quarantine = tmp_path / "full" / "clean", tmp_path / "full" / "quarantine"
+    update_event_stores(spark, raw, full_clean, full_refresh=True)
+    build_entities(spark, full_clean, full_quarantine, full_refresh=True)
+    build_features(spark, full_clean, full_refresh=True)
+    assert _clean_tables(spark, clean, quarantine) == _clean_tables(
+        spark, full_clean, full_quarantine
+    )

@@ -107,6 +107,7 @@ def clean_entities(
                 "event_store_versions": dg.MetadataValue.json(update.versions),
                 "full_refresh": update.full_refresh,
                 "full_rebuild": build.full_rebuild,
+                "rebuild_reason": build.rebuild_reason or "none: merged the touched keys",
                 "keys_recomputed": dg.MetadataValue.json(build.touched),
                 "delta_version": build.versions[name],
                 "quarantined_by_rules": dg.MetadataValue.json(build.quarantine_reasons),

@@ -67,6 +67,7 @@ from spark.tables import (
     read_table,
     replace_keys,
     rewritten_since,
+    table_rows,
     write_table,
 )
 from spark.watermark import (
@@ -158,6 +159,8 @@ class EntityBuild:
     versions: dict[str, int | None] = field(default_factory=dict)
     #: Whether every entity was rebuilt from all events (else only the touched keys were merged).
     full_rebuild: bool = False
+    #: Why the build rebuilt every entity (see :func:`_rebuild_reason`); "" when it merged.
+    rebuild_reason: str = ""
     #: Keys recomputed per keyed entity (orders, deliveries, incidents) by an incremental build.
     touched: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -330,23 +333,57 @@ def _rebuild_entities(events: dict[str, DataFrame], clean_dir: Path, quarantine_
     write_table(quarantine, quarantine_dir / QUARANTINE)
 
 
-def _incremental_possible(
-    state: dict | None, versions: dict[str, int | None], base: Path, tables: list[Path]
-) -> bool:
-    """Whether the last build's state lets this one merge only what changed since.
+#: A build whose event stores gained more events since the last build than this many times the
+#: events they held then rebuilds every entity from all the events instead of merging the keys
+#: the new events touch. Merging costs per touched key, a rebuild per event held: with 0.9M new
+#: events on 0.1M of history (a platform back from a long stop, a history loaded at once) the
+#: merge of ~163k orders took 574 s where a full build of the 1M events takes ~150 s
+#: (``infra/spark/README.md``, "Session 11"). A stream's cycle adds a few percent and merges.
+BACKLOG_REBUILD_RATIO = 1.0
 
-    Not when there is no state (first build, or a lake from before), when a table the build
-    writes is missing, or when a store was rewritten (a full refresh) or went back since.
+
+def _backlog(base: Path, before: dict[str, int | None], versions: dict[str, int | None]) -> str:
+    """Why the stores' gain since the last build calls for a rebuild ("" when it does not).
+
+    Counted from the stores' logs (:func:`spark.tables.table_rows`), no scan: the stores only
+    ever gain rows. A count the log does not hold (files without statistics) rebuilds nothing.
     """
-    if state is None or any(current_version(t) is None for t in tables):
-        return False
+    gained = held = 0
+    for topic, version in versions.items():
+        last = before.get(topic)
+        then = 0 if last is None else table_rows(base / topic, last)
+        if version == last:
+            now = then
+        else:
+            now = 0 if version is None else table_rows(base / topic, version)
+        if now is None or then is None:
+            return ""
+        gained, held = gained + now - then, held + then
+    if gained > BACKLOG_REBUILD_RATIO * held:
+        return f"a backlog of {gained:,} new events on {held:,} held"
+    return ""
+
+
+def _rebuild_reason(
+    state: dict | None, versions: dict[str, int | None], base: Path, tables: list[Path]
+) -> str:
+    """Why this build must rebuild every entity ("" when it can merge what changed since the last).
+
+    When there is no state (first build, or a lake from before), when a table the build writes
+    is missing, when a store was rewritten (a full refresh) or went back since, and when the
+    stores gained more than they held (:data:`BACKLOG_REBUILD_RATIO`).
+    """
+    if state is None:
+        return "no earlier build"
+    if any(current_version(t) is None for t in tables):
+        return "a table is missing"
     for topic, version in versions.items():
         before = state["stores"].get(topic)
         if before is None:
             continue  # the store is new since (or still empty): all of it is new
         if version is None or version < before or rewritten_since(base / topic, before):
-            return False
-    return True
+            return f"the {topic} store was rewritten"
+    return _backlog(base, state["stores"], versions)
 
 
 def _new_events(
@@ -560,7 +597,8 @@ def build_entities(
     state_path = _state_path(clean_dir, "entities")
     state = None if full_refresh else _load_state(state_path)
     tables = [clean_dir / name for name in ENTITIES] + [quarantine_dir / QUARANTINE]
-    incremental = _incremental_possible(state, versions, base, tables)
+    reason = "full refresh" if full_refresh else _rebuild_reason(state, versions, base, tables)
+    incremental = not reason
     if incremental and state is not None and "progress" in state:
         # The stores only gained rows since the last build: its progress plus the new rows'.
         progress = add_progress(
@@ -591,7 +629,7 @@ def build_entities(
         for df in new.values():
             df.unpersist()
     else:
-        build.full_rebuild = True
+        build.full_rebuild, build.rebuild_reason = True, reason
         _rebuild_entities(events, clean_dir, quarantine_dir)
     _save_state(
         state_path,
