@@ -104,13 +104,17 @@ def _camel(name: str) -> str:
     return head + "".join(word.capitalize() for word in rest)
 
 
-def write_table(df: DataFrame, path: Path | str, partition_by: Sequence[str] = ()) -> int:
+def write_table(
+    df: DataFrame, path: Path | str, partition_by: Sequence[str] = (), large: bool = False
+) -> int:
     """Replace the table's rows with ``df`` in one commit (creating it); return the new version.
 
     The schema and partitioning may change with the rows (``overwriteSchema``): a rebuild is the
-    new truth, and the previous version stays readable by :func:`read_table`.
+    new truth, and the previous version stays readable by :func:`read_table`. ``large`` says the
+    caller expects more rows than the driver takes: Spark writes them at once, without first
+    computing ``df`` to see whether they fit (:func:`_rows_for_driver`).
     """
-    rows = _rows_for_driver(df)
+    rows = None if large else _rows_for_driver(df)
     if rows is not None:
         return _write_from_driver(rows, path, partition_by)
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
@@ -180,6 +184,7 @@ def insert_new(
     path: Path | str,
     key: str,
     partition_by: str,
+    large: bool = False,
 ) -> tuple[int | None, int]:
     """Insert the rows of ``df`` whose ``key`` the table does not hold yet; keep all others.
 
@@ -192,10 +197,10 @@ def insert_new(
     Returns ``(version, rows inserted)``, the count from the commit's own metrics
     (``numTargetRowsInserted``). A batch with no rows, or only rows already stored, commits nothing
     (Delta skips a merge that changes nothing): the version stays (``None`` for a missing table)
-    and 0 rows are inserted.
+    and 0 rows are inserted. ``large``: as for :func:`write_table`, Spark merges at once.
     """
     version = current_version(path)
-    if version is not None:
+    if version is not None and not large:
         rows = _rows_for_driver(df)
         if rows is not None:
             return _insert_new_from_driver(rows, path, key, partition_by, version)
@@ -217,7 +222,7 @@ def insert_new(
     if not partitions:
         return version, 0
     if version is None:
-        version = write_table(df, path, [partition_by])
+        version = write_table(df, path, [partition_by], large)
         return version, commit_metrics(path, version).get("numOutputRows", 0)
     values = ", ".join(sorted(_sql_literal(row[partition_by]) for row in partitions))
     condition = f"t.`{key}` = s.`{key}` and t.`{partition_by}` in ({values})"

@@ -60,6 +60,7 @@ from spark.incremental import (
 from spark.raw import parse_raw
 from spark.schemas import RAW_SPARK_SCHEMA
 from spark.tables import (
+    DRIVER_MERGE_ROWS,
     commit_metrics,
     current_version,
     insert_new,
@@ -220,12 +221,16 @@ def update_event_stores(
             "event_month", F.date_format("event_time", "yyyy-MM")
         )
         store = base / topic
+        # The files' own row counts (footers) bound the batch: a large one goes to Spark at once
+        # (collecting 200k wide events of each topic side by side to see whether they fit the
+        # driver ran the 4 GB heap out on a 5M-event history, 2026-12-01).
+        large = parquet_rows(files[topic]) > DRIVER_MERGE_ROWS
         if full_refresh:
-            version = write_table(batch, store, ["event_month"])
+            version = write_table(batch, store, ["event_month"], large)
             return commit_metrics(store, version)["numOutputRows"]
         batch = batch.cache()  # parsed once for the key check and the merge
         try:
-            return insert_new(batch, store, "event_id", "event_month")[1]
+            return insert_new(batch, store, "event_id", "event_month", large)[1]
         finally:
             batch.unpersist()
 
@@ -322,15 +327,22 @@ def _outputs(events: dict[str, DataFrame]) -> tuple[dict[str, DataFrame], DataFr
     return outputs, quarantine.unionByName(incidents_q)
 
 
-def _rebuild_entities(events: dict[str, DataFrame], clean_dir: Path, quarantine_dir: Path) -> None:
-    """Write every entity and the rule quarantine from all the events (a full rebuild)."""
+def _rebuild_entities(
+    events: dict[str, DataFrame], clean_dir: Path, quarantine_dir: Path, large: bool
+) -> None:
+    """Write every entity and the rule quarantine from all the events (a full rebuild).
+
+    ``large``: the stores hold more events than the driver takes, so Spark writes every table
+    at once instead of computing each first to see whether it fits
+    (:func:`spark.tables.write_table`).
+    """
     outputs, quarantine = _outputs(events)
     for name, df in outputs.items():
         _drop_unversioned(clean_dir / name)
         partition = ENTITIES[name]
-        write_table(df, clean_dir / name, [partition] if partition else [])
+        write_table(df, clean_dir / name, [partition] if partition else [], large)
     _drop_unversioned(quarantine_dir / QUARANTINE)
-    write_table(quarantine, quarantine_dir / QUARANTINE)
+    write_table(quarantine, quarantine_dir / QUARANTINE, large=large)
 
 
 #: A build whose event stores gained more events since the last build than this many times the
@@ -630,7 +642,10 @@ def build_entities(
             df.unpersist()
     else:
         build.full_rebuild, build.rebuild_reason = True, reason
-        _rebuild_entities(events, clean_dir, quarantine_dir)
+        held = [table_rows(base / t, v) for t, v in versions.items() if v is not None]
+        _rebuild_entities(
+            events, clean_dir, quarantine_dir, sum(n or 0 for n in held) > DRIVER_MERGE_ROWS
+        )
     _save_state(
         state_path,
         {"stores": versions, "watermark_micros": watermark.micros, "progress": progress},
@@ -745,7 +760,10 @@ def build_features(
     ):
         _drop_unversioned(path)
         features = order_features(orders, items, deliveries, incidents)
-        write_table(features.withColumn("order_month", month), path, ["order_month"])
+        large = (table_rows(clean_dir / "cleaned_orders", versions["cleaned_orders"]) or 0) > (
+            DRIVER_MERGE_ROWS
+        )
+        write_table(features.withColumn("order_month", month), path, ["order_month"], large)
     elif versions != state["entities"]:  # else nothing changed since the last build
         before = state["entities"]
         # Each input is read by several joins below (the changed orders' dependants, the
