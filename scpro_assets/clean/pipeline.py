@@ -348,9 +348,10 @@ def _rebuild_entities(
 #: A build whose event stores gained more events since the last build than this many times the
 #: events they held then rebuilds every entity from all the events instead of merging the keys
 #: the new events touch. Merging costs per touched key, a rebuild per event held: with 0.9M new
-#: events on 0.1M of history (a platform back from a long stop, a history loaded at once) the
-#: merge of ~163k orders took 574 s where a full build of the 1M events takes ~150 s
-#: (``infra/spark/README.md``, "Session 11"). A stream's cycle adds a few percent and merges.
+#: events on 0.1M of history (a platform back from a long stop, a history loaded at once),
+#: merging ~163k orders took 574 s and their features 415 s, where a full build of the 1M events
+#: takes 98 s and 28 s (``infra/spark/README.md``, "Session 11"). A stream's cycle adds a few
+#: percent of the history, and merges.
 BACKLOG_REBUILD_RATIO = 1.0
 
 
